@@ -1,0 +1,54 @@
+# latentdex — set-up, test, demo and benchmark entry points.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TORCH_PIN := torch==2.13.0
+DATA := data
+DEMO_OUT := demo-out
+
+.PHONY: venv test lint format demo bench proto data default-model clean
+
+venv: $(STAMP)
+
+# torch goes in first, pinned, so that no later step resolves a (multi-GB CUDA) build of its own.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: venv lint
+	$(BIN)/python -m pytest -q
+
+proto: venv
+	$(BIN)/python -m service.protogen
+
+demo: venv
+	$(BIN)/latentdex demo --out $(DEMO_OUT)
+
+# Real image sets from Debian packages (see README: "Data"), unpacked under $(DATA)/.
+data: venv
+	$(BIN)/python -m bench.datasets fetch --root $(DATA)
+
+bench: venv data
+	$(BIN)/python -m bench.run_all --data $(DATA) --results bench/results
+
+# Reproduces the shipped default checkpoint in models/default/ (see README: "Default model").
+default-model: venv data
+	$(BIN)/python -m bench.datasets training-crops --root $(DATA) --out $(DATA)/train-crops
+	$(BIN)/latentdex train $(DATA)/train-crops --out runs/default --image-size 64 --latent-dim 128 \
+		--epochs 10 --batch-size 64 --seed 0 --invariance-weight 20
+	$(BIN)/latentdex export-model runs/default --out models/default
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,178 @@
+"""Real image sets from Debian packages, and the training crops the default model is trained on.
+
+    python -m bench.datasets fetch --root data            # download + unpack the packages
+    python -m bench.datasets training-crops --root data --out data/train-crops
+
+Every source image is assigned to "train" or "eval" by a hash of its path, so benchmarks and the
+default model's held-out PSNR only ever use images the model never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from indexer.load import load_image
+from indexer.scan import iter_image_files
+from models.errors import BadImage
+
+PACKAGES = (
+    "tuxpaint-stamps-default",
+    "gnome-backgrounds",
+    "mate-backgrounds",
+    "plasma-workspace-wallpapers",
+    "openclipart-png",
+)
+PHOTO_DIRS = ("usr/share/backgrounds", "usr/share/wallpapers")
+CLIPART_DIR = "usr/share/openclipart/png"
+STAMPS_DIR = "usr/share/tuxpaint/stamps"
+EVAL_FRACTION = 0.2
+CROP_SIZE = 80
+CROPS_PER_PHOTO = 160
+CLIPART_LIMIT = 4000
+MAX_SOURCE_PIXELS = 60_000_000
+
+
+def fetch(root: Path) -> Path:
+    """Download the Debian packages into `root`/debs and unpack them into `root`/raw (idempotent)."""
+    raw = root / "raw"
+    marker = raw / ".complete"
+    if marker.exists():
+        return raw
+    debs = root / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in PACKAGES if not list(debs.glob(f"{p}_*.deb"))]
+    if missing:
+        if subprocess.run(["apt-get", "download", *missing], cwd=debs, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "download", *missing], cwd=debs, check=True)
+    raw.mkdir(parents=True, exist_ok=True)
+    for deb in sorted(debs.glob("*.deb")):
+        subprocess.run(["dpkg", "-x", str(deb), str(raw)], check=True)
+    marker.touch()
+    return raw
+
+
+def split_of(relative: str) -> str:
+    """'train' or 'eval' for a source image, fixed by a hash of its path under the raw root."""
+    digest = hashlib.sha256(relative.encode("utf-8", "surrogateescape")).digest()
+    return "eval" if int.from_bytes(digest[:8], "big") / 2**64 < EVAL_FRACTION else "train"
+
+
+def photo_sources(raw: Path, split: str) -> list[Path]:
+    """Photos and renders from the wallpaper packages in the given split."""
+    found = []
+    for sub in PHOTO_DIRS:
+        if (raw / sub).is_dir():
+            found += [p for p in iter_image_files(raw / sub) if split_of(str(p.relative_to(raw))) == split]
+    return _unique_by_content(found)
+
+
+def clipart_sources(raw: Path, split: str) -> list[Path]:
+    """openclipart PNGs in the given split."""
+    folder = raw / CLIPART_DIR
+    return [p for p in iter_image_files(folder) if split_of(str(p.relative_to(raw))) == split]
+
+
+def stamp_categories(raw: Path) -> dict[str, list[Path]]:
+    """tuxpaint stamps (PNG) by their top-level category folder: the labelled set for precision@k."""
+    base = raw / STAMPS_DIR
+    categories: dict[str, list[Path]] = {}
+    for path in iter_image_files(base):
+        if path.suffix.lower() == ".png" and "_thumb" not in path.stem:
+            categories.setdefault(path.relative_to(base).parts[0], []).append(path)
+    return categories
+
+
+def training_crops(root: Path, out: Path, seed: int = 0) -> int:
+    """Write CROP_SIZE-pixel training crops from train-split sources into `out`; return how many.
+
+    Photos give CROPS_PER_PHOTO random crops each at scales from 12% to 100% of the shorter side;
+    clip art gives one full-image square each (up to CLIPART_LIMIT). Crops of one source share the
+    `<source>__` name prefix, so the trainer holds out whole sources.
+    """
+    raw = fetch(root)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    photos = photo_sources(raw, "train")
+    rng = np.random.default_rng(seed)
+    clipart = clipart_sources(raw, "train")
+    clipart = [clipart[i] for i in sorted(rng.choice(len(clipart), min(CLIPART_LIMIT, len(clipart)), replace=False))]
+    jobs = [(str(p), str(out / "photos"), f"p{i:04d}", CROPS_PER_PHOTO, seed + i) for i, p in enumerate(photos)]
+    jobs += [(str(p), str(out / "clipart"), f"c{i:05d}", 1, seed + i) for i, p in enumerate(clipart)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        written = sum(pool.map(_crop_job, jobs, chunksize=8))
+    print(f"{written} crops from {len(photos)} photos and {len(clipart)} clip-art images in {out}")
+    return written
+
+
+def _crop_job(job: tuple[str, str, str, int, int]) -> int:
+    path, folder, name, count, seed = job
+    try:
+        image = load_image(path, max_pixels=MAX_SOURCE_PIXELS, min_side=CROP_SIZE * 8 if count > 1 else CROP_SIZE)
+    except BadImage as exc:
+        print(f"skipped {path}: {exc.reason}", file=sys.stderr)
+        return 0
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    picture = Image.fromarray(image.pixels)
+    rng = np.random.default_rng(seed)
+    for k, box in enumerate(_crop_boxes(picture.size, count, rng)):
+        crop = picture.resize((CROP_SIZE, CROP_SIZE), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+        crop.save(Path(folder) / f"{name}__{k:03d}.png")
+    return count
+
+
+def _crop_boxes(size: tuple[int, int], count: int, rng: np.random.Generator) -> Iterator[tuple[int, int, int, int]]:
+    width, height = size
+    short = min(width, height)
+    if count == 1:
+        left, top = (width - short) // 2, (height - short) // 2
+        yield (left, top, left + short, top + short)
+        return
+    for _ in range(count):
+        side = max(CROP_SIZE, int(short * rng.uniform(0.12, 1.0)))
+        left = int(rng.integers(0, width - side + 1))
+        top = int(rng.integers(0, height - side + 1))
+        yield (left, top, left + side, top + side)
+
+
+def _unique_by_content(paths: list[Path]) -> list[Path]:
+    seen: set[str] = set()
+    unique = []
+    for path in paths:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            unique.append(path)
+    return unique
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch_parser = sub.add_parser("fetch", help="download and unpack the Debian image packages")
+    fetch_parser.add_argument("--root", type=Path, default=Path("data"))
+    crops_parser = sub.add_parser("training-crops", help="write the default model's training crops")
+    crops_parser.add_argument("--root", type=Path, default=Path("data"))
+    crops_parser.add_argument("--out", type=Path, required=True)
+    crops_parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        print(fetch(args.root))
+    else:
+        training_crops(args.root, args.out, args.seed)
+
+
+if __name__ == "__main__":
+    main()

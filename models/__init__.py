@@ -1,0 +1,1 @@
+"""The variational autoencoder: architecture, loss, checkpoints and training. Knows tensors only."""

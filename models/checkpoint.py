@@ -1,0 +1,157 @@
+"""Model checkpoints on disk: safetensors weights + a JSON config, named by a content-derived model_id.
+
+A model directory holds `model.safetensors` and `config.json`. Nothing here unpickles: a file that is not
+a valid checkpoint raises `BadCheckpoint` with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from models.errors import BadCheckpoint
+from models.vae import VAE, VAEConfig
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_NAME = "latentdex-vae"
+FORMAT_VERSION = 1
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What travels with the weights: the architecture, the id, and free-form facts about training."""
+
+    config: VAEConfig
+    model_id: str
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def compute_model_id(config: VAEConfig, state: Mapping[str, torch.Tensor]) -> str:
+    """A stable id from the config and every tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256(config.to_json().encode())
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return "vae-" + digest.hexdigest()[:16]
+
+
+def save_model(model: VAE, directory: str | os.PathLike[str], training: Mapping[str, Any] | None = None) -> ModelCard:
+    """Write `model` into `directory` (created if needed), atomically per file; return its card."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    model_id = compute_model_id(model.config, state)
+    card = ModelCard(config=model.config, model_id=model_id, training=dict(training or {}))
+    with tempfile.NamedTemporaryFile(dir=out, suffix=".tmp", delete=False) as tmp:
+        tmp_weights = Path(tmp.name)
+    try:
+        save_file(state, str(tmp_weights), metadata={"model_id": model_id, "format": FORMAT_NAME})
+        _fsync_file(tmp_weights)
+        os.replace(tmp_weights, out / WEIGHTS_FILE)
+    finally:
+        tmp_weights.unlink(missing_ok=True)
+    document = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id,
+        "config": json.loads(model.config.to_json()),
+        "training": card.training,
+    }
+    write_text_atomic(out / CONFIG_FILE, json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return card
+
+
+def read_card(directory: str | os.PathLike[str]) -> ModelCard:
+    """Read and validate `config.json` of a model directory without loading the weights."""
+    path = Path(directory) / CONFIG_FILE
+    if not Path(directory).is_dir():
+        raise BadCheckpoint(f"model directory {directory} does not exist")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BadCheckpoint(f"{path} is missing: not a latentdex model directory") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadCheckpoint(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise BadCheckpoint(f"{path} is not a {FORMAT_NAME} config")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise BadCheckpoint(
+            f"{path} has format version {document.get('format_version')}, this build reads {FORMAT_VERSION}"
+        )
+    if not isinstance(document.get("config"), dict) or not isinstance(document.get("model_id"), str):
+        raise BadCheckpoint(f"{path} lacks a config or model_id")
+    config = VAEConfig.from_dict(document["config"])
+    return ModelCard(config=config, model_id=document["model_id"], training=document.get("training") or {})
+
+
+def load_model(directory: str | os.PathLike[str] | None = None) -> tuple[VAE, ModelCard]:
+    """Load a model directory (default: the shipped model) in eval mode; verify weights against the id.
+
+    Raises `BadCheckpoint` if a file is missing, unreadable, not safetensors, has missing, extra or
+    mis-shaped tensors, or does not hash to the model_id in its config.
+    """
+    directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
+    card = read_card(directory)
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise BadCheckpoint(f"{weights_path} is missing")
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BadCheckpoint(f"{weights_path} is not a readable safetensors file: {exc}") from exc
+    model = VAE(card.config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise BadCheckpoint(f"{weights_path} does not match its config: missing {missing[:5]}, extra {extra[:5]}")
+    for name, tensor in expected.items():
+        if state[name].shape != tensor.shape:
+            raise BadCheckpoint(
+                f"{weights_path}: tensor {name} has shape {tuple(state[name].shape)}, "
+                f"the config needs {tuple(tensor.shape)}"
+            )
+    actual_id = compute_model_id(card.config, state)
+    if actual_id != card.model_id:
+        raise BadCheckpoint(
+            f"{weights_path} hashes to {actual_id}, but {CONFIG_FILE} says {card.model_id}: files do not belong together"
+        )
+    model.load_state_dict(state)
+    model.eval()
+    return model, card
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small text file so a crash leaves either the old or the new content, never a mix."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""The edge: gRPC server and client, and the `latentdex` command line."""

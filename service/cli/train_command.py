@@ -1,0 +1,88 @@
+"""`latentdex train`: train a VAE on an image folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from indexer.training_data import jpeg_round_trip, load_training_set
+from models.training import StepMetrics, TrainConfig, train as train_model
+from models.vae import VAEConfig
+from service.cli.progress import progress_bar
+
+
+def train(
+    photos_dir: Annotated[Path, typer.Argument(help="Folder of images, searched recursively.")],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write (and resume from).")],
+    image_size: Annotated[int, typer.Option(help="Model input size: 32, 64, 128 or 256.")] = 64,
+    latent_dim: Annotated[int, typer.Option(help="Latent dimension.")] = 128,
+    base_channels: Annotated[int, typer.Option(help="Width of the second encoder level.")] = 32,
+    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 2e-3,
+    beta: Annotated[float, typer.Option(help="KL weight against the per-image summed reconstruction error.")] = 0.005,
+    reconstruction: Annotated[str, typer.Option(help="Reconstruction loss: mse or l1_ssim.")] = "mse",
+    invariance_weight: Annotated[
+        float, typer.Option(help="Weight of the augmentation-invariance term (0 = off).")
+    ] = 0.0,
+    adversarial_weight: Annotated[float, typer.Option(help="Weight of the patch-GAN term (0 = off).")] = 0.0,
+    adversarial_warmup: Annotated[int, typer.Option(help="Steps before the GAN term starts.")] = 2000,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints and sheets.")] = 500,
+    holdout_fraction: Annotated[float, typer.Option(help="Share of source images held out for PSNR.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, order and augmentation.")] = 0,
+    threads: Annotated[int, typer.Option(help="Torch threads (0 = all cores).")] = 0,
+) -> None:
+    """Train a VAE on PHOTOS_DIR; resumes from OUT's last checkpoint when run again."""
+    if reconstruction not in ("mse", "l1_ssim"):
+        raise typer.BadParameter("must be mse or l1_ssim", param_hint="--reconstruction")
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    model_config = VAEConfig.for_size(image_size, latent_dim, base_channels)
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        beta=beta,
+        reconstruction=reconstruction,  # type: ignore[arg-type]
+        invariance_weight=invariance_weight,
+        adversarial_weight=adversarial_weight,
+        adversarial_warmup_steps=adversarial_warmup,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+    )
+    with progress_bar("img") as bar:
+        task = bar.add_task("decoding", total=None, status="")
+        data = load_training_set(
+            photos_dir,
+            image_size,
+            holdout_fraction=holdout_fraction,
+            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    typer.echo(f"{len(data.train)} training images, {len(data.holdout)} held out, {len(data.failed)} failed")
+    for path, reason in data.failed[:20]:
+        typer.echo(f"  failed: {path}: {reason}")
+    with progress_bar("step") as bar:
+        task = bar.add_task("training", total=None, status="")
+
+        def on_step(metrics: StepMetrics) -> None:
+            status = f"loss {metrics.loss:.1f} rec {metrics.reconstruction:.1f} kl {metrics.kl:.1f}"
+            if config.invariance_weight:
+                status += f" inv {metrics.invariance:.3f}"
+            bar.update(task, completed=metrics.step, total=metrics.total_steps, status=status)
+
+        result = train_model(
+            data.train,
+            data.holdout,
+            out,
+            model_config,
+            config,
+            jpeg=jpeg_round_trip,
+            on_step=on_step,
+            data_description=data.describe(Path(photos_dir)),
+        )
+    psnr = f"{result.holdout_psnr:.2f} dB" if result.holdout_psnr is not None else "n/a (no held-out images)"
+    typer.echo(f"model {result.model_id} written to {out}")
+    typer.echo(f"held-out PSNR: {psnr} over {len(data.holdout)} images; {result.steps} steps")
