@@ -14,7 +14,6 @@ venv: $(STAMP)
 # torch goes in first, pinned, so that no later step resolves a (multi-GB CUDA) build of its own.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -48,7 +47,8 @@ default-model: venv data
 	$(BIN)/python -m bench.datasets training-crops --root $(DATA) --out $(DATA)/train-crops
 	$(BIN)/latentdex train $(DATA)/train-crops --out runs/default --image-size 64 --latent-dim 128 \
 		--epochs 10 --batch-size 64 --seed 0 --invariance-weight 20
-	$(BIN)/latentdex export-model runs/default --out models/default
+	mkdir -p models/default
+	cp runs/default/config.json runs/default/model.safetensors models/default/
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -52,10 +52,11 @@ def fetch(root: Path) -> Path:
     debs = root / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     missing = [p for p in PACKAGES if not list(debs.glob(f"{p}_*.deb"))]
-    if missing:
-        if subprocess.run(["apt-get", "download", *missing], cwd=debs, check=False).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], check=True)
-            subprocess.run(["apt-get", "download", *missing], cwd=debs, check=True)
+    download = ["apt-get", "download", *missing]
+    if missing and subprocess.run(download, cwd=debs, check=False).returncode != 0:
+        # A fresh machine has no package lists yet.
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(download, cwd=debs, check=True)
     raw.mkdir(parents=True, exist_ok=True)
     for deb in sorted(debs.glob("*.deb")):
         subprocess.run(["dpkg", "-x", str(deb), str(raw)], check=True)
@@ -108,8 +109,12 @@ def training_crops(root: Path, out: Path, seed: int = 0) -> int:
     photos = photo_sources(raw, "train")
     rng = np.random.default_rng(seed)
     clipart = clipart_sources(raw, "train")
-    clipart = [clipart[i] for i in sorted(rng.choice(len(clipart), min(CLIPART_LIMIT, len(clipart)), replace=False))]
-    jobs = [(str(p), str(out / "photos"), f"p{i:04d}", CROPS_PER_PHOTO, seed + i) for i, p in enumerate(photos)]
+    clipart = [
+        clipart[i] for i in sorted(rng.choice(len(clipart), min(CLIPART_LIMIT, len(clipart)), replace=False))
+    ]
+    jobs = [
+        (str(p), str(out / "photos"), f"p{i:04d}", CROPS_PER_PHOTO, seed + i) for i, p in enumerate(photos)
+    ]
     jobs += [(str(p), str(out / "clipart"), f"c{i:05d}", 1, seed + i) for i, p in enumerate(clipart)]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         written = sum(pool.map(_crop_job, jobs, chunksize=8))
@@ -120,7 +125,9 @@ def training_crops(root: Path, out: Path, seed: int = 0) -> int:
 def _crop_job(job: tuple[str, str, str, int, int]) -> int:
     path, folder, name, count, seed = job
     try:
-        image = load_image(path, max_pixels=MAX_SOURCE_PIXELS, min_side=CROP_SIZE * 8 if count > 1 else CROP_SIZE)
+        image = load_image(
+            path, max_pixels=MAX_SOURCE_PIXELS, min_side=CROP_SIZE * 8 if count > 1 else CROP_SIZE
+        )
     except BadImage as exc:
         print(f"skipped {path}: {exc.reason}", file=sys.stderr)
         return 0
@@ -133,7 +140,9 @@ def _crop_job(job: tuple[str, str, str, int, int]) -> int:
     return count
 
 
-def _crop_boxes(size: tuple[int, int], count: int, rng: np.random.Generator) -> Iterator[tuple[int, int, int, int]]:
+def _crop_boxes(
+    size: tuple[int, int], count: int, rng: np.random.Generator
+) -> Iterator[tuple[int, int, int, int]]:
     width, height = size
     short = min(width, height)
     if count == 1:
@@ -159,7 +168,9 @@ def _unique_by_content(paths: list[Path]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     fetch_parser = sub.add_parser("fetch", help="download and unpack the Debian image packages")
     fetch_parser.add_argument("--root", type=Path, default=Path("data"))

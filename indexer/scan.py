@@ -7,7 +7,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif", ".mpo"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".webp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".bmp",
+        ".heic",
+        ".heif",
+        ".avif",
+        ".mpo",
+    }
 )
 
 

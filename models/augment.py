@@ -15,12 +15,16 @@ JpegRecompressor = Callable[[torch.Tensor, int], torch.Tensor]
 """(uint8 batch (N, 3, H, W), quality) -> the same batch after a JPEG encode/decode round trip."""
 
 
-def random_crops(images: torch.Tensor, size: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
+def random_crops(
+    images: torch.Tensor, size: int, generator: torch.Generator, flip: bool = True
+) -> torch.Tensor:
     """A random size x size crop of each image (uint8 in, float [0, 1] out), randomly mirrored."""
     n, _, height, width = images.shape
     tops = torch.randint(0, height - size + 1, (n,), generator=generator).tolist()
     lefts = torch.randint(0, width - size + 1, (n,), generator=generator).tolist()
-    crops = torch.stack([img[:, t : t + size, s : s + size] for img, t, s in zip(images, tops, lefts, strict=True)])
+    crops = torch.stack(
+        [img[:, t : t + size, s : s + size] for img, t, s in zip(images, tops, lefts, strict=True)]
+    )
     out = crops.float().div_(255)
     if flip:
         mirror = torch.rand(n, generator=generator) < 0.5
@@ -44,7 +48,7 @@ def altered_copies(
     a horizontal flip, brightness/contrast/saturation jitter, and (with `jpeg`) a JPEG round trip at
     quality 30..90 for a `jpeg_probability` share of the batch.
     """
-    n, _, size, _ = images.shape
+    n = images.shape[0]
     area = min_area + (1 - min_area) * torch.rand(n, generator=generator)
     log_aspect = (torch.rand(n, generator=generator) * 2 - 1) * math.log(4 / 3)
     aspect = log_aspect.exp()

@@ -48,7 +48,9 @@ def compute_model_id(config: VAEConfig, state: Mapping[str, torch.Tensor]) -> st
     return "vae-" + digest.hexdigest()[:16]
 
 
-def save_model(model: VAE, directory: str | os.PathLike[str], training: Mapping[str, Any] | None = None) -> ModelCard:
+def save_model(
+    model: VAE, directory: str | os.PathLike[str], training: Mapping[str, Any] | None = None
+) -> ModelCard:
     """Write `model` into `directory` (created if needed), atomically per file; return its card."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +119,9 @@ def load_model(directory: str | os.PathLike[str] | None = None) -> tuple[VAE, Mo
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
-        raise BadCheckpoint(f"{weights_path} does not match its config: missing {missing[:5]}, extra {extra[:5]}")
+        raise BadCheckpoint(
+            f"{weights_path} does not match its config: missing {missing[:5]}, extra {extra[:5]}"
+        )
     for name, tensor in expected.items():
         if state[name].shape != tensor.shape:
             raise BadCheckpoint(
@@ -127,7 +131,8 @@ def load_model(directory: str | os.PathLike[str] | None = None) -> tuple[VAE, Mo
     actual_id = compute_model_id(card.config, state)
     if actual_id != card.model_id:
         raise BadCheckpoint(
-            f"{weights_path} hashes to {actual_id}, but {CONFIG_FILE} says {card.model_id}: files do not belong together"
+            f"{weights_path} hashes to {actual_id}, but {CONFIG_FILE} says {card.model_id}: "
+            "the files do not belong together"
         )
     model.load_state_dict(state)
     model.eval()
@@ -136,7 +141,9 @@ def load_model(directory: str | os.PathLike[str] | None = None) -> tuple[VAE, Mo
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a small text file so a crash leaves either the old or the new content, never a mix."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
+    ) as tmp:
         tmp.write(text)
         tmp.flush()
         os.fsync(tmp.fileno())

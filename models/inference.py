@@ -50,7 +50,9 @@ class LatentCodec:
         """(N, S, S, 3) uint8 -> ((N, D) mu, (N, D) logvar), float32."""
         size = self.image_size
         if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
-            raise DimensionMismatch(f"images must be uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}")
+            raise DimensionMismatch(
+                f"images must be uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}"
+            )
         mus, logvars = [], []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
@@ -72,7 +74,9 @@ class LatentCodec:
         out = []
         with torch.inference_mode():
             for start in range(0, len(latents), self.batch_size):
-                z = torch.from_numpy(np.ascontiguousarray(latents[start : start + self.batch_size], np.float32))
+                z = torch.from_numpy(
+                    np.ascontiguousarray(latents[start : start + self.batch_size], np.float32)
+                )
                 images = self.model.decode(z)
                 out.append((images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
         if not out:

@@ -102,7 +102,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = VAE(model_config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     discriminator = losses.PatchDiscriminator() if config.adversarial_weight > 0 else None
     disc_optimizer = (
         torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate * 0.5, betas=(0.5, 0.9))
@@ -259,7 +261,8 @@ class _TrainState:
         meta = json.loads(meta_path.read_text())
         if meta.get("signature") != self.signature:
             raise BadCheckpoint(
-                f"{self.directory.parent} holds a run with different settings; use another --out or the same settings"
+                f"{self.directory.parent} holds a run with different settings; "
+                "use another --out or the same settings"
             )
         tensors = load_file(str(self.directory / "state.safetensors"))
         model.load_state_dict(_prefixed(tensors, "model."))
@@ -267,7 +270,9 @@ class _TrainState:
         schedule.load_state_dict(meta["schedule"])
         if discriminator is not None:
             discriminator.load_state_dict(_prefixed(tensors, "disc."))
-            disc_optimizer.load_state_dict(_unflatten_optimizer(tensors, "dopt.", meta["disc_optimizer_groups"]))
+            disc_optimizer.load_state_dict(
+                _unflatten_optimizer(tensors, "dopt.", meta["disc_optimizer_groups"])
+            )
         return int(meta["step"]), list(meta.get("history", []))
 
     def save(self, step, history, model, optimizer, schedule, discriminator, disc_optimizer) -> None:
@@ -331,7 +336,9 @@ def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
 
 def _check_images(images: torch.Tensor, size: int, name: str) -> None:
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"{name} images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(
+            f"{name} images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}"
+        )
     if images.shape[2] < size or images.shape[3] < size:
         raise ValueError(f"{name} images are {tuple(images.shape[2:])}, smaller than the model's {size}")
     if len(images) == 0:

@@ -10,7 +10,9 @@ from PIL import Image, ImageDraw, ImageFilter
 _FORMATS = (("jpg", "JPEG"), ("png", "PNG"), ("webp", "WEBP"))
 
 
-def write_sample_collection(folder: Path, count: int = 24, seed: int = 0, size: tuple[int, int] = (320, 240)) -> list[Path]:
+def write_sample_collection(
+    folder: Path, count: int = 24, seed: int = 0, size: tuple[int, int] = (320, 240)
+) -> list[Path]:
     """Write `count` generated scenes into `folder` (JPEG, PNG and WebP in turn); return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -38,7 +40,10 @@ def _scene(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     draw = ImageDraw.Draw(image)
     radius = int(rng.uniform(0.06, 0.15) * width)
     cx, cy = int(rng.uniform(0.1, 0.9) * width), int(rng.uniform(0.1, 0.4) * height)
-    draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=tuple(int(v) for v in rng.integers(150, 256, 3)))
+    draw.ellipse(
+        (cx - radius, cy - radius, cx + radius, cy + radius),
+        fill=tuple(int(v) for v in rng.integers(150, 256, 3)),
+    )
     for _ in range(int(rng.integers(1, 4))):
         x0, y0 = int(rng.uniform(0, 0.8) * width), int(rng.uniform(0.4, 0.8) * height)
         w, h = int(rng.uniform(0.08, 0.3) * width), int(rng.uniform(0.1, 0.35) * height)

@@ -12,9 +12,9 @@ from service.sample_collection import write_sample_collection
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the sample collection and the sheets.")] = Path(
-        "demo-out"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the sample collection and the sheets.")
+    ] = Path("demo-out"),
 ) -> None:
     """Write a sample collection, encode and decode it with the shipped model, and write a sheet."""
     samples = write_sample_collection(out / "samples")
@@ -22,5 +22,7 @@ def demo(
     sheet = out / "reconstruction.png"
     report = reconstruct_files(samples, sheet)
     mean_psnr = sum(report.psnr_by_path.values()) / len(report.psnr_by_path)
-    typer.echo(f"model {report.model_id}: mean reconstruction PSNR {mean_psnr:.2f} dB over {len(samples)} images")
+    typer.echo(
+        f"model {report.model_id}: mean reconstruction PSNR {mean_psnr:.2f} dB over {len(samples)} images"
+    )
     typer.echo(f"reconstruction sheet: {sheet} (top rows: originals, bottom rows: decoded latents)")

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from service.reconstruction import reconstruct_files
 from models.checkpoint import load_model
+from service.reconstruction import reconstruct_files
 
 ModelOption = Annotated[
     Path | None, typer.Option("--model", help="Model directory (default: the shipped model).")

@@ -10,7 +10,8 @@ import torch
 import typer
 
 from indexer.training_data import jpeg_round_trip, load_training_set
-from models.training import StepMetrics, TrainConfig, train as train_model
+from models.training import StepMetrics, TrainConfig
+from models.training import train as train_model
 from models.vae import VAEConfig
 from service.cli.progress import progress_bar
 
@@ -24,7 +25,9 @@ def train(
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 2e-3,
-    beta: Annotated[float, typer.Option(help="KL weight against the per-image summed reconstruction error.")] = 0.005,
+    beta: Annotated[
+        float, typer.Option(help="KL weight against the per-image summed reconstruction error.")
+    ] = 0.005,
     reconstruction: Annotated[str, typer.Option(help="Reconstruction loss: mse or l1_ssim.")] = "mse",
     invariance_weight: Annotated[
         float, typer.Option(help="Weight of the augmentation-invariance term (0 = off).")

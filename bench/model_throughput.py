@@ -1,0 +1,295 @@
+"""Model speed: encode/decode images/s, achieved GFLOP/s against the raw matmul rate, and training steps/s.
+
+Every speed is measured next to `bench.machine.matmul_gflops` on the same device in the same run, and
+reported both absolute and as a ratio, because the figures move with whatever else the machine runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.machine import Timing, device_sync, matmul_gflops, time_call, time_interleaved
+from bench.report import table
+from indexer.training_data import jpeg_round_trip
+from models.checkpoint import load_model
+from models.training import TrainConfig, _train_step
+from models.vae import VAE
+
+NAME = "model_throughput"
+INVARIANCE_WEIGHT = 20.0  # the default model's setting (Makefile: default-model)
+
+
+@dataclass(frozen=True)
+class ThroughputSizes:
+    """How much to measure: batch sizes, timed repeats and calls per timed sample at batch 1."""
+
+    batch_sizes: tuple[int, ...] = (1, 64)
+    warmup: int = 2
+    repeat: int = 7
+    batch1_calls: int = 20
+    train_batch: int = 64
+    train_warmup: int = 1
+    train_repeat: int = 5
+
+
+FULL = ThroughputSizes()
+QUICK = ThroughputSizes(warmup=1, repeat=3, batch1_calls=8, train_warmup=0, train_repeat=1)
+
+
+def run(model_dir: str | os.PathLike[str] | None, quick: bool = False) -> dict[str, Any]:
+    """Measure on the CPU, and on CUDA when available; returns the JSON-ready result."""
+    model, card = load_model(model_dir)
+    sizes = QUICK if quick else FULL
+    result: dict[str, Any] = {
+        "model_id": card.model_id,
+        "model_config": asdict(card.config),
+        "sizes": asdict(sizes),
+        "cpu": measure_device(model, torch.device("cpu"), sizes),
+    }
+    if torch.cuda.is_available():
+        result["gpu"] = measure_device(model, torch.device("cuda"), sizes)
+    else:
+        result["gpu"] = None
+        result["gpu_reason"] = "torch.cuda.is_available() is False (no CUDA device or a CPU-only torch build)"
+    return result
+
+
+def measure_device(model: VAE, device: torch.device, sizes: ThroughputSizes) -> dict[str, Any]:
+    """All throughput figures for one device, each speed beside the device's matmul baseline."""
+    model = copy.deepcopy(model).to(device).eval()
+    sync = device_sync(device)
+    baseline = matmul_gflops(device, size=1024 if device.type == "cpu" else 4096)
+    peak = baseline["gflops_best"]
+    size, latent_dim = model.config.image_size, model.config.latent_dim
+    generator = torch.Generator().manual_seed(0)
+    flops = {
+        "encode_per_image": count_flops(lambda: model.encode(torch.rand(1, 3, size, size, device=device))),
+        "decode_per_image": count_flops(lambda: model.decode(torch.randn(1, latent_dim, device=device))),
+    }
+    out: dict[str, Any] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "matmul_baseline": baseline,
+        "flops": flops,
+        "note": "FLOPs: matmuls and convolutions only (FlopCounterMode); norms and activations are extra",
+    }
+    inference: dict[str, Any] = {}
+    for batch in sizes.batch_sizes:
+        images = smooth_images(batch, size, generator).to(device)
+        latents = torch.randn(batch, latent_dim, generator=generator).to(device)
+        for op, fn, per_image in (
+            ("encode", lambda x=images: model.encode(x), flops["encode_per_image"]),
+            ("decode", lambda z=latents: model.decode(z), flops["decode_per_image"]),
+        ):
+            inference[f"{op}_b{batch}"] = _inference_rate(fn, batch, per_image, peak, sizes, sync)
+    out["inference"] = inference
+    out["channels_last"] = _channels_last(model, sizes, generator, flops["encode_per_image"], peak, sync)
+    out["training"] = {
+        variant: _training_rate(model, sizes, weight, device, peak)
+        for variant, weight in (("plain", 0.0), ("invariance", INVARIANCE_WEIGHT))
+    }
+    return out
+
+
+def count_flops(fn: Callable[[], object], inference: bool = True) -> int:
+    """FLOPs of one call of `fn` as counted by `torch.utils.flop_counter.FlopCounterMode`."""
+    counter = FlopCounterMode(display=False)
+    if inference:
+        with torch.inference_mode(), counter:
+            fn()
+    else:
+        with counter:
+            fn()
+    return int(counter.get_total_flops())
+
+
+def smooth_images(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Photo-like float [0, 1] test images: upsampled coarse noise plus a little grain (JPEG-realistic)."""
+    coarse = torch.rand(n, 3, 8, 8, generator=generator)
+    images = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    images += 0.03 * torch.randn(n, 3, size, size, generator=generator)
+    return images.clamp_(0, 1)
+
+
+def _inference_rate(
+    fn: Callable[[], object],
+    batch: int,
+    flops_per_image: int,
+    peak_gflops: float,
+    sizes: ThroughputSizes,
+    sync: Callable[[], None],
+) -> dict[str, Any]:
+    calls = sizes.batch1_calls if batch == 1 else 1
+    timing = time_call(_looped(fn, calls), warmup=sizes.warmup, repeat=sizes.repeat, sync=sync)
+    return _rate(timing, batch, calls, flops_per_image, peak_gflops)
+
+
+def _looped(fn: Callable[[], object], calls: int) -> Callable[[], None]:
+    def timed() -> None:
+        with torch.inference_mode():
+            for _ in range(calls):
+                fn()
+
+    return timed
+
+
+def _rate(timing: Timing, batch: int, calls: int, flops_per_image: int, peak_gflops: float) -> dict[str, Any]:
+    images_per_s = batch * calls / timing.median
+    achieved = images_per_s * flops_per_image / 1e9
+    return {
+        "batch": batch,
+        "images_per_s": images_per_s,
+        "ms_per_batch": 1000 * timing.median / calls,
+        "achieved_gflops": achieved,
+        "ratio_to_matmul": achieved / peak_gflops,
+        "timing": timing.to_dict(),
+    }
+
+
+def _channels_last(
+    model: VAE,
+    sizes: ThroughputSizes,
+    generator: torch.Generator,
+    flops_per_image: int,
+    peak: float,
+    sync: Callable[[], None],
+) -> dict[str, Any]:
+    """Encode at the largest batch in default (NCHW) and channels_last layout, timed interleaved."""
+    batch = max(sizes.batch_sizes)
+    device = next(model.parameters()).device
+    size = model.config.image_size
+    images = smooth_images(batch, size, generator).to(device)
+    fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    images_cl = images.contiguous(memory_format=torch.channels_last)
+    timings = time_interleaved(
+        {
+            "default": _looped(lambda: model.encode(images), 1),
+            "channels_last": _looped(lambda: fast.encode(images_cl), 1),
+        },
+        warmup=sizes.warmup,
+        repeat=sizes.repeat,
+        sync=sync,
+    )
+    default = _rate(timings["default"], batch, 1, flops_per_image, peak)
+    channels_last = _rate(timings["channels_last"], batch, 1, flops_per_image, peak)
+    return {
+        "op": f"encode_b{batch}",
+        "default": default,
+        "channels_last": channels_last,
+        "speedup_channels_last": channels_last["images_per_s"] / default["images_per_s"],
+    }
+
+
+def _training_rate(
+    model: VAE, sizes: ThroughputSizes, invariance_weight: float, device: torch.device, peak: float
+) -> dict[str, Any]:
+    """Steps/s of `models.training._train_step` (forward, backward, clip, AdamW) on a fresh model copy.
+
+    The invariance variant includes its altered copies and their JPEG round trips, as in real training.
+    """
+    net = copy.deepcopy(model).to(device).train()
+    config = TrainConfig(batch_size=sizes.train_batch, invariance_weight=invariance_weight)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    data_gen = torch.Generator().manual_seed(1)
+    images = smooth_images(sizes.train_batch, model.config.image_size, data_gen).to(device)
+    generator = torch.Generator(device=device).manual_seed(2)
+
+    def jpeg(batch: torch.Tensor, quality: int) -> torch.Tensor:
+        return jpeg_round_trip(batch.cpu(), quality).to(batch.device)
+
+    def step() -> None:
+        _train_step(net, optimizer, None, None, images, config, 0, generator, jpeg)
+
+    try:
+        flops_per_step = count_flops(step, inference=False)  # this counted step doubles as a warm-up
+        timing = time_call(
+            step, warmup=sizes.train_warmup, repeat=sizes.train_repeat, sync=device_sync(device)
+        )
+    except RuntimeError as exc:  # e.g. CPU-only augmentation code on a CUDA device
+        return {"invariance_weight": invariance_weight, "error": f"{type(exc).__name__}: {exc}"}
+    steps_per_s = 1 / timing.median
+    achieved = flops_per_step * steps_per_s / 1e9
+    return {
+        "invariance_weight": invariance_weight,
+        "batch": sizes.train_batch,
+        "steps_per_s": steps_per_s,
+        "images_per_s": steps_per_s * sizes.train_batch,
+        "flops_per_step": flops_per_step,
+        "achieved_gflops": achieved,
+        "ratio_to_matmul": achieved / peak,
+        "timing": timing.to_dict(),
+    }
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The printed tables: one block per measured device."""
+    blocks = []
+    devices = [("cpu", result["cpu"])] + ([("gpu", result["gpu"])] if result.get("gpu") else [])
+    for label, data in devices:
+        base = data["matmul_baseline"]
+        rows: list[list[Any]] = []
+        for key, row in data["inference"].items():
+            rows.append(
+                [
+                    key,
+                    row["images_per_s"],
+                    row["ms_per_batch"],
+                    row["achieved_gflops"],
+                    row["ratio_to_matmul"],
+                ]
+            )
+        cl = data["channels_last"]
+        for layout in ("default", "channels_last"):
+            row = cl[layout]
+            rows.append(
+                [
+                    f"{cl['op']} {layout} (paired)",
+                    row["images_per_s"],
+                    row["ms_per_batch"],
+                    row["achieved_gflops"],
+                    row["ratio_to_matmul"],
+                ]
+            )
+        for variant, row in data["training"].items():
+            name = f"train_b{row.get('batch', '?')} {variant}"
+            if "error" in row:
+                rows.append([f"{name} (failed: {row['error'][:60]})", None, None, None, None])
+            else:
+                rows.append(
+                    [
+                        name,
+                        row["images_per_s"],
+                        1000 / row["steps_per_s"],
+                        row["achieved_gflops"],
+                        row["ratio_to_matmul"],
+                    ]
+                )
+        title = (
+            f"Model throughput on {label} ({data['device_name']}, {data['torch_threads']} threads) - "
+            f"baseline fp32 matmul {base['size']}^2: {base['gflops_best']:.1f} GFLOP/s"
+        )
+        blocks.append(table(title, ["measure", "images/s", "ms/batch", "GFLOP/s", "x matmul"], rows))
+        plain, inv = data["training"]["plain"], data["training"]["invariance"]
+        facts = [
+            f"encode {data['flops']['encode_per_image'] / 1e6:.1f} MFLOP/image, "
+            f"decode {data['flops']['decode_per_image'] / 1e6:.1f} MFLOP/image",
+            f"channels_last / default encode speed: {cl['speedup_channels_last']:.2f}x",
+        ]
+        if "error" not in plain and "error" not in inv:
+            facts.append(
+                f"training: {plain['steps_per_s']:.3f} steps/s plain, {inv['steps_per_s']:.3f} steps/s with "
+                f"invariance ({inv['steps_per_s'] / plain['steps_per_s']:.2f}x)"
+            )
+        blocks.append("\n".join(facts))
+    if result.get("gpu") is None:
+        blocks.append(f"gpu: not measured - {result.get('gpu_reason', 'unavailable')}")
+    return "\n".join(blocks)

@@ -1,0 +1,105 @@
+"""Run the benchmark suite: print a table per benchmark and write one JSON result file per benchmark.
+
+python -m bench.run_all --data data --results bench/results [--model DIR] [--quick] [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import model_throughput, retrieval_quality
+from bench.machine import machine_facts
+from bench.report import write_result
+from models.checkpoint import DEFAULT_MODEL_DIR, read_card
+from models.errors import BadCheckpoint
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark's entry point and its table printer."""
+
+    run: Callable[[argparse.Namespace], dict[str, Any]]
+    format: Callable[[dict[str, Any]], str]
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    model_throughput.NAME: Benchmark(
+        run=lambda args: model_throughput.run(args.model, quick=args.quick),
+        format=model_throughput.format_result,
+    ),
+    retrieval_quality.NAME: Benchmark(
+        run=lambda args: retrieval_quality.run(args.model, args.data, quick=args.quick, workers=args.workers),
+        format=retrieval_quality.format_result,
+    ),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path("data"), help="data root (raw images in DATA/raw)")
+    parser.add_argument(
+        "--results", type=Path, default=Path("bench/results"), help="folder for the JSON files"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model directory (default: the shipped model)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of about two minutes")
+    parser.add_argument(
+        "--only", choices=sorted(BENCHMARKS), action="append", help="run only this (repeatable)"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="image decoding processes (default: all CPUs)"
+    )
+    return parser.parse_args(argv)
+
+
+def run_benchmarks(args: argparse.Namespace) -> list[Path]:
+    """Run the selected benchmarks in order; print each table and return the written JSON paths."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_dir = args.model or DEFAULT_MODEL_DIR
+    model_id = read_card(model_dir).model_id
+    written = []
+    for name in args.only or list(BENCHMARKS):
+        benchmark = BENCHMARKS[name]
+        print(f"== {name} (model {model_id}{', quick' if args.quick else ''}) ==", flush=True)
+        header = {
+            "model_id": model_id,
+            "model_dir": str(model_dir),
+            "quick": args.quick,
+            "machine": machine_facts().to_dict(),
+        }
+        started = time.perf_counter()
+        result = benchmark.run(args)
+        header["seconds_total"] = round(time.perf_counter() - started, 2)
+        print(benchmark.format(result))
+        path = write_result(args.results, name, header, result)
+        print(f"({header['seconds_total']:.0f} s) wrote {path}\n", flush=True)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        written = run_benchmarks(args)
+    except BadCheckpoint as exc:
+        print(f"cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    print("results written to " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

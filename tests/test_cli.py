@@ -1,0 +1,118 @@
+"""Tests for the `latentdex` command line: typer's CliRunner in-process, a real subprocess for errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_card
+from service.cli import app
+
+ImageFolderFactory = Callable[..., list[Path]]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory, make_image_folder: ImageFolderFactory) -> list[Path]:
+    return make_image_folder(tmp_path_factory.mktemp("photos"), sources=24, per_source=2, size=40)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]) -> Path:
+    """A model directory written by `latentdex train` with tiny settings."""
+    out = tmp_path_factory.mktemp("cli") / "model"
+    args = ["train", str(photos[0].parent), "--out", str(out), "--image-size", "32", "--latent-dim", "8"]
+    args += ["--base-channels", "16", "--epochs", "2", "--batch-size", "8", "--checkpoint-every", "4"]
+    args += ["--holdout-fraction", "0.2", "--threads", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "46 training images, 2 held out, 0 failed" in result.stdout
+    assert f"model {read_card(out).model_id} written to {out}" in result.stdout
+    assert "10 steps" in result.stdout  # 46 // 8 = 5 steps per epoch, 2 epochs
+    return out
+
+
+def _latentdex(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from service.cli import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("train", "reconstruct", "model-info", "demo"):
+        assert command in result.stdout
+
+
+@pytest.mark.slow
+def test_train_writes_a_loadable_model_dir(trained: Path) -> None:
+    assert (trained / CONFIG_FILE).is_file() and (trained / WEIGHTS_FILE).is_file()
+    card = read_card(trained)
+    assert card.config.image_size == 32 and card.config.latent_dim == 8
+    assert card.config.channels == (8, 32, 64)
+    assert card.training["steps"] == 10
+    assert card.training["data"]["train_images"] == 46
+    assert sorted(p.name for p in (trained / "sheets").iterdir()) == [
+        "step-0000004.png",
+        "step-0000008.png",
+        "step-0000010.png",
+    ]
+
+
+@pytest.mark.slow
+def test_model_info_prints_the_card_as_json(trained: Path) -> None:
+    result = runner.invoke(app, ["model-info", "--model", str(trained)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    card = read_card(trained)
+    assert document["model_id"] == card.model_id
+    assert document["config"]["channels"] == [8, 32, 64]
+    assert document["parameters"] > 0
+    assert document["training"]["steps"] == 10
+    assert "train_config" not in document["training"]
+
+
+@pytest.mark.slow
+def test_reconstruct_writes_a_sheet(trained: Path, photos: list[Path], tmp_path: Path) -> None:
+    sheet = tmp_path / "out" / "sheet.png"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    args = ["reconstruct", str(photos[0]), str(photos[5]), str(broken), "--out", str(sheet)]
+    result = runner.invoke(app, [*args, "--model", str(trained)])
+    assert result.exit_code == 0, result.output
+    assert f"sheet written to {sheet} (model {read_card(trained).model_id})" in result.stdout
+    assert sum(" dB  " in line for line in result.stdout.splitlines()) == 2
+    assert f"failed: {broken}" in result.output
+    with Image.open(sheet) as image:
+        # Originals above reconstructions: two rows of two 32-pixel tiles with 2-pixel gaps.
+        assert image.format == "PNG"
+        assert image.size == (2 * 34 + 2, 2 * 34 + 2)
+
+
+def test_train_rejects_an_unknown_loss(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--reconstruction", "l2"]
+    )
+    assert result.exit_code == 2
+    assert "must be mse or l1_ssim" in result.output
+
+
+@pytest.mark.slow
+def test_bad_model_dir_exits_4_with_a_one_line_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = _latentdex("model-info", "--model", str(empty))
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "config.json is missing" in lines[0]
+    assert "Traceback" not in result.stderr
