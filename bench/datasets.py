@@ -3,8 +3,9 @@
     python -m bench.datasets fetch --root data            # download + unpack the packages
     python -m bench.datasets training-crops --root data --out data/train-crops
 
-Every source image is assigned to "train" or "eval" by a hash of its path, so benchmarks and the
-default model's held-out PSNR only ever use images the model never saw.
+Every source is assigned to "train" or "eval" by a hash of its path (photos: of their picture group, so
+resolution and light/dark variants stay together), so benchmarks and the default model's held-out PSNR
+only ever use images the model never saw.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +40,7 @@ CLIPART_DIR = "usr/share/openclipart/png"
 STAMPS_DIR = "usr/share/tuxpaint/stamps"
 EVAL_FRACTION = 0.2
 CROP_SIZE = 80
-CROPS_PER_PHOTO = 160
+CROPS_PER_PHOTO = 250
 CLIPART_LIMIT = 4000
 MAX_SOURCE_PIXELS = 60_000_000
 
@@ -70,13 +72,36 @@ def split_of(relative: str) -> str:
     return "eval" if int.from_bytes(digest[:8], "big") / 2**64 < EVAL_FRACTION else "train"
 
 
+def photo_group(relative: str) -> str:
+    """The picture a wallpaper file shows, whatever its resolution or light/dark variant.
+
+    KDE wallpapers are folders (`usr/share/wallpapers/<Name>/contents/images/<WxH>.jpg`, plus a
+    screenshot); GNOME and MATE ship `<name>-l.jpg` / `<name>-d.jpg` and `<name>_<WxH>.jpg` variants.
+    """
+    parts = Path(relative).parts
+    if "wallpapers" in parts and parts.index("wallpapers") + 1 < len(parts) - 1:
+        return "wallpapers/" + parts[parts.index("wallpapers") + 1]
+    stem = re.sub(r"[_-]?\d{3,5}x\d{3,5}", "", Path(relative).stem)
+    stem = re.sub(r"[-_](d|l|dark|light|day|night|morning|evening)$", "", stem, flags=re.IGNORECASE)
+    return str(Path(relative).parent / stem)
+
+
 def photo_sources(raw: Path, split: str) -> list[Path]:
-    """Photos and renders from the wallpaper packages in the given split."""
-    found = []
+    """One photo per picture group (its largest file) from the wallpaper packages, in the given split.
+
+    The split is decided per group, so no version of a training picture is ever evaluated on.
+    """
+    groups: dict[str, list[Path]] = {}
     for sub in PHOTO_DIRS:
         if (raw / sub).is_dir():
-            found += [p for p in iter_image_files(raw / sub) if split_of(str(p.relative_to(raw))) == split]
-    return _unique_by_content(found)
+            for path in iter_image_files(raw / sub):
+                groups.setdefault(photo_group(str(path.relative_to(raw))), []).append(path)
+    chosen = []
+    for group, paths in sorted(groups.items()):
+        if split_of(group) == split:
+            real = [p for p in paths if p.stem != "screenshot"] or paths
+            chosen.append(max(real, key=lambda p: (p.stat().st_size, str(p))))
+    return chosen
 
 
 def clipart_sources(raw: Path, split: str) -> list[Path]:
@@ -154,17 +179,6 @@ def _crop_boxes(
         left = int(rng.integers(0, width - side + 1))
         top = int(rng.integers(0, height - side + 1))
         yield (left, top, left + side, top + side)
-
-
-def _unique_by_content(paths: list[Path]) -> list[Path]:
-    seen: set[str] = set()
-    unique = []
-    for path in paths:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest not in seen:
-            seen.add(digest)
-            unique.append(path)
-    return unique
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -41,7 +41,7 @@ class ThroughputSizes:
 
 
 FULL = ThroughputSizes()
-QUICK = ThroughputSizes(warmup=1, repeat=3, batch1_calls=8, train_warmup=0, train_repeat=1)
+QUICK = ThroughputSizes(warmup=1, repeat=3, batch1_calls=8, train_warmup=0, train_repeat=2)
 
 
 def run(model_dir: str | os.PathLike[str] | None, quick: bool = False) -> dict[str, Any]:
@@ -55,7 +55,11 @@ def run(model_dir: str | os.PathLike[str] | None, quick: bool = False) -> dict[s
         "cpu": measure_device(model, torch.device("cpu"), sizes),
     }
     if torch.cuda.is_available():
-        result["gpu"] = measure_device(model, torch.device("cuda"), sizes)
+        try:
+            result["gpu"] = measure_device(model, torch.device("cuda"), sizes)
+        except Exception as exc:  # keep the CPU figures whatever the GPU run does
+            result["gpu"] = None
+            result["gpu_reason"] = f"measurement failed: {type(exc).__name__}: {exc}"
     else:
         result["gpu"] = None
         result["gpu_reason"] = "torch.cuda.is_available() is False (no CUDA device or a CPU-only torch build)"
@@ -66,8 +70,9 @@ def measure_device(model: VAE, device: torch.device, sizes: ThroughputSizes) -> 
     """All throughput figures for one device, each speed beside the device's matmul baseline."""
     model = copy.deepcopy(model).to(device).eval()
     sync = device_sync(device)
-    baseline = matmul_gflops(device, size=1024 if device.type == "cpu" else 4096)
-    peak = baseline["gflops_best"]
+    matmul_size = 1024 if device.type == "cpu" else 4096
+    baseline: dict[str, Any] = {"start": matmul_gflops(device, size=matmul_size)}
+    peak = baseline["start"]["gflops_best"]
     size, latent_dim = model.config.image_size, model.config.latent_dim
     generator = torch.Generator().manual_seed(0)
     flops = {
@@ -82,6 +87,11 @@ def measure_device(model: VAE, device: torch.device, sizes: ThroughputSizes) -> 
         "flops": flops,
         "note": "FLOPs: matmuls and convolutions only (FlopCounterMode); norms and activations are extra",
     }
+    if device.type == "cuda":  # convolutions may run in TF32 while the fp32 matmul baseline does not
+        out["allow_tf32"] = {
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+        }
     inference: dict[str, Any] = {}
     for batch in sizes.batch_sizes:
         images = smooth_images(batch, size, generator).to(device)
@@ -93,10 +103,16 @@ def measure_device(model: VAE, device: torch.device, sizes: ThroughputSizes) -> 
             inference[f"{op}_b{batch}"] = _inference_rate(fn, batch, per_image, peak, sizes, sync)
     out["inference"] = inference
     out["channels_last"] = _channels_last(model, sizes, generator, flops["encode_per_image"], peak, sync)
-    out["training"] = {
-        variant: _training_rate(model, sizes, weight, device, peak)
-        for variant, weight in (("plain", 0.0), ("invariance", INVARIANCE_WEIGHT))
-    }
+    out["training"] = _training_rates(model, sizes, device, peak)
+    plain, invariance = out["training"]["plain"], out["training"]["invariance"]
+    if "steps_per_s" in plain and "steps_per_s" in invariance:
+        out["training_speed_invariance_over_plain"] = invariance["steps_per_s"] / plain["steps_per_s"]
+    # Measured again at the end: if the machine got busier or quieter meanwhile, `drift` shows it.
+    baseline["end"] = matmul_gflops(device, size=matmul_size)
+    baseline["drift_end_over_start"] = baseline["end"]["gflops_best"] / baseline["start"]["gflops_best"]
+    baseline["size"] = matmul_size
+    baseline["note"] = "ratios divide by the start measurement's best rate (gflops_best)"
+    baseline["gflops_best"] = peak
     return out
 
 
@@ -189,18 +205,46 @@ def _channels_last(
     }
 
 
-def _training_rate(
-    model: VAE, sizes: ThroughputSizes, invariance_weight: float, device: torch.device, peak: float
-) -> dict[str, Any]:
-    """Steps/s of `models.training._train_step` (forward, backward, clip, AdamW) on a fresh model copy.
+def _training_rates(model: VAE, sizes: ThroughputSizes, device: torch.device, peak: float) -> dict[str, Any]:
+    """Steps/s of `models.training._train_step` (forward, backward, clip, AdamW) without and with invariance.
 
-    The invariance variant includes its altered copies and their JPEG round trips, as in real training.
+    Each variant trains its own copy of the model; the variants are timed interleaved. The invariance
+    variant includes its altered copies and their JPEG round trips, as in real training.
     """
+    steps: dict[str, Callable[[], None]] = {}
+    out: dict[str, Any] = {}
+    for variant, weight in (("plain", 0.0), ("invariance", INVARIANCE_WEIGHT)):
+        step = _train_step_fn(model, sizes, weight, device)
+        out[variant] = {"invariance_weight": weight, "batch": sizes.train_batch}
+        try:
+            out[variant]["flops_per_step"] = count_flops(step, inference=False)  # doubles as a warm-up
+        except RuntimeError as exc:  # e.g. CPU-only augmentation code on a CUDA device
+            out[variant]["error"] = f"{type(exc).__name__}: {exc}"
+            continue
+        steps[variant] = step
+    if not steps:
+        return out
+    timings = time_interleaved(
+        steps, warmup=sizes.train_warmup, repeat=sizes.train_repeat, sync=device_sync(device)
+    )
+    for variant, timing in timings.items():
+        row = out[variant]
+        row["steps_per_s"] = 1 / timing.median
+        row["images_per_s"] = row["steps_per_s"] * sizes.train_batch
+        row["achieved_gflops"] = row["flops_per_step"] * row["steps_per_s"] / 1e9
+        row["ratio_to_matmul"] = row["achieved_gflops"] / peak
+        row["timing"] = timing.to_dict()
+    return out
+
+
+def _train_step_fn(
+    model: VAE, sizes: ThroughputSizes, invariance_weight: float, device: torch.device
+) -> Callable[[], None]:
     net = copy.deepcopy(model).to(device).train()
     config = TrainConfig(batch_size=sizes.train_batch, invariance_weight=invariance_weight)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    data_gen = torch.Generator().manual_seed(1)
-    images = smooth_images(sizes.train_batch, model.config.image_size, data_gen).to(device)
+    images = smooth_images(sizes.train_batch, model.config.image_size, torch.Generator().manual_seed(1))
+    images = images.to(device)
     generator = torch.Generator(device=device).manual_seed(2)
 
     def jpeg(batch: torch.Tensor, quality: int) -> torch.Tensor:
@@ -209,25 +253,7 @@ def _training_rate(
     def step() -> None:
         _train_step(net, optimizer, None, None, images, config, 0, generator, jpeg)
 
-    try:
-        flops_per_step = count_flops(step, inference=False)  # this counted step doubles as a warm-up
-        timing = time_call(
-            step, warmup=sizes.train_warmup, repeat=sizes.train_repeat, sync=device_sync(device)
-        )
-    except RuntimeError as exc:  # e.g. CPU-only augmentation code on a CUDA device
-        return {"invariance_weight": invariance_weight, "error": f"{type(exc).__name__}: {exc}"}
-    steps_per_s = 1 / timing.median
-    achieved = flops_per_step * steps_per_s / 1e9
-    return {
-        "invariance_weight": invariance_weight,
-        "batch": sizes.train_batch,
-        "steps_per_s": steps_per_s,
-        "images_per_s": steps_per_s * sizes.train_batch,
-        "flops_per_step": flops_per_step,
-        "achieved_gflops": achieved,
-        "ratio_to_matmul": achieved / peak,
-        "timing": timing.to_dict(),
-    }
+    return step
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -274,8 +300,9 @@ def format_result(result: dict[str, Any]) -> str:
                     ]
                 )
         title = (
-            f"Model throughput on {label} ({data['device_name']}, {data['torch_threads']} threads) - "
-            f"baseline fp32 matmul {base['size']}^2: {base['gflops_best']:.1f} GFLOP/s"
+            f"Model throughput on {label} ({data['device_name']}, {data['torch_threads']} threads)\n"
+            f"baseline fp32 matmul {base['size']}^2: {base['gflops_best']:.1f} GFLOP/s at the start, "
+            f"{base['end']['gflops_best']:.1f} at the end; 'x matmul' = GFLOP/s / start baseline"
         )
         blocks.append(table(title, ["measure", "images/s", "ms/batch", "GFLOP/s", "x matmul"], rows))
         plain, inv = data["training"]["plain"], data["training"]["invariance"]
