@@ -46,7 +46,7 @@ bench: venv data
 default-model: venv data
 	$(BIN)/python -m bench.datasets training-crops --root $(DATA) --out $(DATA)/train-crops
 	$(BIN)/latentdex train $(DATA)/train-crops --out runs/default --image-size 64 --latent-dim 128 \
-		--epochs 10 --batch-size 64 --seed 0 --invariance-weight 20
+		--epochs 8 --batch-size 64 --seed 0 --invariance-weight 20
 	mkdir -p models/default
 	cp runs/default/config.json runs/default/model.safetensors models/default/
 

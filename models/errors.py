@@ -27,3 +27,11 @@ class NotFound(LatentdexError):
 
 class BadLatent(LatentdexError):
     """A latent with the right shape but unusable values (NaN or infinite)."""
+
+
+class StoreError(LatentdexError):
+    """A store folder or file that is missing, not a latentdex store, damaged, or used against its rules."""
+
+
+class ModelMismatch(LatentdexError):
+    """Latents from a different model than the one a store was built with."""

@@ -1,0 +1,398 @@
+"""The SQL half of a store: the images, indexing runs and store facts in SQLite, and their plain records.
+
+Paths are relative to the indexed root, with POSIX separators. A file name is any bytes, and a name that
+is not UTF-8 reaches Python as a str with surrogate escapes (`os.fsdecode`). So `path_bytes`, the name's
+exact bytes (`str.encode("utf-8", "surrogateescape")`), is the unique key and round-trips any name, while
+`path` holds readable text (undecodable bytes shown as `\\xe9`) for people and SQL queries only.
+
+`images.id` is the FAISS id. AUTOINCREMENT keeps SQLite from handing out the id of a deleted row again: a
+reused id would let a stale vector in an unsaved FAISS file pass for the new image's vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    URL,
+    CheckConstraint,
+    DateTime,
+    Engine,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from models.errors import NotFound, StoreError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+_BEGIN_OPTION = "latentdex_begin"
+_SQL_BATCH = 500  # ids per IN (...) query, well below SQLite's bound-parameter limit
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime, kept naive-UTC in SQLite (which has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'failed')", name="image_status"),
+        CheckConstraint("status = 'failed' OR latent IS NOT NULL", name="ok_image_has_latent"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    path_bytes: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    size: Mapped[int]
+    mtime_ns: Mapped[int]
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    format: Mapped[str | None] = mapped_column(String(16))
+    capture_time: Mapped[datetime | None] = mapped_column(DateTime)  # EXIF local time, no zone
+    camera_make: Mapped[str | None] = mapped_column(Text)
+    camera_model: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[str | None] = mapped_column(String(64))
+    indexed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(8))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    latent: Mapped[bytes | None] = mapped_column(LargeBinary)  # float32; FAISS is rebuilt from these
+    # The store-wide write generation that last set `latent`; reconcile re-adds vectors newer than the
+    # generation the saved FAISS file holds.
+    generation: Mapped[int] = mapped_column(default=0, index=True)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    __table_args__ = (CheckConstraint("status IN ('running', 'complete', 'interrupted')", name="run_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    root: Mapped[str] = mapped_column(Text)
+    new: Mapped[int] = mapped_column(default=0)
+    changed: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    moved: Mapped[int] = mapped_column(default=0)
+    deleted: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+
+
+class MetaRow(Base):
+    __tablename__ = "store_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+@dataclass(kw_only=True)
+class ImageRecord:
+    """One image as the store knows it; `id` is None until the store assigns one."""
+
+    id: int | None = None
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    capture_time: datetime | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    model_id: str | None = None
+    indexed_at: datetime | None = None
+    status: str = "ok"
+    failure_reason: str | None = None
+
+    @property
+    def display_path(self) -> str:
+        """`path` printable anywhere: bytes that are not UTF-8 shown as `\\xe9`."""
+        return display_path(path_key(self.path))
+
+
+@dataclass
+class RunCounts:
+    """What an indexing run found, file by file."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    deleted: int = 0
+    failed: int = 0
+
+
+@dataclass
+class RunRecord:
+    id: int
+    root: str
+    started_at: datetime
+    ended_at: datetime | None
+    status: str
+    counts: RunCounts = field(default_factory=RunCounts)
+
+
+# The fields a record and a row share under the same name (the path and the id are mapped apart).
+_COPIED = tuple(name for name in ImageRecord.__dataclass_fields__ if name not in ("id", "path"))
+
+
+def path_key(path: str) -> bytes:
+    """The exact bytes of a relative path; raises ValueError for an empty or absolute one."""
+    if not path or path.startswith("/") or "\x00" in path:
+        raise ValueError(f"image paths are relative to the indexed root, got {path!r}")
+    return path.encode("utf-8", "surrogateescape")
+
+
+def display_path(key: bytes) -> str:
+    return key.decode("utf-8", "backslashreplace")
+
+
+def to_record(row: ImageRow) -> ImageRecord:
+    """The plain record of a row; no ORM object leaves the store."""
+    return ImageRecord(
+        id=row.id,
+        path=row.path_bytes.decode("utf-8", "surrogateescape"),
+        **{name: getattr(row, name) for name in _COPIED},
+    )
+
+
+def fill_row(row: ImageRow, record: ImageRecord) -> None:
+    """Copy a record's fields (not its id or latent) onto a row."""
+    key = path_key(record.path)
+    row.path_bytes, row.path = key, display_path(key)
+    for name in _COPIED:
+        setattr(row, name, getattr(record, name))
+    if row.indexed_at is None:
+        row.indexed_at = datetime.now(UTC)
+
+
+def to_run_record(row: RunRow) -> RunRecord:
+    counts = RunCounts(**{name: getattr(row, name) for name in RunCounts.__dataclass_fields__})
+    return RunRecord(row.id, row.root, row.started_at, row.ended_at, row.status, counts)
+
+
+class Catalog:
+    """One SQLite catalog file: its engine, its sessions, and the store facts in `store_meta`.
+
+    Sessions are short and per call. Write transactions start with BEGIN IMMEDIATE, so a second writer
+    waits up to the busy timeout instead of failing with "database is locked" halfway through;
+    read transactions start with a deferred BEGIN, so readers never block the writer (WAL).
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self.engine = _open_engine(self.path)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def create(cls, path: Path, meta: dict[str, str]) -> Catalog:
+        """Create the tables in a new file at `path` and record `meta` and the schema version."""
+        catalog = cls(path)
+        Base.metadata.create_all(catalog.engine)
+        with catalog.writing() as session:
+            for key, value in {"schema_version": str(SCHEMA_VERSION), **meta}.items():
+                session.add(MetaRow(key=key, value=value))
+        return catalog
+
+    @classmethod
+    def open(cls, path: Path, *, read_only: bool = False) -> Catalog:
+        """Open an existing catalog; raises StoreError if it is missing or of another schema version."""
+        if not Path(path).is_file():
+            raise StoreError(f"{path} is missing: the store's catalog is gone")
+        catalog = cls(path, read_only=read_only)
+        try:
+            with catalog.reading() as session:
+                version = get_meta(session, "schema_version")
+        except SQLAlchemyError as exc:
+            catalog.close()
+            raise StoreError(f"{path} is not a readable latentdex catalog: {exc}") from exc
+        if version != str(SCHEMA_VERSION):
+            catalog.close()
+            raise StoreError(f"{path} has schema version {version}, this build reads {SCHEMA_VERSION}")
+        return catalog
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session in one write transaction, committed on success and rolled back on error."""
+        if self.read_only:
+            raise StoreError("the store is open read-only")
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session in one short read transaction; keep it short, a long reader stalls WAL checkpoints."""
+        with self._sessions() as session:
+            session.connection(execution_options={_BEGIN_OPTION: "DEFERRED"})
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def write_images(
+    session: Session,
+    records: Sequence[ImageRecord],
+    latents: Sequence[bytes] | None,
+    *,
+    failed: bool,
+    generation: int,
+) -> list[int]:
+    """Insert or update one row per record (by id, else by path); return the ids in record order.
+
+    `failed`: rows become "failed" and lose their latent. Otherwise rows become "ok" with `latents`
+    (stamped with `generation`), or keep the latent they have when `latents` is None. Raises NotFound
+    for an unknown id (or, metadata only, an unknown path), StoreError for a path held by another id
+    or a metadata-only update of an image without a latent.
+    """
+    keys = [path_key(record.path) for record in records]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the same path appears twice in one call")
+    by_path = {
+        row.path_bytes: row for row in session.scalars(select(ImageRow).where(ImageRow.path_bytes.in_(keys)))
+    }
+    rows = []
+    for index, (record, key) in enumerate(zip(records, keys, strict=True)):
+        row = by_path.get(key)
+        if record.id is not None:
+            if row is not None and row.id != record.id:
+                raise StoreError(f"{display_path(key)} belongs to image {row.id}, not {record.id}")
+            row = rows_by_id(session, [record.id])[0]
+        elif row is None and latents is None and not failed:
+            raise NotFound(f"{display_path(key)} is not in the store")
+        elif row is None:
+            row = ImageRow()
+            session.add(row)
+        fill_row(row, record)
+        row.status, row.failure_reason = ("failed", record.failure_reason) if failed else ("ok", None)
+        if failed:
+            row.latent = None
+        elif latents is not None:
+            row.latent, row.generation = latents[index], generation
+        elif row.latent is None:
+            raise StoreError(f"image {row.id} has no latent: upsert it with one")
+        rows.append(row)
+    session.flush()
+    return [row.id for row in rows]
+
+
+def rows_by_id(session: Session, ids: Sequence[int]) -> list[ImageRow]:
+    """The rows of `ids`, in that order; NotFound if any is unknown."""
+    wanted = [int(i) for i in ids]
+    found: dict[int, ImageRow] = {}
+    for start in range(0, len(wanted), _SQL_BATCH):
+        query = select(ImageRow).where(ImageRow.id.in_(wanted[start : start + _SQL_BATCH]))
+        found.update((row.id, row) for row in session.scalars(query))
+    if missing := [i for i in wanted if i not in found]:
+        raise NotFound(f"images {missing[:10]} are not in the store")
+    return [found[i] for i in wanted]
+
+
+def ok_latents(
+    session: Session, ids: Sequence[int] | None = None
+) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """(id, latent blob, model_id) of the ok rows among `ids`, or of every ok row; streamed."""
+    base = select(ImageRow.id, ImageRow.latent, ImageRow.model_id).where(ImageRow.status == "ok")
+    if ids is None:
+        yield from session.execute(base.execution_options(yield_per=1000))
+        return
+    for start in range(0, len(ids), _SQL_BATCH):
+        chunk = [int(i) for i in ids[start : start + _SQL_BATCH]]
+        yield from session.execute(base.where(ImageRow.id.in_(chunk)))
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    query = select(ImageRow.status, func.count()).group_by(ImageRow.status)
+    return {status: count for status, count in session.execute(query)}
+
+
+def start_run(session: Session, root: str) -> int:
+    run = RunRow(started_at=datetime.now(UTC), root=root, status="running")
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def finish_run(session: Session, run_id: int, counts: RunCounts, status: str) -> None:
+    run = session.get(RunRow, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} is not in the store")
+    for name, value in asdict(counts).items():
+        setattr(run, name, value)
+    run.status, run.ended_at = status, datetime.now(UTC)
+
+
+def interrupt_running_runs(session: Session) -> None:
+    """Mark runs still "running" as "interrupted"; call only when no other writer can be running."""
+    for run in session.scalars(select(RunRow).where(RunRow.status == "running")):
+        run.status = "interrupted"
+
+
+def list_runs(session: Session) -> list[RunRecord]:
+    return [to_run_record(row) for row in session.scalars(select(RunRow).order_by(RunRow.id))]
+
+
+def get_meta(session: Session, key: str) -> str | None:
+    return session.scalar(select(MetaRow.value).where(MetaRow.key == key))
+
+
+def set_meta(session: Session, key: str, value: str) -> None:
+    session.merge(MetaRow(key=key, value=value))
+
+
+def _open_engine(path: Path) -> Engine:
+    engine = create_engine(URL.create("sqlite", database=str(path)))
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite would otherwise BEGIN on its own (deferred, and only before DML); _begin emits it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode never corrupts the file; a power loss may drop the last commits, and reconcile
+        # tolerates that (FAISS is derived from the rows). FULL would fsync the WAL on every commit.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql(
+            f"BEGIN {connection.get_execution_options().get(_BEGIN_OPTION, 'IMMEDIATE')}"
+        )
+
+    return engine

@@ -1,0 +1,569 @@
+"""The store: one folder holding the SQL catalog and the FAISS vectors, kept consistent by `LatentStore`.
+
+A store folder holds `catalog.sqlite`, `vectors.faiss` and `manifest.json`. The catalog is the source of
+truth: every row of status "ok" carries its latent, and the FAISS file is derived from those rows. Writes
+commit the rows first and then change the in-memory index; `flush` saves the index atomically and records
+in the catalog which file (sha256) and which write generation it holds. So a crash can only leave FAISS
+behind the catalog, and `reconcile` (run on every writable open) catches it up: vectors without an ok row
+are removed, rows written after the saved generation are re-added from their latents, and a vectors file
+that is damaged or not the one last flushed is rebuilt from the catalog.
+
+One process writes a store at a time (an advisory lock on the folder enforces it); any number may open it
+read-only. Within a process, a lock serialises FAISS changes and searches, and SQL sessions are per call.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from indexer.catalog import (
+    Catalog,
+    ImageRecord,
+    ImageRow,
+    RunCounts,
+    RunRecord,
+    display_path,
+    finish_run,
+    get_meta,
+    interrupt_running_runs,
+    list_runs,
+    ok_latents,
+    path_key,
+    rows_by_id,
+    set_meta,
+    start_run,
+    status_counts,
+    to_record,
+    write_images,
+)
+from indexer.vectors import METRICS, VectorIndex, check_vectors, prepare_vectors, write_file_atomic
+from models.errors import BadLatent, DimensionMismatch, ModelMismatch, NotFound, StoreError
+
+__all__ = ["ImageRecord", "LatentStore", "Match", "ReconcileReport", "RunCounts", "StoreInfo", "VerifyReport"]
+
+FORMAT_VERSION = 1
+CATALOG_FILE = "catalog.sqlite"
+VECTORS_FILE = "vectors.faiss"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """The manifest: what a reader needs to know about a store before opening its files."""
+
+    format_version: int
+    model_id: str
+    latent_dim: int
+    metric: str
+    index_type: str
+    image_count: int
+    failed_count: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Match:
+    """A search hit. "cosine": distance = 1 - similarity; "l2": Euclidean distance, similarity 1/(1+d)."""
+
+    id: int
+    distance: float
+    similarity: float
+
+
+@dataclass
+class ReconcileReport:
+    """What `reconcile` changed in the vectors to match the catalog."""
+
+    removed: int = 0  # vectors whose id had no ok row
+    readded: int = 0  # ok rows whose vector was missing, stale or duplicated, added from the stored latent
+    rebuilt: bool = False  # the whole index was rebuilt from the catalog; `notes` says why
+    unrecoverable: list[int] = field(default_factory=list)  # ok rows whose stored latent is unusable
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.removed or self.readded or self.rebuilt)
+
+
+@dataclass
+class VerifyReport:
+    """Every inconsistency `verify` found; `ok` when there is none."""
+
+    missing_vectors: list[int] = field(default_factory=list)  # ok rows with no vector
+    orphan_vectors: list[int] = field(default_factory=list)  # vectors with no ok row
+    duplicate_vectors: list[int] = field(default_factory=list)  # ids held more than once
+    stale_vectors: list[int] = field(default_factory=list)  # vector differs from the stored latent
+    rows_without_latent: list[int] = field(default_factory=list)
+    bad_latents: list[int] = field(default_factory=list)  # wrong length, NaN or infinite
+    foreign_model_rows: list[int] = field(default_factory=list)  # ok rows of another model_id
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class LatentStore:
+    """The only way in or out of a store folder; build one with `create` or `open`."""
+
+    def __init__(
+        self, folder: Path, catalog: Catalog, vectors: VectorIndex | None, *, read_only: bool
+    ) -> None:
+        self.folder = folder
+        self.read_only = read_only
+        self.last_reconcile: ReconcileReport | None = None  # what the open-time reconcile did
+        self._catalog = catalog
+        self._vectors = vectors
+        self._lock = threading.RLock()
+        self._dirty = False
+        self._closed = False
+        self._writer_lock: int | None = None
+        with catalog.reading() as session:
+            meta = {key: get_meta(session, key) for key in ("model_id", "latent_dim", "metric", "index_type")}
+        self.model_id, self.metric, self.index_type = meta["model_id"], meta["metric"], meta["index_type"]
+        self.latent_dim = int(meta["latent_dim"] or 0)
+
+    @classmethod
+    def create(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        model_id: str,
+        latent_dim: int,
+        metric: str = "cosine",
+        index_type: str = "flat",
+    ) -> LatentStore:
+        """Create an empty store in `folder` (made if missing). StoreError if a store is already there;
+        ValueError for an unknown metric or index type."""
+        folder = Path(folder)
+        if any((folder / name).exists() for name in (MANIFEST_FILE, CATALOG_FILE, VECTORS_FILE)):
+            raise StoreError(f"{folder} already holds a store (or part of one)")
+        if latent_dim < 1 or metric not in METRICS:
+            raise ValueError(f"need latent_dim >= 1 and a metric in {list(METRICS)}")
+        vectors, notes = VectorIndex.build(
+            index_type, latent_dim, metric, np.empty(0), np.empty((0, latent_dim))
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "model_id": model_id,
+            "latent_dim": str(latent_dim),
+            "metric": metric,
+            "index_type": index_type,
+        }
+        meta |= {"generation": "0", "vectors_generation": "0", "vectors_digest": ""}
+        store = cls(folder, Catalog.create(folder / CATALOG_FILE, meta), vectors, read_only=False)
+        store._take_writer_lock()
+        store.last_reconcile = ReconcileReport(notes=notes)
+        store.flush()
+        return store
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str], *, read_only: bool = False) -> LatentStore:
+        """Open a store; unless `read_only`, reconcile it (see `last_reconcile`) and hold the writer lock.
+
+        Raises StoreError for a missing folder, a folder that is not a store, an unsupported format version,
+        another process writing it, or (read-only) a vectors file that must be rebuilt first.
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise StoreError(f"{folder} does not exist or is not a folder")
+        manifest = _read_manifest(folder / MANIFEST_FILE)
+        if manifest.get("format_version") != FORMAT_VERSION:
+            found = manifest.get("format_version")
+            raise StoreError(f"{folder} has store format {found}; this build reads {FORMAT_VERSION}")
+        store = cls(
+            folder, Catalog.open(folder / CATALOG_FILE, read_only=read_only), None, read_only=read_only
+        )
+        try:
+            if not read_only:
+                store._take_writer_lock()
+            try:
+                store._vectors = VectorIndex.load(folder / VECTORS_FILE, store.metric)
+                load_error = None
+                if store._vectors.dim != store.latent_dim:
+                    load_error = f"it holds {store._vectors.dim}-d vectors, the store {store.latent_dim}-d"
+            except StoreError as exc:
+                load_error = str(exc)
+            if read_only and load_error:
+                raise StoreError(f"the vectors need a rebuild ({load_error}): open the store writable once")
+            if not read_only:
+                with store._writing(changes_images=False) as session:
+                    interrupt_running_runs(session)  # the writer lock is ours: their process died
+                store.last_reconcile = store._reconcile(load_error)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Flush unsaved changes (writable stores) and release the files. Safe to call twice."""
+        if self._closed:
+            return
+        try:
+            if self._dirty and not self.read_only:
+                self.flush()
+        finally:
+            self._closed = True
+            self._catalog.close()
+            if self._writer_lock is not None:
+                os.close(self._writer_lock)  # releases the flock
+
+    def __enter__(self) -> LatentStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def info(self) -> StoreInfo:
+        """The manifest as last flushed."""
+        document = _read_manifest(self.folder / MANIFEST_FILE)
+        document["updated_at"] = datetime.fromisoformat(document["updated_at"])
+        return StoreInfo(**{name: document[name] for name in StoreInfo.__dataclass_fields__})
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def upsert_images(self, records: Sequence[ImageRecord], latents: np.ndarray | None) -> list[int]:
+        """Store `records` with their `latents` (one row each) in one transaction; return their ids.
+
+        A record with an id updates that image; one without updates the image at its path or adds a new one.
+        `latents=None` updates only the metadata of images that already have a latent. Raises
+        DimensionMismatch, BadLatent (NaN, infinite, all-zero under "cosine"), ModelMismatch (a record's
+        model_id is not the store's), NotFound (an unknown id), StoreError (read-only, or a path conflict).
+        """
+        for record in records:
+            if record.model_id != self.model_id:
+                raise ModelMismatch(
+                    f"{record.display_path} was encoded by model {record.model_id!r}, but this store holds "
+                    f"latents of {self.model_id!r}: re-encode it, or index into a store made for that model"
+                )
+        vectors = None if latents is None else check_vectors(latents, self.latent_dim, self.metric)
+        if vectors is not None and len(vectors) != len(records):
+            raise DimensionMismatch(f"{len(records)} records but {len(vectors)} latents")
+        with self._lock:
+            ids = self._write_rows(records, vectors, failed=False)
+            if vectors is not None:
+                self._vectors_add(np.array(ids, dtype=np.int64), vectors)
+        return ids
+
+    def mark_failed(self, records: Sequence[ImageRecord]) -> list[int]:
+        """Record images that could not be indexed (each needs a `failure_reason`); drops their vectors."""
+        if any(not record.failure_reason for record in records):
+            raise ValueError("a failed image needs a failure_reason")
+        with self._lock:
+            ids = self._write_rows(records, None, failed=True)
+            self._vectors.remove(np.array(ids, dtype=np.int64))
+        return ids
+
+    def remove_images(self, ids: Sequence[int]) -> None:
+        """Delete images and their vectors; NotFound (nothing deleted) if any id is unknown."""
+        with self._lock:
+            with self._writing() as session:
+                for row in rows_by_id(session, ids):
+                    session.delete(row)
+            self._vectors.remove(np.array(ids, dtype=np.int64))
+
+    def move_image(self, image_id: int, new_path: str) -> None:
+        """Give an image a new path, keeping its id and vector; NotFound, StoreError if the path is taken."""
+        with self._lock, self._writing() as session:
+            row = rows_by_id(session, [image_id])[0]
+            key = path_key(new_path)
+            other = session.scalar(select(ImageRow.id).where(ImageRow.path_bytes == key))
+            if other is not None and other != image_id:
+                raise StoreError(f"{display_path(key)} already belongs to image {other}")
+            row.path_bytes, row.path = key, display_path(key)
+
+    def flush(self) -> None:
+        """Save the vectors atomically, record which generation they hold, and rewrite the manifest."""
+        with self._lock, self._writing(changes_images=False) as session:
+            digest = self._vectors.save(self.folder / VECTORS_FILE)
+            set_meta(session, "vectors_digest", digest)
+            set_meta(session, "vectors_generation", get_meta(session, "generation") or "0")
+            counts = status_counts(session)
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "model_id": self.model_id,
+                "latent_dim": self.latent_dim,
+                "metric": self.metric,
+                "index_type": self.index_type,
+                "image_count": counts.get("ok", 0),
+                "failed_count": counts.get("failed", 0),
+                "updated_at": datetime.now(UTC).isoformat(),
+            }
+        write_file_atomic(self.folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+        self._dirty = False
+
+    def start_run(self, root: str) -> int:
+        """Record the start of an indexing run over `root`; return its id."""
+        with self._writing(changes_images=False) as session:
+            return start_run(session, root)
+
+    def finish_run(self, run_id: int, counts: RunCounts, status: str = "complete") -> None:
+        """Record a run's end, its counts and its status ("complete" or "interrupted"); NotFound."""
+        with self._writing(changes_images=False) as session:
+            finish_run(session, run_id, counts, status)
+
+    # --- consistency ---------------------------------------------------------------------------------
+
+    def reconcile(self) -> ReconcileReport:
+        """Make the vectors match the catalog's ok rows and save them if anything changed."""
+        if self.read_only:
+            raise StoreError("the store is open read-only")
+        return self._reconcile(None)
+
+    def rebuild(self, index_type: str | None = None) -> list[str]:
+        """Rebuild the vectors from the stored latents, optionally with another index type; return notes."""
+        with self._lock:
+            report = ReconcileReport()
+            if index_type is not None:
+                with self._writing(changes_images=False) as session:
+                    set_meta(session, "index_type", index_type)
+                self.index_type = index_type
+            self._rebuild(report)
+            self.flush()
+            return report.notes
+
+    def verify(self) -> VerifyReport:
+        """Check catalog, vectors and manifest against each other without changing anything."""
+        report = VerifyReport()
+        with self._lock:
+            live = self._vectors.ids()
+            ok_list, latents = [], []
+            with self._catalog.reading() as session:
+                for image_id, blob, model_id in ok_latents(session):
+                    ok_list.append(image_id)
+                    if model_id != self.model_id:
+                        report.foreign_model_rows.append(image_id)
+                    if blob is None:
+                        report.rows_without_latent.append(image_id)
+                    elif (latent := self._decode(blob)) is None:
+                        report.bad_latents.append(image_id)
+                    else:
+                        latents.append((image_id, latent))
+                failed = status_counts(session).get("failed", 0)
+            ok_ids = np.array(ok_list, dtype=np.int64)
+            unique, copies = np.unique(live, return_counts=True)
+            report.duplicate_vectors = unique[copies > 1].tolist()
+            report.orphan_vectors = np.setdiff1d(unique, ok_ids).tolist()
+            usable = np.array([i for i, _ in latents], dtype=np.int64)  # the others are reported as such
+            report.missing_vectors = np.setdiff1d(usable, unique).tolist()
+            if self._vectors.kind != "ivfpq":
+                in_index = set(unique.tolist())
+                present = [(i, v) for i, v in latents if i in in_index]
+                if present:
+                    ids = np.array([i for i, _ in present])
+                    expected = prepare_vectors(np.stack([v for _, v in present]), self.metric)
+                    differs = ~np.isclose(self._vectors.vectors(ids), expected, atol=1e-5).all(axis=1)
+                    report.stale_vectors = ids[differs].tolist()
+        for name, label in _VERIFY_LABELS.items():
+            if ids := getattr(report, name):
+                report.problems.append(f"{len(ids)} {label}: ids {ids[:10]}{' ...' if len(ids) > 10 else ''}")
+        manifest = _read_manifest(self.folder / MANIFEST_FILE)
+        actual = {"model_id": self.model_id, "latent_dim": self.latent_dim, "image_count": len(ok_ids)}
+        actual["failed_count"] = failed
+        for key, value in actual.items():
+            if manifest.get(key) != value:
+                report.problems.append(f"manifest says {key} = {manifest.get(key)!r}, the catalog {value!r}")
+        return report
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def search(self, latents: np.ndarray, k: int) -> list[list[Match]]:
+        """The `k` nearest images per query latent (fewer if the store is smaller), nearest first.
+
+        Raises DimensionMismatch, BadLatent, ValueError for k < 1.
+        """
+        queries = check_vectors(latents, self.latent_dim, self.metric)
+        with self._lock:
+            scores, ids = self._vectors.search(queries, k)
+        results = []
+        for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
+            hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            if self.metric == "cosine":
+                results.append([Match(i, 1.0 - score, score) for i, score in hits])
+            else:  # FAISS gives squared L2
+                distances = [(i, max(score, 0.0) ** 0.5) for i, score in hits]
+                results.append([Match(i, d, 1.0 / (1.0 + d)) for i, d in distances])
+        return results
+
+    def get(self, ids: Sequence[int]) -> list[ImageRecord]:
+        """The records of `ids`, in that order; NotFound if any is unknown."""
+        with self._catalog.reading() as session:
+            return [to_record(row) for row in rows_by_id(session, ids)]
+
+    def get_by_path(self, path: str) -> ImageRecord:
+        """The record at `path` (relative to the indexed root); NotFound if none."""
+        with self._catalog.reading() as session:
+            row = session.scalar(select(ImageRow).where(ImageRow.path_bytes == path_key(path)))
+            if row is None:
+                raise NotFound(f"no image at {display_path(path_key(path))}")
+            return to_record(row)
+
+    def find_by_hash(self, content_hash: str) -> list[ImageRecord]:
+        """Every image whose content has this sha256 (hex), by id; empty if none."""
+        with self._catalog.reading() as session:
+            query = select(ImageRow).where(ImageRow.content_hash == content_hash).order_by(ImageRow.id)
+            return [to_record(row) for row in session.scalars(query)]
+
+    def latents(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored latents of `ids` as a float32 (n, d) array; NotFound for an unknown or failed image."""
+        with self._catalog.reading() as session:
+            rows = rows_by_id(session, ids)
+        out = np.empty((len(rows), self.latent_dim), dtype=np.float32)
+        for index, row in enumerate(rows):
+            latent = None if row.latent is None else self._decode(row.latent)
+            if latent is None:
+                raise NotFound(f"image {row.id} has no usable latent (status {row.status})")
+            out[index] = latent
+        return out
+
+    def count(self, status: str = "ok") -> int:
+        """How many images have `status` ("ok" or "failed")."""
+        with self._catalog.reading() as session:
+            return session.scalar(select(func.count()).where(ImageRow.status == status)) or 0
+
+    def runs(self) -> list[RunRecord]:
+        """Every indexing run, oldest first."""
+        with self._catalog.reading() as session:
+            return list_runs(session)
+
+    # --- internals -----------------------------------------------------------------------------------
+
+    def _writing(self, *, changes_images: bool = True) -> AbstractContextManager[Session]:
+        if self._closed or self.read_only:
+            raise StoreError("the store is closed" if self._closed else "the store is open read-only")
+        self._dirty = self._dirty or changes_images
+        return self._catalog.writing()
+
+    def _write_rows(
+        self, records: Sequence[ImageRecord], vectors: np.ndarray | None, *, failed: bool
+    ) -> list[int]:
+        try:
+            with self._writing() as session:
+                generation = int(get_meta(session, "generation") or 0) + 1
+                blobs = None if vectors is None else [vector.tobytes() for vector in vectors]
+                ids = write_images(session, records, blobs, failed=failed, generation=generation)
+                if vectors is not None:
+                    set_meta(session, "generation", str(generation))
+                return ids
+        except IntegrityError as exc:
+            raise StoreError(f"the catalog refused the change: {exc.orig}") from exc
+
+    def _decode(self, blob: bytes) -> np.ndarray | None:
+        """A stored latent, or None if it is unusable (wrong length, NaN, infinite, zero under cosine)."""
+        if len(blob) != 4 * self.latent_dim:
+            return None
+        try:
+            return check_vectors(np.frombuffer(blob, dtype=np.float32)[None], self.latent_dim, self.metric)[0]
+        except (BadLatent, DimensionMismatch):
+            return None
+
+    def _vectors_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        try:
+            self._vectors.add(ids, vectors)
+        except BaseException:
+            # The rows are committed; catch FAISS up from them now rather than leave it silently behind.
+            self._reconcile(None)
+            raise
+
+    def _ok_latents(self, ids: np.ndarray | None, report: ReconcileReport) -> tuple[np.ndarray, np.ndarray]:
+        """Stored latents of the ok rows among `ids` (all ok rows if None); unusable ones go to the report."""
+        good_ids, good = [], []
+        with self._catalog.reading() as session:
+            for image_id, blob, _ in ok_latents(session, None if ids is None else ids.tolist()):
+                latent = None if blob is None else self._decode(blob)
+                if latent is None:
+                    report.unrecoverable.append(image_id)
+                else:
+                    good_ids.append(image_id)
+                    good.append(latent)
+        vectors = np.stack(good) if good else np.empty((0, self.latent_dim), dtype=np.float32)
+        return np.array(good_ids, dtype=np.int64), vectors
+
+    def _rebuild(self, report: ReconcileReport) -> None:
+        ids, vectors = self._ok_latents(None, report)
+        self._vectors, notes = VectorIndex.build(self.index_type, self.latent_dim, self.metric, ids, vectors)
+        report.rebuilt, report.readded = True, len(ids)
+        report.notes += notes
+
+    def _reconcile(self, load_error: str | None) -> ReconcileReport:
+        report = ReconcileReport()
+        with self._lock:
+            with self._catalog.reading() as session:
+                saved_digest = get_meta(session, "vectors_digest")
+                saved_generation = int(get_meta(session, "vectors_generation") or 0)
+                ok = session.execute(
+                    select(ImageRow.id, ImageRow.generation).where(ImageRow.status == "ok")
+                ).all()
+            if load_error is None and self._vectors.digest != saved_digest:
+                load_error = "it is not the file the catalog last recorded (saved behind the store's back?)"
+            if load_error is not None:
+                report.notes.append(f"rebuilt the vectors file from the catalog's latents: {load_error}")
+                self._rebuild(report)
+            else:
+                ok_ids = np.array([i for i, _ in ok], dtype=np.int64)
+                newer = np.array([i for i, g in ok if g > saved_generation], dtype=np.int64)
+                unique, copies = np.unique(self._vectors.ids(), return_counts=True)
+                orphans = np.setdiff1d(unique, ok_ids)
+                report.removed = len(orphans)
+                self._vectors.remove(orphans)
+                again = np.union1d(np.setdiff1d(ok_ids, unique), np.union1d(newer, unique[copies > 1]))
+                ids, vectors = self._ok_latents(np.intersect1d(again, ok_ids), report)
+                self._vectors.add(ids, vectors)
+                report.readded = len(ids)
+            if report.unrecoverable:
+                report.notes.append(
+                    f"{len(report.unrecoverable)} ok rows have unusable latents: re-index them"
+                )
+            if report.changed and not self.read_only:
+                self._dirty = True
+                self.flush()
+        return report
+
+    def _take_writer_lock(self) -> None:
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise StoreError(f"another writer has {self.folder} open; open it read_only to search") from exc
+        self._writer_lock = fd
+
+
+_VERIFY_LABELS = {
+    "missing_vectors": "ok images have no vector",
+    "orphan_vectors": "vectors have no ok image",
+    "duplicate_vectors": "ids are held more than once in FAISS",
+    "stale_vectors": "vectors differ from the stored latent",
+    "rows_without_latent": "ok images have no stored latent",
+    "bad_latents": "stored latents are unusable (wrong length, NaN or infinite)",
+    "foreign_model_rows": "ok images come from another model",
+}
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise StoreError(f"{path.parent} is not a latentdex store: {path.name} is missing") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path} is not a readable store manifest: {exc}") from exc
+    if not isinstance(document, dict):
+        raise StoreError(f"{path} is not a store manifest")
+    return document
