@@ -30,7 +30,9 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -41,6 +43,9 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 _BEGIN_OPTION = "latentdex_begin"
 _SQL_BATCH = 500  # ids per IN (...) query, well below SQLite's bound-parameter limit
+# `LatentStore.reset_model` gives rows awaiting re-encoding this size: no file has it, so the next index run
+# sees every such file as changed and re-encodes it, even if that run is not the one that reset the model.
+REENCODE_SIZE = -1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -152,6 +157,20 @@ class RunCounts:
     moved: int = 0
     deleted: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """The part of an image row that change detection compares with the file on disk."""
+
+    id: int
+    path: str  # as `ImageRecord.path`: relative, POSIX, surrogate escapes for non-UTF-8 bytes
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+    model_id: str | None
+    failure_reason: str | None
 
 
 @dataclass
@@ -332,6 +351,42 @@ def ok_latents(
     for start in range(0, len(ids), _SQL_BATCH):
         chunk = [int(i) for i in ids[start : start + _SQL_BATCH]]
         yield from session.execute(base.where(ImageRow.id.in_(chunk)))
+
+
+def list_entries(session: Session) -> list[CatalogEntry]:
+    """Every image row as a `CatalogEntry`, by id; no latents are read."""
+    columns = (ImageRow.id, ImageRow.path_bytes, ImageRow.size, ImageRow.mtime_ns, ImageRow.content_hash)
+    columns += (ImageRow.status, ImageRow.model_id, ImageRow.failure_reason)
+    query = select(*columns).order_by(ImageRow.id).execution_options(yield_per=5000)
+    return [
+        CatalogEntry(row[0], row[1].decode("utf-8", "surrogateescape"), *row[2:])
+        for row in session.execute(query)
+    ]
+
+
+def mark_for_reencode(session: Session, reason: str) -> int:
+    """Turn every ok row into a failed one awaiting re-encoding (no latent, size `REENCODE_SIZE`); count."""
+    query = (
+        update(ImageRow)
+        .where(ImageRow.status == "ok")
+        .values(status="failed", failure_reason=reason, latent=None, size=REENCODE_SIZE)
+    )
+    return session.execute(query).rowcount
+
+
+def holds_nothing(path: Path) -> bool:
+    """True if the catalog file at `path` has no image and no run (or lacks those tables altogether)."""
+    engine = _open_engine(Path(path))
+    try:
+        with Session(engine) as session:
+            tables = set(inspect(session.connection()).get_table_names())
+            images = session.scalar(select(func.count()).select_from(ImageRow)) if "images" in tables else 0
+            runs = session.scalar(select(func.count()).select_from(RunRow)) if "runs" in tables else 0
+        return not images and not runs
+    except SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
 
 
 def status_counts(session: Session) -> dict[str, int]:

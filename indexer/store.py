@@ -6,7 +6,8 @@ commit the rows first and then change the in-memory index; `flush` saves the ind
 in the catalog which file (sha256) and which write generation it holds. So a crash can only leave FAISS
 behind the catalog, and `reconcile` (run on every writable open) catches it up: vectors without an ok row
 are removed, rows written after the saved generation are re-added from their latents, and a vectors file
-that is damaged or not the one last flushed is rebuilt from the catalog.
+that is damaged or not the one last flushed is rebuilt from the catalog. That logic, and `verify`'s, lives
+in `indexer.consistency`; the methods here take the lock, delegate, and save.
 
 One process writes a store at a time (an advisory lock on the folder enforces it); any number may open it
 read-only. Within a process, a lock serialises FAISS changes and searches, and SQL sessions are per call.
@@ -20,7 +21,7 @@ import os
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog import (
     Catalog,
+    CatalogEntry,
     ImageRecord,
     ImageRow,
     RunCounts,
@@ -39,9 +41,11 @@ from indexer.catalog import (
     display_path,
     finish_run,
     get_meta,
+    holds_nothing,
     interrupt_running_runs,
+    list_entries,
     list_runs,
-    ok_latents,
+    mark_for_reencode,
     path_key,
     rows_by_id,
     set_meta,
@@ -50,8 +54,18 @@ from indexer.catalog import (
     to_record,
     write_images,
 )
-from indexer.vectors import METRICS, VectorIndex, check_vectors, prepare_vectors, write_file_atomic
-from models.errors import BadLatent, DimensionMismatch, ModelMismatch, NotFound, StoreError
+from indexer.consistency import (
+    ReconcileReport,
+    VectorSpec,
+    VerifyReport,
+    decode_latent,
+    manifest_problems,
+    rebuild_vectors,
+    reconcile_vectors,
+    verify_store,
+)
+from indexer.vectors import METRICS, VectorIndex, check_vectors, write_file_atomic
+from models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
 
 __all__ = ["ImageRecord", "LatentStore", "Match", "ReconcileReport", "RunCounts", "StoreInfo", "VerifyReport"]
 
@@ -82,39 +96,6 @@ class Match:
     id: int
     distance: float
     similarity: float
-
-
-@dataclass
-class ReconcileReport:
-    """What `reconcile` changed in the vectors to match the catalog."""
-
-    removed: int = 0  # vectors whose id had no ok row
-    readded: int = 0  # ok rows whose vector was missing, stale or duplicated, added from the stored latent
-    rebuilt: bool = False  # the whole index was rebuilt from the catalog; `notes` says why
-    unrecoverable: list[int] = field(default_factory=list)  # ok rows whose stored latent is unusable
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.removed or self.readded or self.rebuilt)
-
-
-@dataclass
-class VerifyReport:
-    """Every inconsistency `verify` found; `ok` when there is none."""
-
-    missing_vectors: list[int] = field(default_factory=list)  # ok rows with no vector
-    orphan_vectors: list[int] = field(default_factory=list)  # vectors with no ok row
-    duplicate_vectors: list[int] = field(default_factory=list)  # ids held more than once
-    stale_vectors: list[int] = field(default_factory=list)  # vector differs from the stored latent
-    rows_without_latent: list[int] = field(default_factory=list)
-    bad_latents: list[int] = field(default_factory=list)  # wrong length, NaN or infinite
-    foreign_model_rows: list[int] = field(default_factory=list)  # ok rows of another model_id
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 class LatentStore:
@@ -148,16 +129,25 @@ class LatentStore:
         index_type: str = "flat",
     ) -> LatentStore:
         """Create an empty store in `folder` (made if missing). StoreError if a store is already there;
-        ValueError for an unknown metric or index type."""
+        ValueError for an unknown metric or index type.
+
+        What a killed `create` leaves (files without a manifest, no image and no run) is cleared first.
+        """
         folder = Path(folder)
-        if any((folder / name).exists() for name in (MANIFEST_FILE, CATALOG_FILE, VECTORS_FILE)):
-            raise StoreError(f"{folder} already holds a store (or part of one)")
         if latent_dim < 1 or metric not in METRICS:
             raise ValueError(f"need latent_dim >= 1 and a metric in {list(METRICS)}")
         vectors, notes = VectorIndex.build(
             index_type, latent_dim, metric, np.empty(0), np.empty((0, latent_dim))
         )
         folder.mkdir(parents=True, exist_ok=True)
+        writer_lock = _lock_folder(folder)
+        try:
+            _clear_abandoned_create(folder)
+            if any((folder / name).exists() for name in (MANIFEST_FILE, CATALOG_FILE, VECTORS_FILE)):
+                raise StoreError(f"{folder} already holds a store (or part of one)")
+        except BaseException:
+            os.close(writer_lock)
+            raise
         meta = {
             "model_id": model_id,
             "latent_dim": str(latent_dim),
@@ -165,8 +155,12 @@ class LatentStore:
             "index_type": index_type,
         }
         meta |= {"generation": "0", "vectors_generation": "0", "vectors_digest": ""}
-        store = cls(folder, Catalog.create(folder / CATALOG_FILE, meta), vectors, read_only=False)
-        store._take_writer_lock()
+        try:
+            store = cls(folder, Catalog.create(folder / CATALOG_FILE, meta), vectors, read_only=False)
+        except BaseException:
+            os.close(writer_lock)
+            raise
+        store._writer_lock = writer_lock
         store.last_reconcile = ReconcileReport(notes=notes)
         store.flush()
         return store
@@ -203,6 +197,7 @@ class LatentStore:
             if not read_only:
                 with store._writing(changes_images=False) as session:
                     interrupt_running_runs(session)  # the writer lock is ours: their process died
+                _remove_stale_temp_files(folder)  # left by a writer killed mid-save; ours now
                 store.last_reconcile = store._reconcile(load_error)
         except BaseException:
             store.close()
@@ -236,6 +231,17 @@ class LatentStore:
         document = _read_manifest(self.folder / MANIFEST_FILE)
         document["updated_at"] = datetime.fromisoformat(document["updated_at"])
         return StoreInfo(**{name: document[name] for name in StoreInfo.__dataclass_fields__})
+
+    @property
+    def vector_kind(self) -> str:
+        """The index type the vectors really have ("flat", "hnsw", "ivfpq"); `index_type` may be "auto"."""
+        with self._lock:
+            return self._vectors.kind
+
+    def disk_bytes(self) -> int:
+        """Bytes the store's files take on disk (catalog with its WAL, vectors, manifest)."""
+        names = (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE, MANIFEST_FILE)
+        return sum((self.folder / name).stat().st_size for name in names if (self.folder / name).exists())
 
     # --- writing -------------------------------------------------------------------------------------
 
@@ -289,6 +295,25 @@ class LatentStore:
                 raise StoreError(f"{display_path(key)} already belongs to image {other}")
             row.path_bytes, row.path = key, display_path(key)
 
+    def reset_model(self, model_id: str, latent_dim: int) -> int:
+        """Make the store hold latents of another model: drop every vector and stored latent, record the
+        new model and dimension, and turn the ok rows into failed rows awaiting re-encoding; return how many.
+
+        Rows keep their ids and paths. Their size becomes `catalog.REENCODE_SIZE`, so any later index run
+        re-encodes their files, also after this one was interrupted. One transaction, then a flush.
+        """
+        if latent_dim < 1:
+            raise ValueError(f"need latent_dim >= 1, got {latent_dim}")
+        with self._lock:
+            with self._writing() as session:
+                count = mark_for_reencode(session, f"awaiting re-encoding with model {model_id}")
+                set_meta(session, "model_id", model_id)
+                set_meta(session, "latent_dim", str(latent_dim))
+            self.model_id, self.latent_dim = model_id, latent_dim
+            self._vectors = rebuild_vectors(self._catalog, self._spec, ReconcileReport())
+            self.flush()
+        return count
+
     def flush(self) -> None:
         """Save the vectors atomically, record which generation they hold, and rewrite the manifest."""
         with self._lock, self._writing(changes_images=False) as session:
@@ -335,52 +360,15 @@ class LatentStore:
                 with self._writing(changes_images=False) as session:
                     set_meta(session, "index_type", index_type)
                 self.index_type = index_type
-            self._rebuild(report)
+            self._vectors = rebuild_vectors(self._catalog, self._spec, report)
             self.flush()
             return report.notes
 
     def verify(self) -> VerifyReport:
         """Check catalog, vectors and manifest against each other without changing anything."""
-        report = VerifyReport()
-        with self._lock:
-            live = self._vectors.ids()
-            ok_list, latents = [], []
-            with self._catalog.reading() as session:
-                for image_id, blob, model_id in ok_latents(session):
-                    ok_list.append(image_id)
-                    if model_id != self.model_id:
-                        report.foreign_model_rows.append(image_id)
-                    if blob is None:
-                        report.rows_without_latent.append(image_id)
-                    elif (latent := self._decode(blob)) is None:
-                        report.bad_latents.append(image_id)
-                    else:
-                        latents.append((image_id, latent))
-                failed = status_counts(session).get("failed", 0)
-            ok_ids = np.array(ok_list, dtype=np.int64)
-            unique, copies = np.unique(live, return_counts=True)
-            report.duplicate_vectors = unique[copies > 1].tolist()
-            report.orphan_vectors = np.setdiff1d(unique, ok_ids).tolist()
-            usable = np.array([i for i, _ in latents], dtype=np.int64)  # the others are reported as such
-            report.missing_vectors = np.setdiff1d(usable, unique).tolist()
-            if self._vectors.kind != "ivfpq":
-                in_index = set(unique.tolist())
-                present = [(i, v) for i, v in latents if i in in_index]
-                if present:
-                    ids = np.array([i for i, _ in present])
-                    expected = prepare_vectors(np.stack([v for _, v in present]), self.metric)
-                    differs = ~np.isclose(self._vectors.vectors(ids), expected, atol=1e-5).all(axis=1)
-                    report.stale_vectors = ids[differs].tolist()
-        for name, label in _VERIFY_LABELS.items():
-            if ids := getattr(report, name):
-                report.problems.append(f"{len(ids)} {label}: ids {ids[:10]}{' ...' if len(ids) > 10 else ''}")
         manifest = _read_manifest(self.folder / MANIFEST_FILE)
-        actual = {"model_id": self.model_id, "latent_dim": self.latent_dim, "image_count": len(ok_ids)}
-        actual["failed_count"] = failed
-        for key, value in actual.items():
-            if manifest.get(key) != value:
-                report.problems.append(f"manifest says {key} = {manifest.get(key)!r}, the catalog {value!r}")
-        return report
+        with self._lock:
+            return verify_store(self._catalog, self._vectors, self._spec, manifest)
 
     # --- reading -------------------------------------------------------------------------------------
 
@@ -421,13 +409,18 @@ class LatentStore:
             query = select(ImageRow).where(ImageRow.content_hash == content_hash).order_by(ImageRow.id)
             return [to_record(row) for row in session.scalars(query)]
 
+    def entries(self) -> list[CatalogEntry]:
+        """Every image (ok and failed) as the plain entry change detection compares with the disk, by id."""
+        with self._catalog.reading() as session:
+            return list_entries(session)
+
     def latents(self, ids: Sequence[int]) -> np.ndarray:
         """The stored latents of `ids` as a float32 (n, d) array; NotFound for an unknown or failed image."""
         with self._catalog.reading() as session:
             rows = rows_by_id(session, ids)
         out = np.empty((len(rows), self.latent_dim), dtype=np.float32)
         for index, row in enumerate(rows):
-            latent = None if row.latent is None else self._decode(row.latent)
+            latent = None if row.latent is None else decode_latent(row.latent, self._spec)
             if latent is None:
                 raise NotFound(f"image {row.id} has no usable latent (status {row.status})")
             out[index] = latent
@@ -465,15 +458,6 @@ class LatentStore:
         except IntegrityError as exc:
             raise StoreError(f"the catalog refused the change: {exc.orig}") from exc
 
-    def _decode(self, blob: bytes) -> np.ndarray | None:
-        """A stored latent, or None if it is unusable (wrong length, NaN, infinite, zero under cosine)."""
-        if len(blob) != 4 * self.latent_dim:
-            return None
-        try:
-            return check_vectors(np.frombuffer(blob, dtype=np.float32)[None], self.latent_dim, self.metric)[0]
-        except (BadLatent, DimensionMismatch):
-            return None
-
     def _vectors_add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         try:
             self._vectors.add(ids, vectors)
@@ -482,79 +466,70 @@ class LatentStore:
             self._reconcile(None)
             raise
 
-    def _ok_latents(self, ids: np.ndarray | None, report: ReconcileReport) -> tuple[np.ndarray, np.ndarray]:
-        """Stored latents of the ok rows among `ids` (all ok rows if None); unusable ones go to the report."""
-        good_ids, good = [], []
-        with self._catalog.reading() as session:
-            for image_id, blob, _ in ok_latents(session, None if ids is None else ids.tolist()):
-                latent = None if blob is None else self._decode(blob)
-                if latent is None:
-                    report.unrecoverable.append(image_id)
-                else:
-                    good_ids.append(image_id)
-                    good.append(latent)
-        vectors = np.stack(good) if good else np.empty((0, self.latent_dim), dtype=np.float32)
-        return np.array(good_ids, dtype=np.int64), vectors
-
-    def _rebuild(self, report: ReconcileReport) -> None:
-        ids, vectors = self._ok_latents(None, report)
-        self._vectors, notes = VectorIndex.build(self.index_type, self.latent_dim, self.metric, ids, vectors)
-        report.rebuilt, report.readded = True, len(ids)
-        report.notes += notes
+    @property
+    def _spec(self) -> VectorSpec:
+        return VectorSpec(self.model_id, self.latent_dim, self.metric, self.index_type)
 
     def _reconcile(self, load_error: str | None) -> ReconcileReport:
-        report = ReconcileReport()
         with self._lock:
-            with self._catalog.reading() as session:
-                saved_digest = get_meta(session, "vectors_digest")
-                saved_generation = int(get_meta(session, "vectors_generation") or 0)
-                ok = session.execute(
-                    select(ImageRow.id, ImageRow.generation).where(ImageRow.status == "ok")
-                ).all()
-            if load_error is None and self._vectors.digest != saved_digest:
-                load_error = "it is not the file the catalog last recorded (saved behind the store's back?)"
-            if load_error is not None:
-                report.notes.append(f"rebuilt the vectors file from the catalog's latents: {load_error}")
-                self._rebuild(report)
-            else:
-                ok_ids = np.array([i for i, _ in ok], dtype=np.int64)
-                newer = np.array([i for i, g in ok if g > saved_generation], dtype=np.int64)
-                unique, copies = np.unique(self._vectors.ids(), return_counts=True)
-                orphans = np.setdiff1d(unique, ok_ids)
-                report.removed = len(orphans)
-                self._vectors.remove(orphans)
-                again = np.union1d(np.setdiff1d(ok_ids, unique), np.union1d(newer, unique[copies > 1]))
-                ids, vectors = self._ok_latents(np.intersect1d(again, ok_ids), report)
-                self._vectors.add(ids, vectors)
-                report.readded = len(ids)
-            if report.unrecoverable:
+            self._vectors, report = reconcile_vectors(self._catalog, self._vectors, self._spec, load_error)
+            if self.read_only:
+                return report
+            # A writer killed between a flush's commit and its manifest write (or after recording failures,
+            # which touch no vector) leaves the vectors right and only the manifest behind.
+            stale_manifest = not report.changed and self._manifest_is_stale()
+            if stale_manifest:
                 report.notes.append(
-                    f"{len(report.unrecoverable)} ok rows have unusable latents: re-index them"
+                    "rewrote the manifest, which was behind the catalog (a save was cut short)"
                 )
-            if report.changed and not self.read_only:
+            if report.changed or stale_manifest:
                 self._dirty = True
                 self.flush()
         return report
 
-    def _take_writer_lock(self) -> None:
-        fd = os.open(self.folder, os.O_RDONLY)
+    def _manifest_is_stale(self) -> bool:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise StoreError(f"another writer has {self.folder} open; open it read_only to search") from exc
-        self._writer_lock = fd
+            manifest = _read_manifest(self.folder / MANIFEST_FILE)
+        except StoreError:
+            return True
+        with self._catalog.reading() as session:
+            counts = status_counts(session)
+        return bool(manifest_problems(manifest, self._spec, counts.get("ok", 0), counts.get("failed", 0)))
+
+    def _take_writer_lock(self) -> None:
+        self._writer_lock = _lock_folder(self.folder)
 
 
-_VERIFY_LABELS = {
-    "missing_vectors": "ok images have no vector",
-    "orphan_vectors": "vectors have no ok image",
-    "duplicate_vectors": "ids are held more than once in FAISS",
-    "stale_vectors": "vectors differ from the stored latent",
-    "rows_without_latent": "ok images have no stored latent",
-    "bad_latents": "stored latents are unusable (wrong length, NaN or infinite)",
-    "foreign_model_rows": "ok images come from another model",
-}
+def _lock_folder(folder: Path) -> int:
+    """Take the folder's advisory writer lock; return the descriptor that holds it. StoreError if taken."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise StoreError(f"another writer has {folder} open; open it read_only to search") from exc
+    return fd
+
+
+def _clear_abandoned_create(folder: Path) -> None:
+    """Remove what a `create` killed before its manifest left; call with the writer lock held.
+
+    The manifest is the last file `create` writes, and nothing writes images or runs before `create`
+    returns, so a catalog without a manifest that holds neither is an unfinished create, not data.
+    """
+    catalog = folder / CATALOG_FILE
+    if (folder / MANIFEST_FILE).exists() or not catalog.exists() or not holds_nothing(catalog):
+        return
+    for name in (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE):
+        (folder / name).unlink(missing_ok=True)
+    _remove_stale_temp_files(folder)
+
+
+def _remove_stale_temp_files(folder: Path) -> None:
+    """Delete the temporary files of atomic saves that never finished; call with the writer lock held."""
+    for name in (VECTORS_FILE, MANIFEST_FILE):
+        for leftover in folder.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def _read_manifest(path: Path) -> dict:

@@ -116,3 +116,11 @@ def test_bad_model_dir_exits_4_with_a_one_line_error(tmp_path: Path) -> None:
     assert lines[0].startswith("error: ")
     assert "config.json is missing" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_usage_error_exits_2_without_a_traceback() -> None:
+    result = _latentdex("train")
+    assert result.returncode == 2, result.stderr
+    assert "Missing argument" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from models.errors import LatentdexError
-from service.cli import demo_command, model_commands, train_command
+from service.cli import demo_command, model_commands, store_commands, train_command
 from service.cli.exit_codes import exit_code_for
 
 app = typer.Typer(
@@ -21,12 +21,19 @@ app.command("train")(train_command.train)
 app.command("reconstruct")(model_commands.reconstruct)
 app.command("model-info")(model_commands.model_info)
 app.command("demo")(demo_command.demo)
+app.command("index")(store_commands.index)
+app.command("stats")(store_commands.stats)
+app.command("verify")(store_commands.verify)
+app.command("export")(store_commands.export)
+app.command("import")(store_commands.import_)
 
 
 def main() -> None:
     """Console-script entry point: runs the app, turning domain errors into one-line messages."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # not raised: typer returns a command's typer.Exit code (and 130)
+            sys.exit(code)
     except LatentdexError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exit_code_for(exc))
@@ -35,10 +42,9 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors: typer's bundled click exceptions derive from it
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(exc, "exit_code", 2))

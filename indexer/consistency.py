@@ -1,0 +1,202 @@
+"""Keeps a store's vectors consistent with its catalog: `reconcile_vectors` repairs, `verify_store` reports.
+
+The catalog is the source of truth: every ok row carries its latent, and the FAISS index is derived from
+those rows. Both functions work on the store's parts (catalog, vectors, the `VectorSpec` they must match);
+`LatentStore` calls them under its lock and saves what they change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import select
+
+from indexer.catalog import Catalog, ImageRow, get_meta, ok_latents, status_counts
+from indexer.vectors import VectorIndex, check_vectors, prepare_vectors
+from models.errors import BadLatent, DimensionMismatch
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """What every vector of a store must be: from which model, how long, under which metric and index."""
+
+    model_id: str
+    latent_dim: int
+    metric: str
+    index_type: str
+
+
+@dataclass
+class ReconcileReport:
+    """What `reconcile` changed in the vectors to match the catalog."""
+
+    removed: int = 0  # vectors whose id had no ok row
+    readded: int = 0  # ok rows whose vector was missing, stale or duplicated, added from the stored latent
+    rebuilt: bool = False  # the whole index was rebuilt from the catalog; `notes` says why
+    unrecoverable: list[int] = field(default_factory=list)  # ok rows whose stored latent is unusable
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.removed or self.readded or self.rebuilt)
+
+
+@dataclass
+class VerifyReport:
+    """Every inconsistency `verify` found; `ok` when there is none."""
+
+    missing_vectors: list[int] = field(default_factory=list)  # ok rows with no vector
+    orphan_vectors: list[int] = field(default_factory=list)  # vectors with no ok row
+    duplicate_vectors: list[int] = field(default_factory=list)  # ids held more than once
+    stale_vectors: list[int] = field(default_factory=list)  # vector differs from the stored latent
+    rows_without_latent: list[int] = field(default_factory=list)
+    bad_latents: list[int] = field(default_factory=list)  # wrong length, NaN or infinite
+    foreign_model_rows: list[int] = field(default_factory=list)  # ok rows of another model_id
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+_VERIFY_LABELS = {
+    "missing_vectors": "ok images have no vector",
+    "orphan_vectors": "vectors have no ok image",
+    "duplicate_vectors": "ids are held more than once in FAISS",
+    "stale_vectors": "vectors differ from the stored latent",
+    "rows_without_latent": "ok images have no stored latent",
+    "bad_latents": "stored latents are unusable (wrong length, NaN or infinite)",
+    "foreign_model_rows": "ok images come from another model",
+}
+
+
+def decode_latent(blob: bytes, spec: VectorSpec) -> np.ndarray | None:
+    """A stored latent, or None if it is unusable (wrong length, NaN, infinite, zero under cosine)."""
+    if len(blob) != 4 * spec.latent_dim:
+        return None
+    try:
+        return check_vectors(np.frombuffer(blob, dtype=np.float32)[None], spec.latent_dim, spec.metric)[0]
+    except (BadLatent, DimensionMismatch):
+        return None
+
+
+def usable_latents(
+    catalog: Catalog, ids: np.ndarray | None, spec: VectorSpec, report: ReconcileReport
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stored latents of the ok rows among `ids` (all ok rows if None); unusable ones go to the report."""
+    good_ids, good = [], []
+    with catalog.reading() as session:
+        for image_id, blob, _ in ok_latents(session, None if ids is None else ids.tolist()):
+            latent = None if blob is None else decode_latent(blob, spec)
+            if latent is None:
+                report.unrecoverable.append(image_id)
+            else:
+                good_ids.append(image_id)
+                good.append(latent)
+    vectors = np.stack(good) if good else np.empty((0, spec.latent_dim), dtype=np.float32)
+    return np.array(good_ids, dtype=np.int64), vectors
+
+
+def rebuild_vectors(catalog: Catalog, spec: VectorSpec, report: ReconcileReport) -> VectorIndex:
+    """A new index of `spec.index_type` holding every usable ok latent; the report says what it did."""
+    ids, vectors = usable_latents(catalog, None, spec, report)
+    index, notes = VectorIndex.build(spec.index_type, spec.latent_dim, spec.metric, ids, vectors)
+    report.rebuilt, report.readded = True, len(ids)
+    report.notes += notes
+    return index
+
+
+def reconcile_vectors(
+    catalog: Catalog, vectors: VectorIndex | None, spec: VectorSpec, load_error: str | None
+) -> tuple[VectorIndex, ReconcileReport]:
+    """Make `vectors` match the catalog's ok rows; return the index to use from now on and what changed.
+
+    `load_error` (or `vectors` None, or a file the catalog did not record) means the vectors cannot be
+    trusted: the index is rebuilt from the stored latents. Otherwise it is repaired in place: vectors
+    without an ok row are removed; ok rows whose vector is missing, duplicated or newer than the saved
+    generation are re-added from their latents. The caller saves the result when `report.changed`.
+    """
+    report = ReconcileReport()
+    with catalog.reading() as session:
+        saved_digest = get_meta(session, "vectors_digest")
+        saved_generation = int(get_meta(session, "vectors_generation") or 0)
+        ok = session.execute(select(ImageRow.id, ImageRow.generation).where(ImageRow.status == "ok")).all()
+    if vectors is None and load_error is None:
+        load_error = "there is no vectors index"
+    if load_error is None and vectors is not None and vectors.digest != saved_digest:
+        load_error = "it is not the file the catalog last recorded (saved behind the store's back?)"
+    if load_error is not None or vectors is None:
+        report.notes.append(f"rebuilt the vectors file from the catalog's latents: {load_error}")
+        vectors = rebuild_vectors(catalog, spec, report)
+    else:
+        ok_ids = np.array([i for i, _ in ok], dtype=np.int64)
+        newer = np.array([i for i, g in ok if g > saved_generation], dtype=np.int64)
+        unique, copies = np.unique(vectors.ids(), return_counts=True)
+        orphans = np.setdiff1d(unique, ok_ids)
+        report.removed = len(orphans)
+        vectors.remove(orphans)
+        again = np.union1d(np.setdiff1d(ok_ids, unique), np.union1d(newer, unique[copies > 1]))
+        ids, latents = usable_latents(catalog, np.intersect1d(again, ok_ids), spec, report)
+        vectors.add(ids, latents)
+        report.readded = len(ids)
+    if report.unrecoverable:
+        report.notes.append(f"{len(report.unrecoverable)} ok rows have unusable latents: re-index them")
+    return vectors, report
+
+
+def verify_store(
+    catalog: Catalog, vectors: VectorIndex, spec: VectorSpec, manifest: Mapping[str, object]
+) -> VerifyReport:
+    """Check catalog, vectors and `manifest` (the manifest file's JSON document) against each other.
+
+    Changes nothing. Every kind of disagreement gets its id list in the report and a line in `problems`.
+    """
+    report = VerifyReport()
+    live = vectors.ids()
+    ok_list, latents = [], []
+    with catalog.reading() as session:
+        for image_id, blob, model_id in ok_latents(session):
+            ok_list.append(image_id)
+            if model_id != spec.model_id:
+                report.foreign_model_rows.append(image_id)
+            if blob is None:
+                report.rows_without_latent.append(image_id)
+            elif (latent := decode_latent(blob, spec)) is None:
+                report.bad_latents.append(image_id)
+            else:
+                latents.append((image_id, latent))
+        failed = status_counts(session).get("failed", 0)
+    ok_ids = np.array(ok_list, dtype=np.int64)
+    unique, copies = np.unique(live, return_counts=True)
+    report.duplicate_vectors = unique[copies > 1].tolist()
+    report.orphan_vectors = np.setdiff1d(unique, ok_ids).tolist()
+    usable = np.array([i for i, _ in latents], dtype=np.int64)  # the others are reported as such
+    report.missing_vectors = np.setdiff1d(usable, unique).tolist()
+    if vectors.kind != "ivfpq":
+        in_index = set(unique.tolist())
+        present = [(i, v) for i, v in latents if i in in_index]
+        if present:
+            ids = np.array([i for i, _ in present])
+            expected = prepare_vectors(np.stack([v for _, v in present]), spec.metric)
+            differs = ~np.isclose(vectors.vectors(ids), expected, atol=1e-5).all(axis=1)
+            report.stale_vectors = ids[differs].tolist()
+    for name, label in _VERIFY_LABELS.items():
+        if ids := getattr(report, name):
+            report.problems.append(f"{len(ids)} {label}: ids {ids[:10]}{' ...' if len(ids) > 10 else ''}")
+    report.problems += manifest_problems(manifest, spec, len(ok_ids), failed)
+    return report
+
+
+def manifest_problems(
+    manifest: Mapping[str, object], spec: VectorSpec, ok_count: int, failed_count: int
+) -> list[str]:
+    """Where the manifest's model, dimension and counts disagree with the catalog's, one line each."""
+    actual = {"model_id": spec.model_id, "latent_dim": spec.latent_dim, "image_count": ok_count}
+    actual["failed_count"] = failed_count
+    return [
+        f"manifest says {key} = {manifest.get(key)!r}, the catalog {value!r}"
+        for key, value in actual.items()
+        if manifest.get(key) != value
+    ]

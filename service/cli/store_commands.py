@@ -1,0 +1,171 @@
+"""`latentdex index`, `stats`, `verify`, `export` and `import`: build a store from photos, look after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from indexer.export import export_store, import_store
+from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
+from indexer.store import LatentStore
+from models.errors import ModelMismatch
+from models.inference import LatentCodec
+from service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
+from service.cli.model_commands import ModelOption
+from service.cli.progress import progress_bar
+
+IndexType = Literal["flat", "hnsw", "ivfpq", "auto"]
+Metric = Literal["cosine", "l2"]
+StoreArgument = Annotated[Path, typer.Argument(help="Store folder.")]
+
+
+def index(
+    photos_dir: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],
+    store: Annotated[Path, typer.Option("--store", help="Store folder; a store is made if none is there.")],
+    model: ModelOption = None,
+    index_type: Annotated[
+        IndexType | None,
+        typer.Option(help="FAISS index: flat (exact), hnsw, ivfpq, auto. Default: the store's, or flat."),
+    ] = None,
+    metric: Annotated[
+        Metric | None, typer.Option(help="Distance for a new store (fixed once created). Default: cosine.")
+    ] = None,
+    reencode: Annotated[
+        bool, typer.Option("--reencode", help="Re-encode every image, e.g. with a model the store lacks.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="Decode processes; default 1 per core.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per encode batch and write.")] = 64,
+    flush_every: Annotated[int, typer.Option(min=1, help="Batches between saves of the vectors file.")] = 16,
+) -> None:
+    """Index PHOTOS_DIR into a store: encode new and changed images, follow moves, drop deleted ones."""
+    codec = LatentCodec.load(model, batch_size=batch_size)
+    options = IndexOptions(
+        index_type=index_type,
+        metric=metric,
+        reencode=reencode,
+        workers=workers,
+        batch_size=batch_size,
+        flush_every=flush_every,
+    )
+    with progress_bar("img") as bar:
+        task = bar.add_task("scanning", total=None, status="")
+
+        def show(progress: IndexProgress) -> None:
+            bar.update(task, description=progress.stage, completed=progress.done, total=progress.total)
+
+        try:
+            report = index_folder(photos_dir, store, codec, options, on_progress=show)
+        except ModelMismatch as exc:
+            raise ModelMismatch(f"{exc}. Pass --reencode to re-encode every image with this model") from exc
+    _print_index_report(report, store)
+    if report.interrupted:
+        raise typer.Exit(INTERRUPTED)
+
+
+def stats(
+    store: StoreArgument,
+    runs: Annotated[int, typer.Option(min=0, help="How many of the last runs to list.")] = 5,
+) -> None:
+    """Print a store's totals, model, index and disk use, and its last runs."""
+    with LatentStore.open(store, read_only=True) as opened:
+        ok, failed = opened.count("ok"), opened.count("failed")
+        typer.echo(f"store:       {opened.folder}")
+        typer.echo(f"model:       {opened.model_id} (latent dim {opened.latent_dim})")
+        typer.echo(f"metric:      {opened.metric}")
+        typer.echo(f"index:       {opened.vector_kind} (configured: {opened.index_type})")
+        typer.echo(f"images:      {ok} ok, {failed} failed")
+        typer.echo(f"on disk:     {opened.disk_bytes():,} bytes")
+        history = opened.runs()
+    shown = history[-runs:] if runs else []
+    typer.echo(f"runs:        {len(history)}" + (f", the last {len(shown)}:" if shown else ""))
+    for run in shown:
+        when = run.started_at.strftime("%Y-%m-%d %H:%M:%S")
+        took = f"{(run.ended_at - run.started_at).total_seconds():.1f} s" if run.ended_at else "-"
+        c = run.counts
+        typer.echo(
+            f"  run {run.id} {run.status:<11} {when} UTC {took:>8}  new {c.new} changed {c.changed} "
+            f"unchanged {c.unchanged} moved {c.moved} deleted {c.deleted} failed {c.failed}"
+        )
+
+
+def verify(
+    store: StoreArgument,
+    read_only: Annotated[
+        bool,
+        typer.Option("--read-only", help="Check as is, changing nothing (works beside a running indexer)."),
+    ] = False,
+) -> None:
+    """Check a store's catalog, vectors and manifest against each other; exit 7 if they disagree.
+
+    By default the store is opened as a writer would, which first repairs what the catalog can repair
+    (vectors a killed run did not save) and says so; --read-only reports the files exactly as they are.
+    """
+    with LatentStore.open(store, read_only=read_only) as opened:
+        repaired = opened.last_reconcile
+        if repaired is not None and repaired.changed:
+            typer.echo(
+                f"repaired first: {repaired.readded} vectors re-added, {repaired.removed} removed"
+                + (", index rebuilt" if repaired.rebuilt else "")
+            )
+        for note in repaired.notes if repaired else []:
+            typer.echo(f"note: {note}")
+        report = opened.verify()
+        ok, failed = opened.count("ok"), opened.count("failed")
+    if report.ok:
+        typer.echo(f"consistent: {ok} ok images with one vector each, {failed} failed")
+        return
+    typer.echo(f"NOT consistent ({len(report.problems)} problems):")
+    for problem in report.problems:
+        typer.echo(f"  {problem}")
+    raise typer.Exit(VERIFY_FAILED)
+
+
+def export(
+    store: StoreArgument,
+    out: Annotated[Path, typer.Option("--out", help="The .npz file to write.")],
+) -> None:
+    """Write every indexed image's id, path, metadata and latent to one .npz file."""
+    with LatentStore.open(store, read_only=True) as opened:
+        count = export_store(opened, out)
+    typer.echo(f"exported {count} images to {out}")
+
+
+def import_(
+    source: Annotated[Path, typer.Argument(help="An .npz file written by `latentdex export`.")],
+    store: Annotated[Path, typer.Option("--store", help="The new store folder.")],
+    index_type: Annotated[
+        IndexType | None, typer.Option(help="FAISS index for the new store. Default: the exported store's.")
+    ] = None,
+) -> None:
+    """Create a new store from an export: same paths, metadata and latents; new ids."""
+    count = import_store(source, store, index_type)
+    typer.echo(f"imported {count} images into {store}")
+
+
+def _print_index_report(report: IndexReport, store: Path) -> None:
+    counts = report.counts
+    status = "interrupted" if report.interrupted else "complete"
+    typer.echo(
+        f"run {report.run_id} {status} in {report.seconds:.1f} s ({report.images_per_second:.1f} images/s): "
+        f"{counts.new} new, {counts.changed} changed, {counts.unchanged} unchanged, {counts.moved} moved, "
+        f"{counts.deleted} deleted, {counts.failed} failed"
+    )
+    if report.failures:
+        typer.echo(f"failed ({len(report.failures)}):")
+        for path, reason in report.failures:
+            typer.echo(f"  {_one_line(path)}: {_one_line(reason)}")
+    if report.skipped:
+        typer.echo(f"skipped ({len(report.skipped)}):")
+        for path, reason in report.skipped:
+            typer.echo(f"  {_one_line(path)}: {_one_line(reason)}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    if report.interrupted:
+        typer.echo(f"interrupted: what was indexed is saved in {store}; run the same command to finish")
+
+
+def _one_line(text: str) -> str:
+    """`text` with control characters escaped, so a file name with a newline cannot break the summary."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
