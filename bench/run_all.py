@@ -1,6 +1,7 @@
 """Run the benchmark suite: print a table per benchmark and write one JSON result file per benchmark.
 
 python -m bench.run_all --data data --results bench/results [--model DIR] [--quick] [--only NAME]
+    [--store DIR]
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench import model_throughput, retrieval_quality
+from bench import index_types, indexing_throughput, model_throughput, retrieval_quality
 from bench.machine import machine_facts
 from bench.report import write_result
 from models.checkpoint import DEFAULT_MODEL_DIR, read_card
@@ -39,6 +40,16 @@ BENCHMARKS: dict[str, Benchmark] = {
         run=lambda args: retrieval_quality.run(args.model, args.data, quick=args.quick, workers=args.workers),
         format=retrieval_quality.format_result,
     ),
+    index_types.NAME: Benchmark(
+        run=lambda args: index_types.run(args.store, quick=args.quick, threads=args.threads),
+        format=index_types.format_result,
+    ),
+    indexing_throughput.NAME: Benchmark(
+        run=lambda args: indexing_throughput.run(
+            args.model, args.data, quick=args.quick, workers=args.workers, threads=args.threads
+        ),
+        format=indexing_throughput.format_result,
+    ),
 }
 
 
@@ -57,9 +68,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=sorted(BENCHMARKS), action="append", help="run only this (repeatable)"
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="image decoding processes (default: all CPUs)"
+        "--threads", type=int, default=0, help="torch (and index_types' FAISS) threads (0: the default)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="image decoding processes (default: all CPUs; indexing_throughput: the pipeline's split)",
+    )
+    parser.add_argument(
+        "--store", type=Path, default=None, help="a store whose latents index_types also measures (optional)"
     )
     return parser.parse_args(argv)
 
