@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.store import ImageRecord, LatentStore
+from models.checkpoint import FILE_MODE
 from models.errors import StoreError
 
 EXPORT_FORMAT = "latentdex-export"
@@ -57,6 +58,7 @@ def export_store(store: LatentStore, out: str | os.PathLike[str]) -> int:
     }
     out = Path(out)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.chmod(tmp_name, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **columns)

@@ -25,6 +25,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from models.checkpoint import FILE_MODE
 from models.errors import BadLatent, DimensionMismatch, StoreError
 
 # Bytes per image are computed for d=128 float32 latents plus the 8-byte id, not measured; recall on our
@@ -295,6 +296,7 @@ def write_file_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp_path = Path(tmp_name)
+    os.chmod(tmp_path, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -27,6 +27,7 @@ CONFIG_FILE = "config.json"
 FORMAT_NAME = "latentdex-vae"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+FILE_MODE = 0o644  # temporary files are created 0600; the final files must be readable like any other
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def save_model(
         tmp_weights = Path(tmp.name)
     try:
         save_file(state, str(tmp_weights), metadata={"model_id": model_id, "format": FORMAT_NAME})
+        os.chmod(tmp_weights, FILE_MODE)
         _fsync_file(tmp_weights)
         os.replace(tmp_weights, out / WEIGHTS_FILE)
     finally:
@@ -147,6 +149,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write(text)
         tmp.flush()
         os.fsync(tmp.fileno())
+    os.chmod(tmp.name, FILE_MODE)
     os.replace(tmp.name, path)
     _fsync_dir(path.parent)
 

@@ -271,13 +271,15 @@ def test_weights_from_another_model_do_not_match_the_id(saved: Path, tmp_path: P
 
 
 def test_shipped_default_model_loads() -> None:
-    if not (DEFAULT_MODEL_DIR / CONFIG_FILE).exists():
-        pytest.skip(
-            f"{DEFAULT_MODEL_DIR} has no config.json yet: it is produced by a training run in progress"
-        )
     model, card = load_model()
     assert card.model_id == read_card(DEFAULT_MODEL_DIR).model_id
     size = card.config.image_size
     with torch.no_grad():
         decoded = model.decode(model.encode(torch.rand(1, 3, size, size)).mode())
     assert decoded.shape == (1, 3, size, size)
+
+
+def test_saved_files_are_readable_like_any_other_file(saved: Path) -> None:
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        assert (saved / name).stat().st_mode & 0o777 == 0o644, name
+    assert not list(saved.glob("*.tmp"))
