@@ -179,7 +179,9 @@ class VectorIndex:
             raise ValueError("the same id appears twice in one add")
         if len(ids) == 0:
             return
-        self.remove(ids)
+        # remove_ids rewrites the whole flat index: pay for it only when an id really is being replaced.
+        if self._index.ntotal and np.isin(ids, self.ids()).any():
+            self.remove(ids)
         self._index.add_with_ids(prepare_vectors(vectors, self.metric), ids)
         self._slot_ids = None
 
