@@ -11,14 +11,13 @@ exported: failed ones have no latent.
 from __future__ import annotations
 
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from indexer.store import ImageRecord, LatentStore
-from models.checkpoint import FILE_MODE
+from models.atomic_files import atomic_output
 from models.errors import StoreError
 
 EXPORT_FORMAT = "latentdex-export"
@@ -57,14 +56,8 @@ def export_store(store: LatentStore, out: str | os.PathLike[str]) -> int:
         "latents": np.concatenate(latents),
     }
     out = Path(out)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.chmod(tmp_name, FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **columns)
-        os.replace(tmp_name, out)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_output(out) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **columns)
     return len(ids)
 
 

@@ -64,7 +64,8 @@ from indexer.consistency import (
     reconcile_vectors,
     verify_store,
 )
-from indexer.vectors import METRICS, VectorIndex, check_vectors, write_file_atomic
+from indexer.vectors import METRICS, VectorIndex, check_vectors
+from models.atomic_files import write_bytes_atomic
 from models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
 
 __all__ = ["ImageRecord", "LatentStore", "Match", "ReconcileReport", "RunCounts", "StoreInfo", "VerifyReport"]
@@ -331,7 +332,7 @@ class LatentStore:
                 "failed_count": counts.get("failed", 0),
                 "updated_at": datetime.now(UTC).isoformat(),
             }
-        write_file_atomic(self.folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+        write_bytes_atomic(self.folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
         self._dirty = False
 
     def start_run(self, root: str) -> int:

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from models.checkpoint import FILE_MODE
+from models.atomic_files import write_bytes_atomic
 from models.errors import BadLatent, DimensionMismatch, StoreError
 
 # Bytes per image are computed for d=128 float32 latents plus the 8-byte id, not measured; recall on our
@@ -236,7 +234,7 @@ class VectorIndex:
     def save(self, path: Path) -> str:
         """Write the index to `path` atomically; return the sha256 of the bytes written."""
         data = faiss.serialize_index(self._index).tobytes()
-        write_file_atomic(path, data)
+        write_bytes_atomic(path, data)
         self.digest = hashlib.sha256(data).hexdigest()
         return self.digest
 
@@ -291,24 +289,3 @@ class VectorIndex:
         if len(live):
             fresh.add_with_ids(np.ascontiguousarray(kept, dtype=np.float32), slots[live])
         self._adopt(fresh)
-
-
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one, never a mix."""
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp_path = Path(tmp_name)
-    os.chmod(tmp_path, FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from models.atomic_files import atomic_output, write_text_atomic
 from models.errors import BadCheckpoint
 from models.vae import VAE, VAEConfig
 
@@ -27,7 +27,6 @@ CONFIG_FILE = "config.json"
 FORMAT_NAME = "latentdex-vae"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
-FILE_MODE = 0o644  # temporary files are created 0600; the final files must be readable like any other
 
 
 @dataclass(frozen=True)
@@ -58,15 +57,8 @@ def save_model(
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     model_id = compute_model_id(model.config, state)
     card = ModelCard(config=model.config, model_id=model_id, training=dict(training or {}))
-    with tempfile.NamedTemporaryFile(dir=out, suffix=".tmp", delete=False) as tmp:
-        tmp_weights = Path(tmp.name)
-    try:
+    with atomic_output(out / WEIGHTS_FILE) as tmp_weights:
         save_file(state, str(tmp_weights), metadata={"model_id": model_id, "format": FORMAT_NAME})
-        os.chmod(tmp_weights, FILE_MODE)
-        _fsync_file(tmp_weights)
-        os.replace(tmp_weights, out / WEIGHTS_FILE)
-    finally:
-        tmp_weights.unlink(missing_ok=True)
     document = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -139,29 +131,3 @@ def load_model(directory: str | os.PathLike[str] | None = None) -> tuple[VAE, Mo
     model.load_state_dict(state)
     model.eval()
     return model, card
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a small text file so a crash leaves either the old or the new content, never a mix."""
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.chmod(tmp.name, FILE_MODE)
-    os.replace(tmp.name, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,6 +9,7 @@ import torch
 
 from models.checkpoint import ModelCard, load_model
 from models.errors import BadLatent, DimensionMismatch
+from models.sheets import to_uint8_hwc
 from models.vae import VAE
 
 
@@ -80,7 +81,7 @@ class LatentCodec:
                     np.ascontiguousarray(latents[start : start + self.batch_size], np.float32)
                 )
                 images = self.model.decode(z)
-                out.append((images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+                out.append(to_uint8_hwc(images))
         if not out:
             return np.empty((0, self.image_size, self.image_size, 3), np.uint8)
         return np.concatenate(out)

@@ -18,8 +18,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models import losses
+from models.atomic_files import write_text_atomic
 from models.augment import JpegRecompressor, altered_copies, random_crops
-from models.checkpoint import save_model, write_text_atomic
+from models.checkpoint import save_model
 from models.errors import BadCheckpoint
 from models.sheets import training_sheet
 from models.vae import VAE, VAEConfig

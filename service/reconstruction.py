@@ -12,6 +12,7 @@ import torch
 from indexer.load import load_for_model
 from models.errors import BadImage
 from models.inference import LatentCodec
+from models.losses import psnr
 from models.sheets import image_grid
 
 
@@ -43,14 +44,11 @@ def reconstruct_files(
     if not originals:
         raise BadImage("none of the given files could be decoded")
     batch = np.stack(originals)
-    decoded = codec.decode(codec.encode(batch))
-    errors = ((batch.astype(np.float32) - decoded.astype(np.float32)) / 255) ** 2
-    for name, mse in zip(names, errors.reshape(len(batch), -1).mean(axis=1), strict=True):
-        report.psnr_by_path[name] = float(-10 * np.log10(max(mse, 1e-10)))
+    inputs, outputs = _as_tensor(batch), _as_tensor(codec.decode(codec.encode(batch)))
+    report.psnr_by_path.update(zip(names, psnr(outputs, inputs).tolist(), strict=True))
     rows = []
     for start in range(0, len(batch), columns):
-        rows.append(_as_tensor(batch[start : start + columns]))
-        rows.append(_as_tensor(decoded[start : start + columns]))
+        rows += [inputs[start : start + columns], outputs[start : start + columns]]
     sheet_path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(rows).save(sheet_path)
     return report

@@ -15,10 +15,10 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer import vectors
 from indexer.catalog import RunCounts
 from indexer.store import ImageRecord, LatentStore
 from indexer.vectors import VectorIndex
+from models import atomic_files
 from models.errors import BadLatent, DimensionMismatch, ModelMismatch, NotFound, StoreError
 
 DIM = 16
@@ -279,7 +279,7 @@ def test_flush_leaves_no_temp_files_and_a_failed_save_keeps_the_old_file(
         raise OSError("disk full")
 
     store.upsert_images(records(2, start=4), latents(2, seed=3))
-    monkeypatch.setattr(vectors.os, "replace", crash_before_replace)
+    monkeypatch.setattr(atomic_files.os, "replace", crash_before_replace)
     with pytest.raises(OSError, match="disk full"):
         store.flush()
     monkeypatch.undo()

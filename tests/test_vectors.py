@@ -11,6 +11,7 @@ import pytest
 
 from indexer import vectors
 from indexer.vectors import VectorIndex, resolve_index_type
+from models import atomic_files
 from models.errors import BadLatent, DimensionMismatch, StoreError
 
 DIM = 16
@@ -141,7 +142,7 @@ def test_save_is_atomic_and_interrupted_save_keeps_old_file(
         raise OSError("power cut")
 
     index.add(np.array([9]), unit_rows(1, seed=5))
-    monkeypatch.setattr(vectors.os, "replace", crash_before_replace)
+    monkeypatch.setattr(atomic_files.os, "replace", crash_before_replace)
     with pytest.raises(OSError, match="power cut"):
         index.save(path)
     monkeypatch.undo()
