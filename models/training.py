@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models import losses
-from models.atomic_files import write_text_atomic
+from models.atomic_files import atomic_output, write_text_atomic
 from models.augment import JpegRecompressor, altered_copies, random_crops
 from models.checkpoint import save_model
 from models.errors import BadCheckpoint
@@ -292,9 +292,8 @@ class _TrainState:
             tensors |= {f"disc.{k}": v.detach().clone() for k, v in discriminator.state_dict().items()}
             disc_tensors, meta["disc_optimizer_groups"] = _flatten_optimizer(disc_optimizer, "dopt.")
             tensors |= disc_tensors
-        tmp = self.directory / "state.safetensors.tmp"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        tmp.replace(self.directory / "state.safetensors")
+        with atomic_output(self.directory / "state.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         write_text_atomic(self.directory / "state.json", json.dumps(meta))
 
 
