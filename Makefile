@@ -40,7 +40,7 @@ data: venv
 	$(BIN)/python -m bench.datasets fetch --root $(DATA)
 
 bench: venv data
-	$(BIN)/python -m bench.run_all --data $(DATA) --results bench/results
+	$(BIN)/python -m bench --data $(DATA) --results bench/results
 
 # Reproduces the shipped default checkpoint in models/default/ (see README: "Default model").
 default-model: venv data

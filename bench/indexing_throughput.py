@@ -72,7 +72,7 @@ def run(
     """Make (or reuse) the two folders under `work_dir` and measure both; returns the JSON-ready result."""
     sizes = QUICK if quick else FULL
     raw = fetch(Path(data_root))
-    codec = LatentCodec.load(model_dir)
+    codec = LatentCodec.load(model_dir, precision="auto")
     worker_count, torch_threads = split_cores(os.cpu_count() or 1, workers, threads or None)
     options = IndexOptions(workers=worker_count, torch_threads=torch_threads)
     started = time.perf_counter()
@@ -86,6 +86,7 @@ def run(
         "workers": worker_count,
         "torch_threads": torch_threads,
         "batch_size": options.batch_size,
+        "precision": codec.precision,
         "image_size": codec.image_size,
         "goal_ratio": GOAL,
         "folders_ready_s": time.perf_counter() - started,
@@ -268,7 +269,7 @@ class TimedCodec(LatentCodec):
     """The same model and card as `codec`, with `encode` time added to the clock's "encode" stage."""
 
     def __init__(self, codec: LatentCodec, clock: StageClock) -> None:
-        super().__init__(codec.model, codec.card, codec.batch_size)
+        super().__init__(codec.model, codec.card, codec.batch_size, codec.precision)
         self.clock = clock
 
     def encode(self, images: np.ndarray) -> np.ndarray:

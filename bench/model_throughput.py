@@ -20,6 +20,7 @@ from bench.machine import Timing, device_sync, matmul_gflops, time_call, time_in
 from bench.report import table
 from indexer.training_data import jpeg_round_trip
 from models.checkpoint import load_model
+from models.inference import cpu_has_fast_bf16
 from models.training import TrainConfig, _train_step
 from models.vae import VAE
 
@@ -103,6 +104,7 @@ def measure_device(model: VAE, device: torch.device, sizes: ThroughputSizes) -> 
             inference[f"{op}_b{batch}"] = _inference_rate(fn, batch, per_image, peak, sizes, sync)
     out["inference"] = inference
     out["channels_last"] = _channels_last(model, sizes, generator, flops["encode_per_image"], peak, sync)
+    out["bf16"] = _bf16(model, sizes, generator, flops["encode_per_image"], peak, sync)
     out["training"] = _training_rates(model, sizes, device, peak)
     plain, invariance = out["training"]["plain"], out["training"]["invariance"]
     if "steps_per_s" in plain and "steps_per_s" in invariance:
@@ -205,6 +207,48 @@ def _channels_last(
     }
 
 
+def _bf16(
+    model: VAE,
+    sizes: ThroughputSizes,
+    generator: torch.Generator,
+    flops_per_image: int,
+    peak: float,
+    sync: Callable[[], None],
+) -> dict[str, Any]:
+    """channels_last encode at the largest batch in fp32 and under bf16 autocast (what `LatentCodec`
+    precision "bf16" runs), timed interleaved, and how far the bf16 latents are from the fp32 ones."""
+    batch = max(sizes.batch_sizes)
+    device = next(model.parameters()).device
+    fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    size = model.config.image_size
+    images = smooth_images(batch, size, generator).to(device).contiguous(memory_format=torch.channels_last)
+
+    def encode_bf16() -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return fast.encode(images).mu.float()
+
+    with torch.inference_mode():
+        exact, approx = fast.encode(images).mu, encode_bf16()
+    cosine = F.cosine_similarity(exact, approx, dim=1)
+    timings = time_interleaved(
+        {"fp32": _looped(lambda: fast.encode(images), 1), "bf16": _looped(encode_bf16, 1)},
+        warmup=sizes.warmup,
+        repeat=sizes.repeat,
+        sync=sync,
+    )
+    fp32 = _rate(timings["fp32"], batch, 1, flops_per_image, peak)
+    bf16 = _rate(timings["bf16"], batch, 1, flops_per_image, peak)
+    return {
+        "op": f"encode_b{batch}",
+        "hardware_bf16": bool(device.type == "cuda" or cpu_has_fast_bf16()),
+        "fp32": fp32,
+        "bf16": bf16,
+        "speedup_bf16": bf16["images_per_s"] / fp32["images_per_s"],
+        "latent_relative_error": float((approx - exact).norm() / exact.norm()),
+        "latent_cosine_min": float(cosine.min()),
+    }
+
+
 def _training_rates(model: VAE, sizes: ThroughputSizes, device: torch.device, peak: float) -> dict[str, Any]:
     """Steps/s of `models.training._train_step` (forward, backward, clip, AdamW) without and with invariance.
 
@@ -285,6 +329,18 @@ def format_result(result: dict[str, Any]) -> str:
                     row["ratio_to_matmul"],
                 ]
             )
+        half = data.get("bf16")
+        for precision in ("fp32", "bf16") if half else ():
+            row = half[precision]
+            rows.append(
+                [
+                    f"{half['op']} channels_last {precision} (paired)",
+                    row["images_per_s"],
+                    row["ms_per_batch"],
+                    row["achieved_gflops"],
+                    row["ratio_to_matmul"],
+                ]
+            )
         for variant, row in data["training"].items():
             name = f"train_b{row.get('batch', '?')} {variant}"
             if "error" in row:
@@ -311,6 +367,12 @@ def format_result(result: dict[str, Any]) -> str:
             f"decode {data['flops']['decode_per_image'] / 1e6:.1f} MFLOP/image",
             f"channels_last / default encode speed: {cl['speedup_channels_last']:.2f}x",
         ]
+        if half:
+            facts.append(
+                f"bf16 / fp32 encode speed: {half['speedup_bf16']:.2f}x "
+                f"(hardware bf16: {half['hardware_bf16']}); latent error "
+                f"{half['latent_relative_error']:.4f} relative, min cosine {half['latent_cosine_min']:.5f}"
+            )
         if "error" not in plain and "error" not in inv:
             facts.append(
                 f"training: {plain['steps_per_s']:.3f} steps/s plain, {inv['steps_per_s']:.3f} steps/s with "

@@ -62,18 +62,33 @@ from indexer.consistency import (
     manifest_problems,
     rebuild_vectors,
     reconcile_vectors,
+    usable_latents,
     verify_store,
 )
-from indexer.vectors import METRICS, VectorIndex, check_vectors
+from indexer.filters import SearchFilter, matching_ids
+from indexer.vectors import METRICS, VectorIndex, check_vectors, exact_search
 from models.atomic_files import write_bytes_atomic
 from models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
 
-__all__ = ["ImageRecord", "LatentStore", "Match", "ReconcileReport", "RunCounts", "StoreInfo", "VerifyReport"]
+__all__ = [
+    "ImageRecord",
+    "LatentStore",
+    "Match",
+    "ReconcileReport",
+    "RunCounts",
+    "SearchFilter",
+    "StoreInfo",
+    "VerifyReport",
+]
 
 FORMAT_VERSION = 1
 CATALOG_FILE = "catalog.sqlite"
 VECTORS_FILE = "vectors.faiss"
 MANIFEST_FILE = "manifest.json"
+# A filtered search that HNSW or IVF-PQ answers with fewer than k matches is redone exactly over the
+# admitted images' stored latents, when there are at most this many of them (more would be slow, and
+# then the approximate search rarely comes up short).
+EXACT_FALLBACK_MAX = 200_000
 
 
 @dataclass(frozen=True)
@@ -234,6 +249,12 @@ class LatentStore:
         return StoreInfo(**{name: document[name] for name in StoreInfo.__dataclass_fields__})
 
     @property
+    def vector_count(self) -> int:
+        """How many vectors the loaded index holds (what a search can return)."""
+        with self._lock:
+            return self._vectors.ntotal
+
+    @property
     def vector_kind(self) -> str:
         """The index type the vectors really have ("flat", "hnsw", "ivfpq"); `index_type` may be "auto"."""
         with self._lock:
@@ -373,14 +394,18 @@ class LatentStore:
 
     # --- reading -------------------------------------------------------------------------------------
 
-    def search(self, latents: np.ndarray, k: int) -> list[list[Match]]:
-        """The `k` nearest images per query latent (fewer if the store is smaller), nearest first.
+    def search(self, latents: np.ndarray, k: int, where: SearchFilter | None = None) -> list[list[Match]]:
+        """The `k` nearest images per query latent (fewer if the store has fewer), nearest first.
 
-        Raises DimensionMismatch, BadLatent, ValueError for k < 1.
+        `where`: only images whose metadata passes this filter; k of them come back whenever the store
+        holds k that pass. Raises DimensionMismatch, BadLatent, ValueError for k < 1.
         """
         queries = check_vectors(latents, self.latent_dim, self.metric)
-        with self._lock:
-            scores, ids = self._vectors.search(queries, k)
+        if where is None or where.is_empty:
+            with self._lock:
+                scores, ids = self._vectors.search(queries, k)
+        else:
+            scores, ids = self._filtered_search(queries, k, where)
         results = []
         for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
             hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
@@ -391,10 +416,41 @@ class LatentStore:
                 results.append([Match(i, d, 1.0 / (1.0 + d)) for i, d in distances])
         return results
 
+    def _filtered_search(
+        self, queries: np.ndarray, k: int, where: SearchFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        with self._catalog.reading() as session:
+            allowed = matching_ids(session, where)
+        with self._lock:
+            scores, ids = self._vectors.search(queries, k, allowed)
+        short = (ids >= 0).sum(axis=1) < min(k, len(allowed))
+        if short.any() and len(allowed) <= EXACT_FALLBACK_MAX:
+            stored_ids, stored = usable_latents(self._catalog, allowed, self._spec, ReconcileReport())
+            exact_scores, exact_ids = exact_search(queries[short], stored_ids, stored, k, self.metric)
+            scores[short], ids[short] = exact_scores, exact_ids
+        return scores, ids
+
     def get(self, ids: Sequence[int]) -> list[ImageRecord]:
         """The records of `ids`, in that order; NotFound if any is unknown."""
         with self._catalog.reading() as session:
             return [to_record(row) for row in rows_by_id(session, ids)]
+
+    def hits(self, ids: Sequence[int]) -> dict[int, tuple[ImageRecord, np.ndarray]]:
+        """The record and stored latent of each of `ids` that is an ok image, in one query.
+
+        Ids without such a row are left out rather than raised: a reader's vectors file can be a save
+        behind the catalog while an indexer runs, so a search may name an image just removed.
+        """
+        wanted = [int(i) for i in ids]
+        out = {}
+        with self._catalog.reading() as session:
+            for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit
+                query = select(ImageRow).where(ImageRow.id.in_(wanted[start : start + 500]))
+                for row in session.scalars(query):
+                    latent = None if row.latent is None else decode_latent(row.latent, self._spec)
+                    if row.status == "ok" and latent is not None:
+                        out[row.id] = (to_record(row), latent)
+        return out
 
     def get_by_path(self, path: str) -> ImageRecord:
         """The record at `path` (relative to the indexed root); NotFound if none."""

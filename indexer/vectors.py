@@ -96,6 +96,24 @@ def prepare_vectors(vectors: np.ndarray, metric: str) -> np.ndarray:
     return vectors
 
 
+def exact_search(
+    queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force `VectorIndex.search` over `vectors` stored under `ids`: same scores, same padding."""
+    dim = vectors.shape[1]
+    queries = prepare_vectors(check_vectors(queries, dim, metric), metric)
+    base = prepare_vectors(check_vectors(vectors, dim, metric), metric)
+    if len(base) == 0:
+        return np.full((len(queries), k), np.nan, np.float32), np.full((len(queries), k), -1, np.int64)
+    scores, rows = faiss.knn(queries, base, min(k, len(base)), metric=METRICS[metric])
+    found = np.where(rows >= 0, ids[np.clip(rows, 0, None)], -1)
+    pad = k - found.shape[1]
+    if pad:
+        found = np.pad(found, ((0, 0), (0, pad)), constant_values=-1)
+        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=np.nan)
+    return scores, found.astype(np.int64)
+
+
 class VectorIndex:
     """A FAISS index keyed by our ids, with the metric applied consistently; see the module docstring."""
 
@@ -198,28 +216,51 @@ class VectorIndex:
             self._compact()
         return len(slots)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The `k` nearest ids per query and FAISS's scores (inner product, or squared L2 for "l2").
 
-        Rows are padded with id -1 where fewer than `k` vectors exist. Raises DimensionMismatch, BadLatent.
+        `allowed`: search only among these ids. Rows are padded with id -1 where fewer than `k` vectors
+        (are allowed to) match; HNSW and IVF-PQ may also find fewer under a narrow `allowed`, so callers
+        that need exactly k check and fall back to exact search. Raises DimensionMismatch, BadLatent.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         queries = prepare_vectors(check_vectors(queries, self.dim, self.metric), self.metric)
-        if self.ntotal == 0:
+        if self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
             empty = np.full((len(queries), k), -1, dtype=np.int64)
             return np.full((len(queries), k), np.nan, dtype=np.float32), empty
-        params = None
-        if self._dead:
-            dead = np.fromiter(self._dead, dtype=np.int64, count=len(self._dead))
-            batch = faiss.IDSelectorBatch(dead)  # kept in a local: the C++ selectors only point at it
-            selector = faiss.IDSelectorNot(batch)
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=EF_SEARCH)
-        scores, labels = self._inner.search(queries, k, params=params)
+        # The C++ selectors only point at their arrays and at each other: keep every one in a local.
+        selector: faiss.IDSelector | None = None
+        if not self._mapped:  # IVF-PQ holds our ids itself
+            batch = (
+                faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+                if allowed is not None
+                else None
+            )
+            selector = batch
+        elif allowed is not None:
+            slots = np.flatnonzero(np.isin(self._slots(), allowed))
+            if self._dead:
+                slots = slots[~np.isin(slots, np.fromiter(self._dead, dtype=np.int64))]
+            batch = faiss.IDSelectorBatch(slots.astype(np.int64))
+            selector = batch
+        elif self._dead:
+            dead = faiss.IDSelectorBatch(np.fromiter(self._dead, dtype=np.int64, count=len(self._dead)))
+            selector = faiss.IDSelectorNot(dead)
+        scores, labels = self._inner.search(queries, k, params=self._search_parameters(selector, k))
         if not self._mapped:
             return scores, labels.astype(np.int64)
         ids = np.where(labels >= 0, self._slots()[np.clip(labels, 0, None)], -1)
         return scores, ids.astype(np.int64)
+
+    def _search_parameters(self, selector: faiss.IDSelector | None, k: int) -> faiss.SearchParameters | None:
+        if isinstance(self._inner, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=max(EF_SEARCH, k))
+        if isinstance(self._inner, faiss.IndexIVF):
+            return faiss.SearchParametersIVF(sel=selector, nprobe=NPROBE) if selector is not None else None
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The vectors stored for `ids` (normalised, for "cosine"). Flat and HNSW only; KeyError if absent."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
+from typing import Literal
 
 import numpy as np
 import torch
@@ -12,25 +14,63 @@ from models.errors import BadLatent, DimensionMismatch
 from models.sheets import to_uint8_hwc
 from models.vae import VAE
 
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU multiplies bfloat16 in hardware (AMX tiles): there bf16 encodes ~3x faster."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # a torch without the probe: assume no
+        return False
+
+
+def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:
+    """ "auto" -> "bf16" on a CPU with AMX, else "fp32"; "fp32"/"bf16" as given; ValueError otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "bf16" if precision == "bf16" else "fp32"
+
 
 class LatentCodec:
     """Encodes square uint8 RGB images to their posterior mean and decodes latents back.
 
     Inputs are numpy arrays so callers need no torch: images (N, S, S, 3) uint8 where S is the model's
     `image_size`, latents (N, D) float32. Work runs under `torch.inference_mode` in chunks of `batch_size`.
+
+    `precision` "bf16" runs the convolutions under bfloat16 autocast (weights and outputs stay float32):
+    on a CPU with AMX it encodes about 3x faster, and latents differ from float32 by ~0.3% (cosine
+    > 0.9999, bench: model_throughput), far below the distance between two different photos. "auto"
+    picks bf16 only where the hardware has it, so results on other machines are plain float32.
     """
 
-    def __init__(self, model: VAE, card: ModelCard, batch_size: int = 64) -> None:
+    def __init__(
+        self, model: VAE, card: ModelCard, batch_size: int = 64, precision: Precision = "fp32"
+    ) -> None:
         # channels_last measured 1.16x faster for batched encoding on the CPU (bench: model_throughput).
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.card = card
         self.batch_size = batch_size
+        self.precision = resolve_precision(precision)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str] | None = None, batch_size: int = 64) -> LatentCodec:
+    def load(
+        cls,
+        directory: str | os.PathLike[str] | None = None,
+        batch_size: int = 64,
+        precision: Precision = "fp32",
+    ) -> LatentCodec:
         """Load a model directory (None: the shipped default model)."""
         model, card = load_model(directory)
-        return cls(model, card, batch_size)
+        return cls(model, card, batch_size, precision)
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        if self.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
 
     @property
     def image_size(self) -> int:
@@ -56,13 +96,13 @@ class LatentCodec:
                 f"images must be uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}"
             )
         mus, logvars = [], []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             for start in range(0, len(images), self.batch_size):
                 chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
-                images = chunk.permute(0, 3, 1, 2).float().div_(255)
-                posterior = self.model.encode(images.contiguous(memory_format=torch.channels_last))
-                mus.append(posterior.mu.numpy())
-                logvars.append(posterior.logvar.numpy())
+                batch = chunk.permute(0, 3, 1, 2).float().div_(255)
+                posterior = self.model.encode(batch.contiguous(memory_format=torch.channels_last))
+                mus.append(posterior.mu.float().numpy())
+                logvars.append(posterior.logvar.float().numpy())
         if not mus:
             empty = np.empty((0, self.latent_dim), np.float32)
             return empty, empty.copy()
@@ -75,13 +115,13 @@ class LatentCodec:
         if not np.isfinite(latents).all():
             raise BadLatent("latents contain NaN or infinite values")
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             for start in range(0, len(latents), self.batch_size):
                 z = torch.from_numpy(
                     np.ascontiguousarray(latents[start : start + self.batch_size], np.float32)
                 )
                 images = self.model.decode(z)
-                out.append(to_uint8_hwc(images))
+                out.append(to_uint8_hwc(images.float()))
         if not out:
             return np.empty((0, self.image_size, self.image_size, 3), np.uint8)
         return np.concatenate(out)

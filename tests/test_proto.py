@@ -16,7 +16,8 @@ def test_generated_modules_import_and_define_the_service() -> None:
     assert latentdex_pb2.__file__.startswith(str(PACKAGE_DIR))
     service = latentdex_pb2.DESCRIPTOR.services_by_name["Latentdex"]
     assert service.full_name == "latentdex.v1.Latentdex"
-    assert sorted(m.name for m in service.methods) == ["Decode", "Encode", "GetInfo"]
-    for method in ("Encode", "Decode", "GetInfo"):
+    methods = ["Decode", "Encode", "GetInfo", "QueryBatch", "QueryById", "QueryByImage", "QueryByLatent"]
+    assert sorted(m.name for m in service.methods) == methods
+    for method in methods:
         assert callable(getattr(latentdex_pb2_grpc.LatentdexServicer, method))
     assert callable(latentdex_pb2_grpc.add_LatentdexServicer_to_server)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -13,6 +13,10 @@ from service.reconstruction import reconstruct_files
 
 ModelOption = Annotated[
     Path | None, typer.Option("--model", help="Model directory (default: the shipped model).")
+]
+PrecisionOption = Annotated[
+    Literal["auto", "fp32", "bf16"],
+    typer.Option(help="Encoder arithmetic: auto (bf16 on a CPU with AMX, else fp32), fp32 or bf16."),
 ]
 
 

@@ -13,7 +13,7 @@ from indexer.store import LatentStore
 from models.errors import ModelMismatch
 from models.inference import LatentCodec
 from service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
-from service.cli.model_commands import ModelOption
+from service.cli.model_commands import ModelOption, PrecisionOption
 from service.cli.progress import progress_bar
 
 IndexType = Literal["flat", "hnsw", "ivfpq", "auto"]
@@ -38,9 +38,10 @@ def index(
     workers: Annotated[int | None, typer.Option(min=1, help="Decode processes; default 1 per core.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encode batch and write.")] = 64,
     flush_every: Annotated[int, typer.Option(min=1, help="Batches between saves of the vectors file.")] = 16,
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Index PHOTOS_DIR into a store: encode new and changed images, follow moves, drop deleted ones."""
-    codec = LatentCodec.load(model, batch_size=batch_size)
+    codec = LatentCodec.load(model, batch_size=batch_size, precision=precision)
     options = IndexOptions(
         index_type=index_type,
         metric=metric,

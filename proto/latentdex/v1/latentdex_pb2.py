@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clatentdex/v1/latentdex.proto\x12\x0clatentdex.v1\"\x1c\n\x06Latent\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"f\n\x0c\x45ncodedImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12)\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x19.latentdex.v1.ImageFormat\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"6\n\rEncodeRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x16\n\x0einclude_logvar\x18\x02 \x01(\x08\"j\n\x0e\x45ncodeResponse\x12 \n\x02mu\x18\x01 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12$\n\x06logvar\x18\x02 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12\x10\n\x08model_id\x18\x03 \x01(\t\"n\n\rDecodeRequest\x12$\n\x06latent\x18\x01 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12)\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x19.latentdex.v1.ImageFormat\x12\x0c\n\x04size\x18\x03 \x01(\r\"M\n\x0e\x44\x65\x63odeResponse\x12)\n\x05image\x18\x01 \x01(\x0b\x32\x1a.latentdex.v1.EncodedImage\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\x10\n\x0eGetInfoRequest\"\x9c\x01\n\x0fGetInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nlatent_dim\x18\x02 \x01(\r\x12\x12\n\nimage_size\x18\x03 \x01(\r\x12\x13\n\x0bimage_count\x18\x04 \x01(\x04\x12\x0e\n\x06metric\x18\x05 \x01(\t\x12\x12\n\nindex_type\x18\x06 \x01(\t\x12\x16\n\x0eserver_version\x18\x07 \x01(\t*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x03\x32\xdd\x01\n\tLatentdex\x12\x43\n\x06\x45ncode\x12\x1b.latentdex.v1.EncodeRequest\x1a\x1c.latentdex.v1.EncodeResponse\x12\x43\n\x06\x44\x65\x63ode\x12\x1b.latentdex.v1.DecodeRequest\x1a\x1c.latentdex.v1.DecodeResponse\x12\x46\n\x07GetInfo\x12\x1c.latentdex.v1.GetInfoRequest\x1a\x1d.latentdex.v1.GetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clatentdex/v1/latentdex.proto\x12\x0clatentdex.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1c\n\x06Latent\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"f\n\x0c\x45ncodedImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12)\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x19.latentdex.v1.ImageFormat\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"6\n\rEncodeRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x16\n\x0einclude_logvar\x18\x02 \x01(\x08\"j\n\x0e\x45ncodeResponse\x12 \n\x02mu\x18\x01 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12$\n\x06logvar\x18\x02 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12\x10\n\x08model_id\x18\x03 \x01(\t\"n\n\rDecodeRequest\x12$\n\x06latent\x18\x01 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12)\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x19.latentdex.v1.ImageFormat\x12\x0c\n\x04size\x18\x03 \x01(\r\"M\n\x0e\x44\x65\x63odeResponse\x12)\n\x05image\x18\x01 \x01(\x0b\x32\x1a.latentdex.v1.EncodedImage\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\x10\n\x0eGetInfoRequest\"\xbd\x02\n\x0fGetInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x12\n\nlatent_dim\x18\x02 \x01(\r\x12\x12\n\nimage_size\x18\x03 \x01(\r\x12\x13\n\x0bimage_count\x18\x04 \x01(\x04\x12\x0e\n\x06metric\x18\x05 \x01(\t\x12\x12\n\nindex_type\x18\x06 \x01(\t\x12\x16\n\x0eserver_version\x18\x07 \x01(\t\x12\x11\n\thas_store\x18\x08 \x01(\x08\x12\x13\n\x0bvector_kind\x18\t \x01(\t\x12\x34\n\x10store_updated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05max_k\x18\x0b \x01(\r\x12\x18\n\x10max_preview_size\x18\x0c \x01(\r\x12\x18\n\x10max_image_pixels\x18\r \x01(\x04\"\xbe\x01\n\x06\x46ilter\x12\x13\n\x0bpath_prefix\x18\x01 \x01(\t\x12\x32\n\x0e\x63\x61ptured_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63\x61ptured_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tmin_width\x18\x04 \x01(\r\x12\x12\n\nmin_height\x18\x05 \x01(\r\x12\x0f\n\x07\x66ormats\x18\x06 \x03(\t\"i\n\x0ePreviewOptions\x12\x0f\n\x07matches\x18\x01 \x01(\x08\x12\r\n\x05query\x18\x02 \x01(\x08\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.latentdex.v1.ImageFormat\x12\x0c\n\x04size\x18\x04 \x01(\r\"\x87\x01\n\x0cQueryOptions\x12\t\n\x01k\x18\x01 \x01(\x05\x12$\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x14.latentdex.v1.Filter\x12-\n\x07preview\x18\x03 \x01(\x0b\x32\x1c.latentdex.v1.PreviewOptions\x12\x17\n\x0finclude_latents\x18\x04 \x01(\x08\"Q\n\x13QueryByImageRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12+\n\x07options\x18\x02 \x01(\x0b\x32\x1a.latentdex.v1.QueryOptions\"i\n\x14QueryByLatentRequest\x12$\n\x06latent\x18\x01 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12+\n\x07options\x18\x02 \x01(\x0b\x32\x1a.latentdex.v1.QueryOptions\"a\n\x10QueryByIdRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12+\n\x07options\x18\x02 \x01(\x0b\x32\x1a.latentdex.v1.QueryOptions\x12\x14\n\x0cinclude_self\x18\x03 \x01(\x08\"\x99\x02\n\rImageMetadata\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x10\n\x08mtime_ns\x18\x02 \x01(\x03\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\x12\x30\n\x0c\x63\x61pture_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63\x61mera_make\x18\x08 \x01(\t\x12\x14\n\x0c\x63\x61mera_model\x18\t \x01(\t\x12\x10\n\x08model_id\x18\n \x01(\t\x12.\n\nindexed_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdd\x01\n\x05Match\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x10\n\x08\x64istance\x18\x03 \x01(\x02\x12\x12\n\nsimilarity\x18\x04 \x01(\x02\x12-\n\x08metadata\x18\x05 \x01(\x0b\x32\x1b.latentdex.v1.ImageMetadata\x12+\n\x07preview\x18\x06 \x01(\x0b\x32\x1a.latentdex.v1.EncodedImage\x12$\n\x06latent\x18\x07 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12\x12\n\npath_bytes\x18\x08 \x01(\x0c\"\x88\x01\n\x0cQueryTimings\x12\x17\n\x0fimage_decode_us\x18\x01 \x01(\x04\x12\x11\n\tencode_us\x18\x02 \x01(\x04\x12\x11\n\tsearch_us\x18\x03 \x01(\x04\x12\x13\n\x0bmetadata_us\x18\x04 \x01(\x04\x12\x12\n\npreview_us\x18\x05 \x01(\x04\x12\x10\n\x08total_us\x18\x06 \x01(\x04\"\xd3\x01\n\rQueryResponse\x12$\n\x07matches\x18\x01 \x03(\x0b\x32\x13.latentdex.v1.Match\x12*\n\x0cquery_latent\x18\x02 \x01(\x0b\x32\x14.latentdex.v1.Latent\x12\x31\n\rquery_preview\x18\x03 \x01(\x0b\x32\x1a.latentdex.v1.EncodedImage\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12+\n\x07timings\x18\x05 \x01(\x0b\x32\x1a.latentdex.v1.QueryTimings\"W\n\x05Query\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12&\n\x06latent\x18\x02 \x01(\x0b\x32\x14.latentdex.v1.LatentH\x00\x12\x0c\n\x02id\x18\x03 \x01(\x03H\x00\x42\x07\n\x05query\"f\n\x11QueryBatchRequest\x12$\n\x07queries\x18\x01 \x03(\x0b\x32\x13.latentdex.v1.Query\x12+\n\x07options\x18\x02 \x01(\x0b\x32\x1a.latentdex.v1.QueryOptions\"B\n\x12QueryBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.latentdex.v1.QueryResponse*o\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x02\x12\x15\n\x11IMAGE_FORMAT_WEBP\x10\x03\x32\x9a\x04\n\tLatentdex\x12\x43\n\x06\x45ncode\x12\x1b.latentdex.v1.EncodeRequest\x1a\x1c.latentdex.v1.EncodeResponse\x12\x43\n\x06\x44\x65\x63ode\x12\x1b.latentdex.v1.DecodeRequest\x1a\x1c.latentdex.v1.DecodeResponse\x12\x46\n\x07GetInfo\x12\x1c.latentdex.v1.GetInfoRequest\x1a\x1d.latentdex.v1.GetInfoResponse\x12N\n\x0cQueryByImage\x12!.latentdex.v1.QueryByImageRequest\x1a\x1b.latentdex.v1.QueryResponse\x12P\n\rQueryByLatent\x12\".latentdex.v1.QueryByLatentRequest\x1a\x1b.latentdex.v1.QueryResponse\x12H\n\tQueryById\x12\x1e.latentdex.v1.QueryByIdRequest\x1a\x1b.latentdex.v1.QueryResponse\x12O\n\nQueryBatch\x12\x1f.latentdex.v1.QueryBatchRequest\x1a .latentdex.v1.QueryBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,24 +34,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LATENT'].fields_by_name['values']._loaded_options = None
   _globals['_LATENT'].fields_by_name['values']._serialized_options = b'\020\001'
-  _globals['_IMAGEFORMAT']._serialized_start=712
-  _globals['_IMAGEFORMAT']._serialized_end=823
-  _globals['_LATENT']._serialized_start=46
-  _globals['_LATENT']._serialized_end=74
-  _globals['_ENCODEDIMAGE']._serialized_start=76
-  _globals['_ENCODEDIMAGE']._serialized_end=178
-  _globals['_ENCODEREQUEST']._serialized_start=180
-  _globals['_ENCODEREQUEST']._serialized_end=234
-  _globals['_ENCODERESPONSE']._serialized_start=236
-  _globals['_ENCODERESPONSE']._serialized_end=342
-  _globals['_DECODEREQUEST']._serialized_start=344
-  _globals['_DECODEREQUEST']._serialized_end=454
-  _globals['_DECODERESPONSE']._serialized_start=456
-  _globals['_DECODERESPONSE']._serialized_end=533
-  _globals['_GETINFOREQUEST']._serialized_start=535
-  _globals['_GETINFOREQUEST']._serialized_end=551
-  _globals['_GETINFORESPONSE']._serialized_start=554
-  _globals['_GETINFORESPONSE']._serialized_end=710
-  _globals['_LATENTDEX']._serialized_start=826
-  _globals['_LATENTDEX']._serialized_end=1047
+  _globals['_IMAGEFORMAT']._serialized_start=2755
+  _globals['_IMAGEFORMAT']._serialized_end=2866
+  _globals['_LATENT']._serialized_start=79
+  _globals['_LATENT']._serialized_end=107
+  _globals['_ENCODEDIMAGE']._serialized_start=109
+  _globals['_ENCODEDIMAGE']._serialized_end=211
+  _globals['_ENCODEREQUEST']._serialized_start=213
+  _globals['_ENCODEREQUEST']._serialized_end=267
+  _globals['_ENCODERESPONSE']._serialized_start=269
+  _globals['_ENCODERESPONSE']._serialized_end=375
+  _globals['_DECODEREQUEST']._serialized_start=377
+  _globals['_DECODEREQUEST']._serialized_end=487
+  _globals['_DECODERESPONSE']._serialized_start=489
+  _globals['_DECODERESPONSE']._serialized_end=566
+  _globals['_GETINFOREQUEST']._serialized_start=568
+  _globals['_GETINFOREQUEST']._serialized_end=584
+  _globals['_GETINFORESPONSE']._serialized_start=587
+  _globals['_GETINFORESPONSE']._serialized_end=904
+  _globals['_FILTER']._serialized_start=907
+  _globals['_FILTER']._serialized_end=1097
+  _globals['_PREVIEWOPTIONS']._serialized_start=1099
+  _globals['_PREVIEWOPTIONS']._serialized_end=1204
+  _globals['_QUERYOPTIONS']._serialized_start=1207
+  _globals['_QUERYOPTIONS']._serialized_end=1342
+  _globals['_QUERYBYIMAGEREQUEST']._serialized_start=1344
+  _globals['_QUERYBYIMAGEREQUEST']._serialized_end=1425
+  _globals['_QUERYBYLATENTREQUEST']._serialized_start=1427
+  _globals['_QUERYBYLATENTREQUEST']._serialized_end=1532
+  _globals['_QUERYBYIDREQUEST']._serialized_start=1534
+  _globals['_QUERYBYIDREQUEST']._serialized_end=1631
+  _globals['_IMAGEMETADATA']._serialized_start=1634
+  _globals['_IMAGEMETADATA']._serialized_end=1915
+  _globals['_MATCH']._serialized_start=1918
+  _globals['_MATCH']._serialized_end=2139
+  _globals['_QUERYTIMINGS']._serialized_start=2142
+  _globals['_QUERYTIMINGS']._serialized_end=2278
+  _globals['_QUERYRESPONSE']._serialized_start=2281
+  _globals['_QUERYRESPONSE']._serialized_end=2492
+  _globals['_QUERY']._serialized_start=2494
+  _globals['_QUERY']._serialized_end=2581
+  _globals['_QUERYBATCHREQUEST']._serialized_start=2583
+  _globals['_QUERYBATCHREQUEST']._serialized_end=2685
+  _globals['_QUERYBATCHRESPONSE']._serialized_start=2687
+  _globals['_QUERYBATCHRESPONSE']._serialized_end=2753
+  _globals['_LATENTDEX']._serialized_start=2869
+  _globals['_LATENTDEX']._serialized_end=3407
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,26 @@ class LatentdexStub:
                 request_serializer=latentdex_dot_v1_dot_latentdex__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.GetInfoResponse.FromString,
                 _registered_method=True)
+        self.QueryByImage = channel.unary_unary(
+                '/latentdex.v1.Latentdex/QueryByImage',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryByImageRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.FromString,
+                _registered_method=True)
+        self.QueryByLatent = channel.unary_unary(
+                '/latentdex.v1.Latentdex/QueryByLatent',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryByLatentRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.FromString,
+                _registered_method=True)
+        self.QueryById = channel.unary_unary(
+                '/latentdex.v1.Latentdex/QueryById',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryByIdRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.FromString,
+                _registered_method=True)
+        self.QueryBatch = channel.unary_unary(
+                '/latentdex.v1.Latentdex/QueryBatch',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.FromString,
+                _registered_method=True)
 
 
 class LatentdexServicer:
@@ -77,6 +97,35 @@ class LatentdexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryByImage(self, request, context):
+        """The stored images nearest to an image (encoded by the server's model).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryByLatent(self, request, context):
+        """The stored images nearest to a latent (for example an edited or interpolated one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryById(self, request, context):
+        """The stored images nearest to an already indexed image, by its id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryBatch(self, request, context):
+        """Many queries in one call, encoded and searched in batches: the form for throughput. The whole call
+        fails if any query is invalid; the error message names the query's index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LatentdexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +143,26 @@ def add_LatentdexServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.GetInfoRequest.FromString,
                     response_serializer=latentdex_dot_v1_dot_latentdex__pb2.GetInfoResponse.SerializeToString,
+            ),
+            'QueryByImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryByImage,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryByImageRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.SerializeToString,
+            ),
+            'QueryByLatent': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryByLatent,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryByLatentRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.SerializeToString,
+            ),
+            'QueryById': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryById,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryByIdRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.SerializeToString,
+            ),
+            'QueryBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryBatch,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +247,114 @@ class Latentdex:
             '/latentdex.v1.Latentdex/GetInfo',
             latentdex_dot_v1_dot_latentdex__pb2.GetInfoRequest.SerializeToString,
             latentdex_dot_v1_dot_latentdex__pb2.GetInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryByImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/QueryByImage',
+            latentdex_dot_v1_dot_latentdex__pb2.QueryByImageRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryByLatent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/QueryByLatent',
+            latentdex_dot_v1_dot_latentdex__pb2.QueryByLatentRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryById(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/QueryById',
+            latentdex_dot_v1_dot_latentdex__pb2.QueryByIdRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/QueryBatch',
+            latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

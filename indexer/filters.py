@@ -1,0 +1,79 @@
+"""Metadata filters for a search: which stored images a query may return.
+
+A `SearchFilter` becomes one SQL query over the catalog that yields the ids of the ok images it admits;
+the vector search then looks only at those (`LatentStore.search`), so k filtered matches come back
+whenever the store holds k images that pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from indexer.catalog import ImageRow, path_key
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Conditions on stored metadata; every one that is set must hold.
+
+    `path_prefix`: the relative path starts with it ("2023/" for a folder; compared byte for byte).
+    `captured_after` (inclusive) and `captured_before` (exclusive): EXIF capture time, which has no time
+    zone; naive datetimes, compared as written in the photo. Images without one never pass a time bound.
+    `min_width`, `min_height`: the original's pixel size after EXIF rotation.
+    `formats`: the decoder's format names ("JPEG", "PNG", "WEBP", ...), case-insensitive.
+    """
+
+    path_prefix: str | None = None
+    captured_after: datetime | None = None
+    captured_before: datetime | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+    formats: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.path_prefix is not None:
+            path_key(self.path_prefix)  # ValueError for an absolute or empty prefix
+        for name in ("captured_after", "captured_before"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is not None:
+                raise ValueError(f"{name} must be a naive datetime: EXIF capture times have no time zone")
+        for name in ("min_width", "min_height"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must not be negative, got {value}")
+        object.__setattr__(self, "formats", frozenset(f.upper() for f in self.formats))
+
+    @property
+    def is_empty(self) -> bool:
+        """True if the filter admits every ok image."""
+        return not self.conditions()
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The SQL conditions of this filter (empty if it has none)."""
+        out: list[ColumnElement[bool]] = []
+        if self.path_prefix:
+            prefix = path_key(self.path_prefix)
+            out.append(func.substr(ImageRow.path_bytes, 1, len(prefix)) == prefix)
+        if self.captured_after is not None:
+            out.append(ImageRow.capture_time >= self.captured_after)
+        if self.captured_before is not None:
+            out.append(ImageRow.capture_time < self.captured_before)
+        if self.min_width:
+            out.append(ImageRow.width >= self.min_width)
+        if self.min_height:
+            out.append(ImageRow.height >= self.min_height)
+        if self.formats:
+            out.append(func.upper(ImageRow.format).in_(sorted(self.formats)))
+        return out
+
+
+def matching_ids(session: Session, search_filter: SearchFilter) -> np.ndarray:
+    """The ids (int64, ascending) of the ok images that pass `search_filter`."""
+    conditions = [ImageRow.status == "ok", *search_filter.conditions()]
+    query = select(ImageRow.id).where(*conditions).order_by(ImageRow.id)
+    return np.fromiter(session.scalars(query), dtype=np.int64)

@@ -1,0 +1,325 @@
+"""The query engine behind the server: encode, decode and search a store, in plain Python types.
+
+Everything the gRPC layer answers is computed here, so it is tested without gRPC and usable in-process.
+A query batch goes through the stages the server reports timings for: image decode, encode (one batch),
+search (one FAISS call), metadata fetch (one SQL query for every match), preview decode (one VAE batch
+for every preview of the reply). Errors are `LatentdexError`s the server maps to status codes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from indexer.filters import SearchFilter
+from indexer.load import DEFAULT_MAX_PIXELS, load_for_model
+from indexer.store import ImageRecord, LatentStore, StoreInfo
+from indexer.vectors import check_vectors
+from models.errors import BadImage, BadLatent, DimensionMismatch, LatentdexError, ModelMismatch
+from models.inference import LatentCodec
+from service.live_store import LiveStore, NoStore
+from service.previews import FORMATS, EncodedPicture, encode_picture
+
+DEFAULT_K = 10
+STAGES = ("image_decode", "encode", "search", "metadata", "preview")
+
+
+class InvalidQuery(LatentdexError):
+    """A request that cannot be answered as asked (k out of range, a bad preview size, ...)."""
+
+
+class EmptyStore(LatentdexError):
+    """The store holds no searchable image yet."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a server accepts: the most matches, the largest preview side and image, the longest batch."""
+
+    max_k: int = 1000
+    max_preview_size: int = 1024
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    max_batch: int = 1024
+
+
+@dataclass(frozen=True)
+class PreviewSpec:
+    """Which previews to decode, in which format ("PNG", "JPEG", "WEBP") and size (0: the model's)."""
+
+    matches: bool = False
+    query: bool = False
+    format: str = "PNG"
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """What every query of a call shares. `k` 0 means DEFAULT_K."""
+
+    k: int = DEFAULT_K
+    where: SearchFilter | None = None
+    preview: PreviewSpec = PreviewSpec()
+    include_latents: bool = False
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    image: bytes
+
+
+@dataclass(frozen=True)
+class LatentQuery:
+    latent: np.ndarray
+
+
+@dataclass(frozen=True)
+class IdQuery:
+    id: int
+    include_self: bool = False
+
+
+Query = ImageQuery | LatentQuery | IdQuery
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One match: the stored image's record, how near it is, and what was asked for besides."""
+
+    record: ImageRecord
+    distance: float
+    similarity: float
+    latent: np.ndarray | None = None
+    preview: EncodedPicture | None = None
+
+    @property
+    def id(self) -> int:
+        return int(self.record.id or 0)
+
+
+@dataclass
+class Timings:
+    """Seconds per stage (see STAGES) and in total; for a batch, the whole batch's."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    total: float = 0.0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The matches of one query, nearest first, with the latent searched with."""
+
+    hits: list[Hit]
+    query_latent: np.ndarray
+    query_preview: EncodedPicture | None
+    model_id: str
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    model_id: str
+    latent_dim: int
+    image_size: int
+    limits: Limits
+    store: StoreInfo | None
+    vector_kind: str | None
+
+
+DeadlineCheck = Callable[[], None]
+
+
+def _no_deadline() -> None:
+    return None
+
+
+class QueryEngine:
+    """Answers encode, decode and query requests with one model over a live store (or none)."""
+
+    def __init__(self, codec: LatentCodec, store: LiveStore | None, limits: Limits | None = None) -> None:
+        self.codec = codec
+        self.store = store
+        self.limits = limits or Limits()
+
+    # --- model only ----------------------------------------------------------------------------------
+
+    def encode(self, image: bytes, check: DeadlineCheck = _no_deadline) -> tuple[np.ndarray, np.ndarray]:
+        """Encoded image bytes -> (mu, logvar), each (D,) float32; BadImage for what is not an image."""
+        pixels = self._load(image)
+        check()
+        mu, logvar = self.codec.encode_posterior(pixels[None])
+        return mu[0], logvar[0]
+
+    def decode(self, latent: np.ndarray, image_format: str = "PNG", size: int = 0) -> EncodedPicture:
+        """A latent -> an encoded picture; DimensionMismatch / BadLatent / InvalidQuery for bad input."""
+        self._check_preview(image_format, size)
+        pixels = self.codec.decode(self._check_latent(latent)[None])
+        return encode_picture(pixels[0], image_format, size)
+
+    def info(self) -> ServerInfo:
+        store_info, kind = None, None
+        if self.store is not None:
+            try:
+                with self.store.use() as store:
+                    store_info, kind = store.info, store.vector_kind
+            except NoStore:
+                pass
+        return ServerInfo(
+            self.codec.model_id, self.codec.latent_dim, self.codec.image_size, self.limits, store_info, kind
+        )
+
+    # --- queries -------------------------------------------------------------------------------------
+
+    def query(
+        self, queries: Sequence[Query], spec: QuerySpec, check: DeadlineCheck = _no_deadline
+    ) -> list[Answer]:
+        """The matches of each query, in order. Raises InvalidQuery, BadImage, DimensionMismatch,
+        BadLatent (naming the query's index in a batch), NotFound, NoStore, EmptyStore, ModelMismatch."""
+        started = time.perf_counter()
+        k = self._check_spec(spec, len(queries))
+        timings = Timings()
+        with self._searchable_store() as store:
+            latents = self._query_latents(queries, store, timings, check)
+            check()
+            # a query by id leaves out the image itself: ask for one more match and drop it
+            extra = int(any(isinstance(q, IdQuery) and not q.include_self for q in queries))
+            with timings.stage("search"):
+                found = store.search(latents, k + extra, where=spec.where) if len(latents) else []
+            check()
+            with timings.stage("metadata"):
+                rows = store.hits(sorted({m.id for matches in found for m in matches}))
+        hits_per_query = []
+        for query, matches in zip(queries, found, strict=True):
+            if isinstance(query, IdQuery) and not query.include_self:
+                matches = [m for m in matches if m.id != query.id]
+            # an id missing from `rows` was removed after the vectors file this reader loaded was saved
+            hits = []
+            for match in matches:
+                if match.id in rows:
+                    record, latent = rows[match.id]
+                    kept = latent if spec.include_latents else None
+                    hits.append(Hit(record, match.distance, match.similarity, kept))
+            hits_per_query.append(hits[:k])
+        check()
+        with timings.stage("preview"):
+            answers = self._with_previews(hits_per_query, latents, rows, spec.preview, timings)
+        timings.total = time.perf_counter() - started
+        return answers
+
+    def _query_latents(
+        self, queries: Sequence[Query], store: LatentStore, timings: Timings, check: DeadlineCheck
+    ) -> np.ndarray:
+        latents = np.empty((len(queries), self.codec.latent_dim), dtype=np.float32)
+        images: dict[int, np.ndarray] = {}
+        with timings.stage("image_decode"):
+            for index, query in enumerate(queries):
+                if isinstance(query, ImageQuery):
+                    images[index] = _naming(index, len(queries), lambda q=query: self._load(q.image))
+        check()
+        if images:
+            with timings.stage("encode"):
+                latents[list(images)] = self.codec.encode(np.stack(list(images.values())))
+        for index, query in enumerate(queries):
+            if isinstance(query, LatentQuery):
+                latents[index] = _naming(index, len(queries), lambda q=query: self._check_latent(q.latent))
+        by_id = {index: query.id for index, query in enumerate(queries) if isinstance(query, IdQuery)}
+        if by_id:
+            with timings.stage("metadata"):
+                latents[list(by_id)] = store.latents(list(by_id.values()))  # NotFound for an unknown id
+        return latents
+
+    def _with_previews(
+        self,
+        hits_per_query: list[list[Hit]],
+        latents: np.ndarray,
+        rows: dict[int, tuple[ImageRecord, np.ndarray]],
+        preview: PreviewSpec,
+        timings: Timings,
+    ) -> list[Answer]:
+        # every preview of the reply in one decoder batch: match latents first, then the queries'
+        wanted = sorted({hit.id for hits in hits_per_query for hit in hits}) if preview.matches else []
+        stacked = [rows[i][1] for i in wanted] + (list(latents) if preview.query else [])
+        decoded = self.codec.decode(np.stack(stacked)) if stacked else None
+        pictures: dict[int, EncodedPicture] = {}
+        for slot, image_id in enumerate(wanted):
+            assert decoded is not None
+            pictures[image_id] = encode_picture(decoded[slot], preview.format, preview.size)
+        answers = []
+        for index, hits in enumerate(hits_per_query):
+            if preview.matches:
+                hits = [Hit(h.record, h.distance, h.similarity, h.latent, pictures[h.id]) for h in hits]
+            query_preview = None
+            if preview.query:
+                assert decoded is not None
+                query_preview = encode_picture(decoded[len(wanted) + index], preview.format, preview.size)
+            answers.append(Answer(hits, latents[index].copy(), query_preview, self.codec.model_id, timings))
+        return answers
+
+    # --- checks --------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _searchable_store(self) -> Iterator[LatentStore]:
+        if self.store is None:
+            raise NoStore("this server runs without a store: start it with --store to query")
+        with self.store.use() as store:
+            if store.model_id != self.codec.model_id:
+                raise ModelMismatch(
+                    f"the store now holds latents of {store.model_id}, this server encodes with "
+                    f"{self.codec.model_id}: restart the server with that model"
+                )
+            if store.vector_count == 0:
+                raise EmptyStore(f"the store at {self.store.folder} holds no indexed image yet")
+            yield store
+
+    def _check_spec(self, spec: QuerySpec, count: int) -> int:
+        k = spec.k or DEFAULT_K
+        if not 1 <= k <= self.limits.max_k:
+            raise InvalidQuery(f"k must be between 1 and {self.limits.max_k}, got {spec.k}")
+        if count == 0:
+            raise InvalidQuery("no query given")
+        if count > self.limits.max_batch:
+            raise InvalidQuery(f"at most {self.limits.max_batch} queries per batch, got {count}")
+        if spec.preview.matches or spec.preview.query:
+            self._check_preview(spec.preview.format, spec.preview.size)
+        return k
+
+    def _check_preview(self, image_format: str, size: int) -> None:
+        if image_format.upper() not in FORMATS:
+            raise InvalidQuery(f"unknown preview format {image_format!r}; choose one of {', '.join(FORMATS)}")
+        if not 0 <= size <= self.limits.max_preview_size:
+            most = self.limits.max_preview_size
+            raise InvalidQuery(f"preview size must be between 0 and {most}, got {size}")
+
+    def _check_latent(self, latent: np.ndarray) -> np.ndarray:
+        latent = np.asarray(latent, dtype=np.float32)
+        if latent.ndim != 1 or latent.shape[0] != self.codec.latent_dim:
+            dim, model = self.codec.latent_dim, self.codec.model_id
+            raise DimensionMismatch(f"a latent has {dim} values for model {model}, got {latent.size}")
+        return check_vectors(latent[None], self.codec.latent_dim)[0]
+
+    def _load(self, image: bytes) -> np.ndarray:
+        if not image:
+            raise BadImage("no image bytes given")
+        return load_for_model(image, self.codec.image_size, max_pixels=self.limits.max_image_pixels)
+
+
+def _naming(index: int, count: int, action: Callable[[], np.ndarray]) -> np.ndarray:
+    """Run `action`; in a batch, prefix an input error with the query's index."""
+    try:
+        return action()
+    except (BadImage, BadLatent, DimensionMismatch) as exc:
+        if count == 1:
+            raise
+        message = f"queries[{index}]: {exc}"
+        raise (BadImage(message) if isinstance(exc, BadImage) else type(exc)(message)) from exc

@@ -1,0 +1,151 @@
+"""Filtered search: metadata filters in SQL combined with FAISS, k filtered matches whenever they exist."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from indexer.filters import SearchFilter
+from indexer.store import ImageRecord, LatentStore
+from indexer.vectors import IVF_MIN_TRAINING
+
+DIM = 16
+MODEL = "vae-test"
+FORMATS = ("JPEG", "PNG", "WEBP")
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread() -> None:
+    faiss.omp_set_num_threads(1)
+
+
+def library(n: int) -> list[ImageRecord]:
+    """Images spread over three albums and three formats, one in seven without a capture time."""
+    start = datetime(2020, 1, 1)
+    return [
+        ImageRecord(
+            path=f"{('travel', 'family', 'work')[i % 3]}/{i:05d}.{FORMATS[i % 3 // 1 % 3].lower()}",
+            size=1000 + i,
+            mtime_ns=i,
+            content_hash=f"{i:064x}",
+            width=400 + (i % 10) * 100,
+            height=300 + (i % 7) * 100,
+            format=FORMATS[(i // 3) % 3],
+            capture_time=None if i % 7 == 0 else start + timedelta(days=i % 365),
+            model_id=MODEL,
+        )
+        for i in range(n)
+    ]
+
+
+def passes(record: ImageRecord, where: SearchFilter) -> bool:
+    """The filter's meaning, written out in Python: what the SQL must agree with."""
+    checks = [
+        where.path_prefix is None or record.path.startswith(where.path_prefix),
+        where.min_width is None or (record.width or 0) >= where.min_width,
+        where.min_height is None or (record.height or 0) >= where.min_height,
+        not where.formats or (record.format or "").upper() in where.formats,
+    ]
+    if where.captured_after is not None:
+        checks.append(record.capture_time is not None and record.capture_time >= where.captured_after)
+    if where.captured_before is not None:
+        checks.append(record.capture_time is not None and record.capture_time < where.captured_before)
+    return all(checks)
+
+
+def build(
+    folder: Path, n: int, index_type: str = "flat"
+) -> tuple[LatentStore, list[ImageRecord], np.ndarray]:
+    latents = np.random.default_rng(7).standard_normal((n, DIM)).astype(np.float32)
+    store = LatentStore.create(folder, model_id=MODEL, latent_dim=DIM)
+    stored = library(n)
+    ids = store.upsert_images(stored, latents)
+    if index_type != "flat":
+        store.rebuild(index_type)
+    store.flush()
+    return store, [ImageRecord(**{**vars(r), "id": i}) for r, i in zip(stored, ids, strict=True)], latents
+
+
+def exact_answer(
+    query: np.ndarray, stored: list[ImageRecord], latents: np.ndarray, where: SearchFilter, k: int
+) -> list[int]:
+    unit = latents / np.linalg.norm(latents, axis=1, keepdims=True)
+    scores = unit @ (query / np.linalg.norm(query))
+    order = [i for i in np.argsort(-scores, kind="stable") if passes(stored[i], where)]
+    return [stored[i].id for i in order[:k]]
+
+
+FILTERS = [
+    SearchFilter(path_prefix="family/"),
+    SearchFilter(formats=frozenset({"png", "WebP"})),
+    SearchFilter(min_width=1000, min_height=800),
+    SearchFilter(captured_after=datetime(2020, 3, 1), captured_before=datetime(2020, 4, 1)),
+    SearchFilter(path_prefix="work/", formats=frozenset({"JPEG"}), min_width=900),
+]
+
+
+@pytest.mark.parametrize("where", FILTERS, ids=lambda f: ",".join(k for k, v in vars(f).items() if v))
+def test_flat_filtered_search_is_the_exact_filtered_answer(tmp_path: Path, where: SearchFilter) -> None:
+    store, stored, latents = build(tmp_path / "store", 600)
+    queries = np.random.default_rng(1).standard_normal((5, DIM)).astype(np.float32)
+    with store:
+        results = store.search(queries, 10, where=where)
+    for query, matches in zip(queries, results, strict=True):
+        assert [m.id for m in matches] == exact_answer(query, stored, latents, where, 10)
+        assert len(matches) == 10
+
+
+def test_filters_fewer_than_k_return_all_that_pass_and_none_returns_nothing(tmp_path: Path) -> None:
+    store, stored, latents = build(tmp_path / "store", 300)
+    rare = SearchFilter(path_prefix="travel/", min_width=1300, min_height=900)
+    expected = {r.id for r in stored if passes(r, rare)}
+    assert 0 < len(expected) < 10
+    with store:
+        [matches] = store.search(latents[:1], 10, where=rare)
+        assert {m.id for m in matches} == expected
+        [nothing] = store.search(latents[:1], 10, where=SearchFilter(path_prefix="nowhere/"))
+        assert nothing == []
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivfpq"])
+def test_approximate_indexes_still_return_k_matches_under_a_narrow_filter(
+    tmp_path: Path, index_type: str
+) -> None:
+    n = IVF_MIN_TRAINING + 500 if index_type == "ivfpq" else 3000
+    store, stored, latents = build(tmp_path / "store", n, index_type)
+    narrow = SearchFilter(path_prefix="family/", formats=frozenset({"PNG"}), min_width=1200, min_height=800)
+    admitted = [r for r in stored if passes(r, narrow)]
+    assert 12 <= len(admitted) < n // 50
+    queries = np.random.default_rng(3).standard_normal((4, DIM)).astype(np.float32)
+    with store:
+        assert store.vector_kind == index_type
+        results = store.search(queries, 12, where=narrow)
+    admitted_ids = {r.id for r in admitted}
+    for query, matches in zip(queries, results, strict=True):
+        assert len(matches) == 12 and {m.id for m in matches} <= admitted_ids
+        # the nearest admitted image is found (IVF-PQ scores are approximate, so compare the set)
+        assert exact_answer(query, stored, latents, narrow, 1)[0] in [m.id for m in matches]
+
+
+def test_a_filter_checks_its_values() -> None:
+    with pytest.raises(ValueError, match="relative"):
+        SearchFilter(path_prefix="/abs")
+    with pytest.raises(ValueError, match="naive"):
+        SearchFilter(captured_after=datetime(2020, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="negative"):
+        SearchFilter(min_width=-1)
+    assert SearchFilter().is_empty and not SearchFilter(min_width=1).is_empty
+
+
+def test_hits_leave_out_ids_without_an_ok_row(tmp_path: Path) -> None:
+    store, stored, latents = build(tmp_path / "store", 20)
+    with store:
+        store.remove_images([stored[3].id])
+        found = store.hits([stored[2].id, stored[3].id, 999_999])
+    assert list(found) == [stored[2].id]
+    record, latent = found[stored[2].id]
+    assert record.path == stored[2].path and np.array_equal(latent, latents[2])
