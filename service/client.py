@@ -1,0 +1,378 @@
+"""A typed Python client for a latentdex server: plain dataclasses and numpy arrays in and out.
+
+    from service.client import connect
+    with connect("127.0.0.1:50051") as client:
+        result = client.query_by_image("holiday.jpg", k=12, options=QueryOptions(previews=True))
+        for match in result.matches:
+            print(match.path, match.distance)
+
+Failed calls raise `ServerError` carrying the gRPC status code's name ("INVALID_ARGUMENT", "NOT_FOUND",
+...) and the server's message. The client imports no torch: it runs wherever numpy and grpcio do.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+from latentdex.v1 import latentdex_pb2 as pb
+from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
+
+from indexer.filters import SearchFilter
+from models.errors import LatentdexError
+from service.previews import EncodedPicture
+
+ImageSource = str | os.PathLike[str] | bytes
+QueryInput = ImageSource | np.ndarray | int
+_FORMATS = {"PNG": pb.IMAGE_FORMAT_PNG, "JPEG": pb.IMAGE_FORMAT_JPEG, "WEBP": pb.IMAGE_FORMAT_WEBP}
+_FORMAT_NAMES = {value: name for name, value in _FORMATS.items()}
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+
+class ServerError(LatentdexError):
+    """A call the server answered with an error (or could not be reached: "UNAVAILABLE")."""
+
+    def __init__(self, code: str, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    size_bytes: int
+    mtime_ns: int
+    content_hash: str
+    width: int
+    height: int
+    format: str
+    capture_time: datetime | None  # EXIF time as written in the photo (naive: EXIF has no zone)
+    camera_make: str
+    camera_model: str
+    model_id: str
+    indexed_at: datetime | None  # aware, UTC
+
+
+@dataclass(frozen=True)
+class Match:
+    id: int
+    path: str
+    distance: float
+    similarity: float
+    metadata: ImageMetadata
+    preview: EncodedPicture | None
+    latent: np.ndarray | None
+    path_bytes: bytes
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Matches nearest first; `timings` are the server's, in seconds per stage ("total" included)."""
+
+    matches: list[Match]
+    query_latent: np.ndarray
+    query_preview: EncodedPicture | None
+    model_id: str
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    model_id: str
+    latent_dim: int
+    image_size: int
+    has_store: bool
+    image_count: int
+    metric: str
+    index_type: str
+    vector_kind: str
+    store_updated_at: datetime | None
+    server_version: str
+    max_k: int
+    max_preview_size: int
+    max_image_pixels: int
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """`where` filters on metadata; `previews` decodes every match's latent into an image (in
+    `preview_format`, `preview_size` px; 0: the model's size) and `query_preview` the query's own;
+    `include_latents` returns each match's stored latent."""
+
+    where: SearchFilter | None = None
+    previews: bool = False
+    query_preview: bool = False
+    preview_format: str = "PNG"
+    preview_size: int = 0
+    include_latents: bool = False
+
+    def message(self, k: int) -> pb.QueryOptions:
+        options = pb.QueryOptions(
+            k=k,
+            preview=pb.PreviewOptions(
+                matches=self.previews,
+                query=self.query_preview,
+                format=_format(self.preview_format),
+                size=self.preview_size,
+            ),
+            include_latents=self.include_latents,
+        )
+        if self.where is not None:
+            options.filter.CopyFrom(_filter(self.where))
+        return options
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """PEM bytes: the CA that signed the server's certificate; with `cert_chain` and `private_key`, the
+    client certificate for a server that requires one. `server_name` overrides the name checked."""
+
+    root_certificates: bytes | None = None
+    cert_chain: bytes | None = None
+    private_key: bytes | None = None
+    server_name: str | None = None
+
+
+class LatentdexClient:
+    """One channel to a server; thread-safe, reuse it. See `connect`."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: TlsConfig | None = None,
+        timeout: float | None = 30.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        options = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        if tls is None:
+            self.channel = grpc.insecure_channel(target, options=options)
+        else:
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            credentials = grpc.ssl_channel_credentials(tls.root_certificates, tls.private_key, tls.cert_chain)
+            self.channel = grpc.secure_channel(target, credentials, options=options)
+        self.target = target
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._stub = pb_grpc.LatentdexStub(self.channel)
+
+    def __enter__(self) -> LatentdexClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    # --- model ---------------------------------------------------------------------------------------
+
+    def info(self) -> ServerInfo:
+        reply = self._call(self._stub.GetInfo, pb.GetInfoRequest())
+        return ServerInfo(
+            model_id=reply.model_id,
+            latent_dim=reply.latent_dim,
+            image_size=reply.image_size,
+            has_store=reply.has_store,
+            image_count=reply.image_count,
+            metric=reply.metric,
+            index_type=reply.index_type,
+            vector_kind=reply.vector_kind,
+            store_updated_at=_aware(reply.store_updated_at) if reply.HasField("store_updated_at") else None,
+            server_version=reply.server_version,
+            max_k=reply.max_k,
+            max_preview_size=reply.max_preview_size,
+            max_image_pixels=reply.max_image_pixels,
+        )
+
+    def encode(self, image: ImageSource) -> np.ndarray:
+        """The image's latent (the encoder's posterior mean), float32 (D,)."""
+        reply = self._call(self._stub.Encode, pb.EncodeRequest(image=_image_bytes(image)))
+        return _array(reply.mu)
+
+    def encode_posterior(self, image: ImageSource) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar) of the image's posterior, float32 (D,) each."""
+        request = pb.EncodeRequest(image=_image_bytes(image), include_logvar=True)
+        reply = self._call(self._stub.Encode, request)
+        return _array(reply.mu), _array(reply.logvar)
+
+    def decode(self, latent: np.ndarray, image_format: str = "PNG", size: int = 0) -> EncodedPicture:
+        """A latent decoded by the server's VAE into an encoded image (size 0: the model's size)."""
+        request = pb.DecodeRequest(latent=_latent(latent), format=_format(image_format), size=size)
+        return _picture(self._call(self._stub.Decode, request).image)
+
+    # --- queries -------------------------------------------------------------------------------------
+
+    def query_by_image(
+        self, image: ImageSource, k: int = 10, options: QueryOptions | None = None
+    ) -> QueryResult:
+        """The `k` stored images nearest to `image` (a path or encoded bytes)."""
+        request = pb.QueryByImageRequest(image=_image_bytes(image), options=_message(options, k))
+        return _result(self._call(self._stub.QueryByImage, request))
+
+    def query_by_latent(
+        self, latent: np.ndarray, k: int = 10, options: QueryOptions | None = None
+    ) -> QueryResult:
+        """The `k` stored images nearest to `latent`."""
+        request = pb.QueryByLatentRequest(latent=_latent(latent), options=_message(options, k))
+        return _result(self._call(self._stub.QueryByLatent, request))
+
+    def query_by_id(
+        self, image_id: int, k: int = 10, options: QueryOptions | None = None, include_self: bool = False
+    ) -> QueryResult:
+        """The `k` stored images nearest to the indexed image `image_id` (itself left out by default)."""
+        request = pb.QueryByIdRequest(id=image_id, include_self=include_self, options=_message(options, k))
+        return _result(self._call(self._stub.QueryById, request))
+
+    def query_batch(
+        self, queries: Sequence[QueryInput], k: int = 10, options: QueryOptions | None = None
+    ) -> list[QueryResult]:
+        """Many queries in one call: each an image (path or bytes), a latent (ndarray) or an id (int)."""
+        request = pb.QueryBatchRequest(queries=[_query(q) for q in queries], options=_message(options, k))
+        return [_result(reply) for reply in self._call(self._stub.QueryBatch, request).results]
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
+        with _raising_server_errors():
+            return method(request, timeout=self.timeout, metadata=self._metadata)
+
+
+def connect(
+    target: str = "127.0.0.1:50051",
+    *,
+    token: str | None = None,
+    tls: TlsConfig | None = None,
+    timeout: float | None = 30.0,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> LatentdexClient:
+    """A client for the server at `target` ("host:port"); use it as a context manager or `close` it."""
+    return LatentdexClient(target, token=token, tls=tls, timeout=timeout, max_message_bytes=max_message_bytes)
+
+
+@contextmanager
+def _raising_server_errors() -> Iterator[None]:
+    try:
+        yield
+    except grpc.RpcError as exc:
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        raise ServerError(code.name, details or "") from exc
+
+
+def _message(options: QueryOptions | None, k: int) -> pb.QueryOptions:
+    return (options or QueryOptions()).message(k)
+
+
+def _filter(where: SearchFilter) -> pb.Filter:
+    message = pb.Filter(
+        path_prefix=where.path_prefix or "",
+        min_width=where.min_width or 0,
+        min_height=where.min_height or 0,
+        formats=sorted(where.formats),
+    )
+    if where.captured_after is not None:
+        message.captured_after.FromDatetime(where.captured_after)
+    if where.captured_before is not None:
+        message.captured_before.FromDatetime(where.captured_before)
+    return message
+
+
+def _image_bytes(image: ImageSource) -> bytes:
+    if isinstance(image, bytes):
+        return image
+    return Path(image).read_bytes()
+
+
+def _query(item: QueryInput) -> pb.Query:
+    if isinstance(item, np.ndarray):
+        return pb.Query(latent=_latent(item))
+    if isinstance(item, int):
+        return pb.Query(id=item)
+    return pb.Query(image=_image_bytes(item))
+
+
+def _format(name: str) -> int:
+    try:
+        return _FORMATS[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown image format {name!r}; choose one of {', '.join(_FORMATS)}") from None
+
+
+def _latent(values: np.ndarray) -> pb.Latent:
+    return pb.Latent(values=np.asarray(values, dtype=np.float32).ravel().tolist())
+
+
+def _array(latent: pb.Latent) -> np.ndarray:
+    return np.asarray(latent.values, dtype=np.float32)
+
+
+def _picture(message: pb.EncodedImage) -> EncodedPicture:
+    return EncodedPicture(
+        message.data, _FORMAT_NAMES.get(message.format, "PNG"), message.width, message.height
+    )
+
+
+def _aware(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def _metadata(message: pb.ImageMetadata) -> ImageMetadata:
+    return ImageMetadata(
+        size_bytes=message.size_bytes,
+        mtime_ns=message.mtime_ns,
+        content_hash=message.content_hash,
+        width=message.width,
+        height=message.height,
+        format=message.format,
+        capture_time=message.capture_time.ToDatetime() if message.HasField("capture_time") else None,
+        camera_make=message.camera_make,
+        camera_model=message.camera_model,
+        model_id=message.model_id,
+        indexed_at=_aware(message.indexed_at) if message.HasField("indexed_at") else None,
+    )
+
+
+def _result(reply: pb.QueryResponse) -> QueryResult:
+    matches = [
+        Match(
+            id=m.id,
+            path=m.path,
+            distance=m.distance,
+            similarity=m.similarity,
+            metadata=_metadata(m.metadata),
+            preview=_picture(m.preview) if m.HasField("preview") else None,
+            latent=_array(m.latent) if m.HasField("latent") else None,
+            path_bytes=m.path_bytes,
+        )
+        for m in reply.matches
+    ]
+    t = reply.timings
+    timings = {
+        "image_decode": t.image_decode_us / 1e6,
+        "encode": t.encode_us / 1e6,
+        "search": t.search_us / 1e6,
+        "metadata": t.metadata_us / 1e6,
+        "preview": t.preview_us / 1e6,
+        "total": t.total_us / 1e6,
+    }
+    return QueryResult(
+        matches=matches,
+        query_latent=_array(reply.query_latent),
+        query_preview=_picture(reply.query_preview) if reply.HasField("query_preview") else None,
+        model_id=reply.model_id,
+        timings=timings,
+    )

@@ -1,0 +1,142 @@
+"""The gRPC server: the Latentdex service, standard health checks and server reflection, in one process.
+
+`start_server` binds (loopback unless told otherwise), optionally with TLS (and client certificates) and
+a bearer-token check, and returns a `RunningServer`; `serve_forever` runs one until SIGTERM or Ctrl-C and
+then shuts down gracefully: health turns NOT_SERVING, new calls are refused, calls in flight get
+`grace_seconds` to finish. Concurrency is bounded: `max_workers` threads run calls, and beyond
+`max_concurrent_rpcs` calls in progress a new one gets RESOURCE_EXHAUSTED rather than a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
+
+from service.auth import TokenInterceptor
+from service.queries import QueryEngine
+from service.rpc import SERVICE_NAME, LatentdexServicer
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 50051
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files: the server's certificate chain and key; with `client_ca`, clients must present a
+    certificate signed by it (mutual TLS)."""
+
+    cert_chain: Path
+    private_key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        pairs = [(self.private_key.read_bytes(), self.cert_chain.read_bytes())]
+        if self.client_ca is None:
+            return grpc.ssl_server_credentials(pairs)
+        return grpc.ssl_server_credentials(
+            pairs, root_certificates=self.client_ca.read_bytes(), require_client_auth=True
+        )
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run the server. `port` 0 picks a free port (see `RunningServer.port`)."""
+
+    host: str = LOOPBACK
+    port: int = DEFAULT_PORT
+    max_workers: int = 8
+    max_concurrent_rpcs: int = 64
+    max_message_bytes: int = 32 * MiB
+    token: str | None = None
+    tls: TlsFiles | None = None
+    grace_seconds: float = 5.0
+
+
+class RunningServer:
+    """A started server: its port, and a graceful `stop`."""
+
+    def __init__(self, server: grpc.Server, port: int, health_servicer: health.HealthServicer) -> None:
+        self.server = server
+        self.port = port
+        self._health = health_servicer
+        self._stopped = threading.Event()
+
+    def stop(self, grace_seconds: float | None = 5.0) -> None:
+        """Report NOT_SERVING, refuse new calls, give calls in flight `grace_seconds`, then stop."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._health.enter_graceful_shutdown()
+        self.server.stop(grace_seconds).wait()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (or `timeout`); True if it stopped."""
+        return self.server.wait_for_termination(timeout)
+
+
+def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> RunningServer:
+    """Build, bind and start a server for `engine`; raises RuntimeError if the address cannot be bound."""
+    config = config or ServerConfig()
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a second server on the same port is an error, not a silent share
+    ]
+    interceptors = [TokenInterceptor(config.token)] if config.token else []
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="latentdex-rpc"),
+        interceptors=interceptors,
+        options=options,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+    pb_grpc.add_LatentdexServicer_to_server(LatentdexServicer(engine), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection((SERVICE_NAME, health_name, reflection.SERVICE_NAME), server)
+    address = f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"
+    try:
+        if config.tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, config.tls.credentials())
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address} (in use, or not an address of this machine)")
+    server.start()
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving %s on %s:%d%s", SERVICE_NAME, config.host, port, " (TLS)" if config.tls else "")
+    return RunningServer(server, port, health_servicer)
+
+
+def serve_forever(engine: QueryEngine, config: ServerConfig) -> None:
+    """Run a server until SIGTERM or SIGINT, then stop gracefully (must run in the main thread)."""
+    running = start_server(engine, config)
+
+    def shut_down(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: shutting down (grace %.1f s)", signum, config.grace_seconds)
+        # stop() blocks on the grace period: not inside a signal handler
+        threading.Thread(target=running.stop, args=(config.grace_seconds,), daemon=True).start()
+
+    previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        running.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        running.stop(0)
