@@ -38,6 +38,7 @@ from indexer.catalog import (
     ImageRow,
     RunCounts,
     RunRecord,
+    RunRow,
     display_path,
     finish_run,
     get_meta,
@@ -410,7 +411,7 @@ class LatentStore:
         for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
             hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
             if self.metric == "cosine":
-                results.append([Match(i, 1.0 - score, score) for i, score in hits])
+                results.append([Match(i, max(0.0, 1.0 - score), score) for i, score in hits])
             else:  # FAISS gives squared L2
                 distances = [(i, max(score, 0.0) ** 0.5) for i, score in hits]
                 results.append([Match(i, d, 1.0 / (1.0 + d)) for i, d in distances])
@@ -487,6 +488,12 @@ class LatentStore:
         """How many images have `status` ("ok" or "failed")."""
         with self._catalog.reading() as session:
             return session.scalar(select(func.count()).where(ImageRow.status == status)) or 0
+
+    def indexed_root(self) -> Path | None:
+        """The folder the last indexing run read (absolute), where stored paths are relative to."""
+        with self._catalog.reading() as session:
+            root = session.scalar(select(RunRow.root).order_by(RunRow.id.desc()).limit(1))
+        return None if root is None else Path(root)
 
     def runs(self) -> list[RunRecord]:
         """Every indexing run, oldest first."""

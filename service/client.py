@@ -71,6 +71,7 @@ class Match:
     preview: EncodedPicture | None
     latent: np.ndarray | None
     path_bytes: bytes
+    thumbnail: EncodedPicture | None
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class ServerInfo:
 class QueryOptions:
     """`where` filters on metadata; `previews` decodes every match's latent into an image (in
     `preview_format`, `preview_size` px; 0: the model's size) and `query_preview` the query's own;
+    `thumbnails` also sends each match's original, shrunk to fit `preview_size` (0: 128);
     `include_latents` returns each match's stored latent."""
 
     where: SearchFilter | None = None
@@ -113,6 +115,7 @@ class QueryOptions:
     preview_format: str = "PNG"
     preview_size: int = 0
     include_latents: bool = False
+    thumbnails: bool = False
 
     def message(self, k: int) -> pb.QueryOptions:
         options = pb.QueryOptions(
@@ -122,6 +125,7 @@ class QueryOptions:
                 query=self.query_preview,
                 format=_format(self.preview_format),
                 size=self.preview_size,
+                thumbnails=self.thumbnails,
             ),
             include_latents=self.include_latents,
         )
@@ -357,6 +361,7 @@ def _result(reply: pb.QueryResponse) -> QueryResult:
             preview=_picture(m.preview) if m.HasField("preview") else None,
             latent=_array(m.latent) if m.HasField("latent") else None,
             path_bytes=m.path_bytes,
+            thumbnail=_picture(m.thumbnail) if m.HasField("thumbnail") else None,
         )
         for m in reply.matches
     ]
@@ -367,6 +372,7 @@ def _result(reply: pb.QueryResponse) -> QueryResult:
         "search": t.search_us / 1e6,
         "metadata": t.metadata_us / 1e6,
         "preview": t.preview_us / 1e6,
+        "thumbnail": t.thumbnail_us / 1e6,
         "total": t.total_us / 1e6,
     }
     return QueryResult(

@@ -1,14 +1,19 @@
-"""Decoded latents as image files: uint8 pixels to PNG, JPEG or WebP bytes at a requested size."""
+"""Pictures for replies: decoded latents and originals' thumbnails as PNG, JPEG or WebP bytes."""
 
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from indexer.load import DEFAULT_MAX_PIXELS, load_image
+from models.errors import BadImage
+
 FORMATS = ("PNG", "JPEG", "WEBP")
+DEFAULT_THUMBNAIL_SIZE = 128
 JPEG_QUALITY = 90
 WEBP_QUALITY = 90
 
@@ -21,6 +26,23 @@ class EncodedPicture:
     format: str
     width: int
     height: int
+
+
+def thumbnail_picture(
+    path: str | os.PathLike[str],
+    image_format: str = "JPEG",
+    size: int = DEFAULT_THUMBNAIL_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> EncodedPicture | None:
+    """The file's whole picture shrunk to fit `size` x `size` (kept upright, aspect kept); None if the
+    file cannot be read or decoded now."""
+    try:
+        pixels = load_image(path, min_side=size, max_pixels=max_pixels).pixels
+    except BadImage:
+        return None
+    image = Image.fromarray(pixels, "RGB")
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return _encode(image, image_format)
 
 
 def encode_picture(pixels: np.ndarray, image_format: str = "PNG", size: int = 0) -> EncodedPicture:
@@ -37,6 +59,11 @@ def encode_picture(pixels: np.ndarray, image_format: str = "PNG", size: int = 0)
     image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "RGB")
     if size and image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return _encode(image, image_format)
+
+
+def _encode(image: Image.Image, image_format: str) -> EncodedPicture:
+    image_format = image_format.upper()
     buffer = io.BytesIO()
     if image_format == "PNG":
         image.save(buffer, "PNG", compress_level=1)  # previews are small; speed over bytes

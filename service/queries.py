@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -19,13 +20,19 @@ from indexer.filters import SearchFilter
 from indexer.load import DEFAULT_MAX_PIXELS, load_for_model
 from indexer.store import ImageRecord, LatentStore, StoreInfo
 from indexer.vectors import check_vectors
-from models.errors import BadImage, BadLatent, DimensionMismatch, LatentdexError, ModelMismatch
+from models.errors import BadImage, BadLatent, DimensionMismatch, LatentdexError, ModelMismatch, NotFound
 from models.inference import LatentCodec
 from service.live_store import LiveStore, NoStore
-from service.previews import FORMATS, EncodedPicture, encode_picture
+from service.previews import (
+    DEFAULT_THUMBNAIL_SIZE,
+    FORMATS,
+    EncodedPicture,
+    encode_picture,
+    thumbnail_picture,
+)
 
 DEFAULT_K = 10
-STAGES = ("image_decode", "encode", "search", "metadata", "preview")
+STAGES = ("image_decode", "encode", "search", "metadata", "preview", "thumbnail")
 
 
 class InvalidQuery(LatentdexError):
@@ -48,12 +55,14 @@ class Limits:
 
 @dataclass(frozen=True)
 class PreviewSpec:
-    """Which previews to decode, in which format ("PNG", "JPEG", "WEBP") and size (0: the model's)."""
+    """Which previews to decode, in which format ("PNG", "JPEG", "WEBP") and size (0: the model's);
+    `thumbnails`: also the matches' original files, shrunk to fit `size` (0: DEFAULT_THUMBNAIL_SIZE)."""
 
     matches: bool = False
     query: bool = False
     format: str = "PNG"
     size: int = 0
+    thumbnails: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,7 @@ class Hit:
     similarity: float
     latent: np.ndarray | None = None
     preview: EncodedPicture | None = None
+    thumbnail: EncodedPicture | None = None
 
     @property
     def id(self) -> int:
@@ -199,6 +209,7 @@ class QueryEngine:
             check()
             with timings.stage("metadata"):
                 rows = store.hits(sorted({m.id for matches in found for m in matches}))
+                root = store.indexed_root() if spec.preview.thumbnails else None
         hits_per_query = []
         for query, matches in zip(queries, found, strict=True):
             if isinstance(query, IdQuery) and not query.include_self:
@@ -212,6 +223,9 @@ class QueryEngine:
                     hits.append(Hit(record, match.distance, match.similarity, kept))
             hits_per_query.append(hits[:k])
         check()
+        if root is not None:
+            with timings.stage("thumbnail"):
+                hits_per_query = self._with_thumbnails(hits_per_query, root, spec.preview)
         with timings.stage("preview"):
             answers = self._with_previews(hits_per_query, latents, rows, spec.preview, timings)
         timings.total = time.perf_counter() - started
@@ -236,7 +250,10 @@ class QueryEngine:
         by_id = {index: query.id for index, query in enumerate(queries) if isinstance(query, IdQuery)}
         if by_id:
             with timings.stage("metadata"):
-                latents[list(by_id)] = store.latents(list(by_id.values()))  # NotFound for an unknown id
+                try:
+                    latents[list(by_id)] = store.latents(list(by_id.values()))
+                except NotFound as exc:
+                    raise NotFound(f"no indexed image with that id ({exc})") from exc
         return latents
 
     def _with_previews(
@@ -258,13 +275,25 @@ class QueryEngine:
         answers = []
         for index, hits in enumerate(hits_per_query):
             if preview.matches:
-                hits = [Hit(h.record, h.distance, h.similarity, h.latent, pictures[h.id]) for h in hits]
+                hits = [replace(hit, preview=pictures[hit.id]) for hit in hits]
             query_preview = None
             if preview.query:
                 assert decoded is not None
                 query_preview = encode_picture(decoded[len(wanted) + index], preview.format, preview.size)
             answers.append(Answer(hits, latents[index].copy(), query_preview, self.codec.model_id, timings))
         return answers
+
+    def _with_thumbnails(
+        self, hits_per_query: list[list[Hit]], root: Path, preview: PreviewSpec
+    ) -> list[list[Hit]]:
+        size = preview.size or DEFAULT_THUMBNAIL_SIZE
+        pictures: dict[int, EncodedPicture | None] = {}
+        for hit in (hit for hits in hits_per_query for hit in hits):
+            if hit.id not in pictures:
+                pictures[hit.id] = thumbnail_picture(
+                    root / hit.record.path, preview.format, size, self.limits.max_image_pixels
+                )
+        return [[replace(hit, thumbnail=pictures[hit.id]) for hit in hits] for hits in hits_per_query]
 
     # --- checks --------------------------------------------------------------------------------------
 
@@ -290,7 +319,7 @@ class QueryEngine:
             raise InvalidQuery("no query given")
         if count > self.limits.max_batch:
             raise InvalidQuery(f"at most {self.limits.max_batch} queries per batch, got {count}")
-        if spec.preview.matches or spec.preview.query:
+        if spec.preview.matches or spec.preview.query or spec.preview.thumbnails:
             self._check_preview(spec.preview.format, spec.preview.size)
         return k
 

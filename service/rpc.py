@@ -201,7 +201,9 @@ def _spec(options: pb.QueryOptions) -> QuerySpec:
     return QuerySpec(
         k=options.k,
         where=_filter(options.filter) if options.HasField("filter") else None,
-        preview=PreviewSpec(preview.matches, preview.query, _format_name(preview.format), preview.size),
+        preview=PreviewSpec(
+            preview.matches, preview.query, _format_name(preview.format), preview.size, preview.thumbnails
+        ),
         include_latents=options.include_latents,
     )
 
@@ -275,6 +277,8 @@ def _match(hit: Hit) -> pb.Match:
         match.preview.CopyFrom(_picture(hit.preview))
     if hit.latent is not None:
         match.latent.CopyFrom(_latent(hit.latent))
+    if hit.thumbnail is not None:
+        match.thumbnail.CopyFrom(_picture(hit.thumbnail))
     return match
 
 
@@ -291,6 +295,7 @@ def _response(answer: Answer) -> pb.QueryResponse:
             metadata_us=round(seconds["metadata"] * 1e6),
             preview_us=round(seconds["preview"] * 1e6),
             total_us=round(answer.timings.total * 1e6),
+            thumbnail_us=round(seconds["thumbnail"] * 1e6),
         ),
     )
     if answer.query_preview is not None:

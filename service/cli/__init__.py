@@ -7,7 +7,7 @@ import sys
 import typer
 
 from models.errors import LatentdexError
-from service.cli import demo_command, model_commands, store_commands, train_command
+from service.cli import demo_command, model_commands, serve_commands, store_commands, train_command
 from service.cli.exit_codes import exit_code_for
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.command("stats")(store_commands.stats)
 app.command("verify")(store_commands.verify)
 app.command("export")(store_commands.export)
 app.command("import")(store_commands.import_)
+app.command("serve")(serve_commands.serve)
+app.command("query")(serve_commands.query)
 
 
 def main() -> None:

@@ -8,13 +8,16 @@ from typing import Annotated
 
 import typer
 
-from indexer.load import load_for_model
 from indexer.pipeline import index_folder
-from indexer.store import LatentStore
 from models.inference import LatentCodec
 from service.cli.model_commands import ModelOption
+from service.client import QueryOptions, connect
+from service.contact_sheet import SheetTile, contact_sheet
+from service.live_store import LiveStore
+from service.queries import QueryEngine
 from service.reconstruction import reconstruct_files
 from service.sample_collection import write_sample_collection
+from service.server import ServerConfig, start_server
 
 
 def demo(
@@ -34,16 +37,47 @@ def demo(
         f"2. indexed into {store_dir}: {report.counts.new} new, {report.counts.failed} failed "
         f"({report.images_per_second:.0f} images/s, model {codec.model_id})"
     )
-    query = samples[0]
-    latent = codec.encode(load_for_model(query, codec.image_size)[None])
-    with LatentStore.open(store_dir, read_only=True) as store:
-        matches = store.search(latent, k=3)[0]
-        records = store.get([m.id for m in matches])
-    typer.echo(f"3. nearest to {query.name}:")
-    for match, record in zip(matches, records, strict=True):
-        typer.echo(f"     id {match.id:3d}  similarity {match.similarity:.3f}  {record.path}")
+    contact = out / "contact-sheet.png"
+    _query_over_grpc(codec, store_dir, samples[0], contact)
     sheet = out / "reconstruction.png"
     reconstruction = reconstruct_files(samples, sheet, model)
     mean_psnr = sum(reconstruction.psnr_by_path.values()) / len(reconstruction.psnr_by_path)
-    typer.echo(f"4. mean reconstruction PSNR {mean_psnr:.2f} dB over {len(samples)} images")
+    typer.echo(f"5. mean reconstruction PSNR {mean_psnr:.2f} dB over {len(samples)} images")
     typer.echo(f"   reconstruction sheet: {sheet} (top rows: originals, bottom rows: decoded latents)")
+
+
+def _query_over_grpc(codec: LatentCodec, store_dir: Path, query: Path, sheet: Path, k: int = 7) -> None:
+    """Serve the store on a free loopback port, query it with the client, write a contact sheet."""
+    live = LiveStore(store_dir)
+    running = start_server(QueryEngine(codec, live), ServerConfig(port=0))
+    try:
+        with connect(f"127.0.0.1:{running.port}") as client:
+            info = client.info()
+            typer.echo(f"3. serving on 127.0.0.1:{running.port}: {info.image_count} images, {info.model_id}")
+            options = QueryOptions(previews=True, query_preview=True, thumbnails=True, preview_size=128)
+            result = client.query_by_image(query, k, options)
+    finally:
+        running.stop(1.0)
+        live.close()
+    typer.echo(
+        f"4. QueryByImage {query.name} over gRPC ({result.timings['total'] * 1000:.0f} ms on the server):"
+    )
+    for rank, match in enumerate(result.matches, 1):
+        typer.echo(f"     {rank}. id {match.id:3d}  distance {match.distance:.3f}  {match.path}")
+    tiles = [
+        SheetTile(
+            query.read_bytes(),
+            result.query_preview.data if result.query_preview else None,
+            f"query\n{query.name}",
+        )
+    ]
+    tiles += [
+        SheetTile(
+            m.thumbnail.data if m.thumbnail else None,
+            m.preview.data if m.preview else None,
+            f"#{rank}  d={m.distance:.3f}\n{m.path}",
+        )
+        for rank, m in enumerate(result.matches, 1)
+    ]
+    contact_sheet(tiles).save(sheet)
+    typer.echo(f"   contact sheet: {sheet} (per match: original | decoded latent)")

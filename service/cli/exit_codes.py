@@ -3,7 +3,8 @@
 0 success; 1 any other domain error; 2 bad usage; 3 BadImage; 4 BadCheckpoint; 5 DimensionMismatch or
 BadLatent; 6 NotFound; 7 `verify` found the store inconsistent; 8 StoreError (a store folder that is missing,
 damaged, unwritable or locked by another writer); 9 ModelMismatch (a store built with another model: pass
-`--reencode`); 130 interrupted (Ctrl-C).
+`--reencode`); 10 a server answered with an error or could not be reached (`query`); 130 interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from models.errors import (
     NotFound,
     StoreError,
 )
+from service.client import ServerError
 
 VERIFY_FAILED = 7
 INTERRUPTED = 130
@@ -30,6 +32,7 @@ _CODES: tuple[tuple[type[LatentdexError], int], ...] = (
     (NotFound, 6),
     (StoreError, 8),
     (ModelMismatch, 9),
+    (ServerError, 10),
 )
 
 

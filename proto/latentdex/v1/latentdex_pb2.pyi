@@ -126,16 +126,18 @@ class Filter(_message.Message):
     def __init__(self, path_prefix: _Optional[str] = ..., captured_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., captured_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., min_width: _Optional[int] = ..., min_height: _Optional[int] = ..., formats: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PreviewOptions(_message.Message):
-    __slots__ = ("matches", "query", "format", "size")
+    __slots__ = ("matches", "query", "format", "size", "thumbnails")
     MATCHES_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
     matches: bool
     query: bool
     format: ImageFormat
     size: int
-    def __init__(self, matches: _Optional[bool] = ..., query: _Optional[bool] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., size: _Optional[int] = ...) -> None: ...
+    thumbnails: bool
+    def __init__(self, matches: _Optional[bool] = ..., query: _Optional[bool] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., size: _Optional[int] = ..., thumbnails: _Optional[bool] = ...) -> None: ...
 
 class QueryOptions(_message.Message):
     __slots__ = ("k", "filter", "preview", "include_latents")
@@ -202,7 +204,7 @@ class ImageMetadata(_message.Message):
     def __init__(self, size_bytes: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., content_hash: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., format: _Optional[str] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., camera_make: _Optional[str] = ..., camera_model: _Optional[str] = ..., model_id: _Optional[str] = ..., indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("id", "path", "distance", "similarity", "metadata", "preview", "latent", "path_bytes")
+    __slots__ = ("id", "path", "distance", "similarity", "metadata", "preview", "latent", "path_bytes", "thumbnail")
     ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +213,7 @@ class Match(_message.Message):
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     LATENT_FIELD_NUMBER: _ClassVar[int]
     PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     id: int
     path: str
     distance: float
@@ -219,23 +222,26 @@ class Match(_message.Message):
     preview: EncodedImage
     latent: Latent
     path_bytes: bytes
-    def __init__(self, id: _Optional[int] = ..., path: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., preview: _Optional[_Union[EncodedImage, _Mapping]] = ..., latent: _Optional[_Union[Latent, _Mapping]] = ..., path_bytes: _Optional[bytes] = ...) -> None: ...
+    thumbnail: EncodedImage
+    def __init__(self, id: _Optional[int] = ..., path: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., preview: _Optional[_Union[EncodedImage, _Mapping]] = ..., latent: _Optional[_Union[Latent, _Mapping]] = ..., path_bytes: _Optional[bytes] = ..., thumbnail: _Optional[_Union[EncodedImage, _Mapping]] = ...) -> None: ...
 
 class QueryTimings(_message.Message):
-    __slots__ = ("image_decode_us", "encode_us", "search_us", "metadata_us", "preview_us", "total_us")
+    __slots__ = ("image_decode_us", "encode_us", "search_us", "metadata_us", "preview_us", "total_us", "thumbnail_us")
     IMAGE_DECODE_US_FIELD_NUMBER: _ClassVar[int]
     ENCODE_US_FIELD_NUMBER: _ClassVar[int]
     SEARCH_US_FIELD_NUMBER: _ClassVar[int]
     METADATA_US_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_US_FIELD_NUMBER: _ClassVar[int]
     TOTAL_US_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_US_FIELD_NUMBER: _ClassVar[int]
     image_decode_us: int
     encode_us: int
     search_us: int
     metadata_us: int
     preview_us: int
     total_us: int
-    def __init__(self, image_decode_us: _Optional[int] = ..., encode_us: _Optional[int] = ..., search_us: _Optional[int] = ..., metadata_us: _Optional[int] = ..., preview_us: _Optional[int] = ..., total_us: _Optional[int] = ...) -> None: ...
+    thumbnail_us: int
+    def __init__(self, image_decode_us: _Optional[int] = ..., encode_us: _Optional[int] = ..., search_us: _Optional[int] = ..., metadata_us: _Optional[int] = ..., preview_us: _Optional[int] = ..., total_us: _Optional[int] = ..., thumbnail_us: _Optional[int] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("matches", "query_latent", "query_preview", "model_id", "timings")

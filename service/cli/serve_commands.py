@@ -1,0 +1,211 @@
+"""`latentdex serve` and `latentdex query`: run the gRPC server, and ask one from the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from indexer.filters import SearchFilter
+from indexer.load import DEFAULT_MAX_PIXELS
+from models.errors import ModelMismatch
+from models.inference import LatentCodec
+from service.cli.model_commands import ModelOption, PrecisionOption
+from service.client import LatentdexClient, Match, QueryOptions, QueryResult, TlsConfig, connect
+from service.contact_sheet import SheetTile, contact_sheet
+from service.live_store import LiveStore, NoStore
+from service.queries import Limits, QueryEngine
+from service.server import DEFAULT_PORT, LOOPBACK, MiB, ServerConfig, TlsFiles, serve_forever
+
+TOKEN_ENV = "LATENTDEX_TOKEN"
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar=TOKEN_ENV, help=f"Bearer token (better passed in ${TOKEN_ENV} than on the command line)."
+    ),
+]
+
+
+def serve(
+    store: Annotated[
+        Path, typer.Option("--store", help="Store folder (may be indexed later: it is picked up).")
+    ],
+    model: ModelOption = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 or :: to listen beyond this machine.")
+    ] = LOOPBACK,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = DEFAULT_PORT,
+    workers: Annotated[int, typer.Option(min=1, help="Threads answering calls.")] = 8,
+    max_concurrent: Annotated[
+        int, typer.Option(min=1, help="Calls in progress beyond which new ones get RESOURCE_EXHAUSTED.")
+    ] = 64,
+    max_message_mb: Annotated[int, typer.Option(min=1, help="Largest request or reply, MiB.")] = 32,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Largest image accepted, in pixels.")
+    ] = DEFAULT_MAX_PIXELS,
+    token: TokenOption = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain: serve TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="PEM CA: require client certificates signed by it (mutual TLS).")
+    ] = None,
+    reload_interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between checks for a store the indexer updated.")
+    ] = 1.0,
+    threads: Annotated[int, typer.Option(min=0, help="Torch threads (0: one per core).")] = 0,
+    precision: PrecisionOption = "auto",
+) -> None:
+    """Serve a store over gRPC: queries by image, latent and id, with decoded previews."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if tls_client_ca is not None and tls_cert is None:
+        raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
+    if threads:
+        torch.set_num_threads(threads)
+    codec = LatentCodec.load(model, precision=precision)
+    live = LiveStore(store, check_interval=reload_interval)
+    try:
+        with live.use() as opened:
+            if opened.model_id != codec.model_id:
+                raise ModelMismatch(
+                    f"the store holds latents of {opened.model_id}, the model is {codec.model_id}: "
+                    "pass --model with the store's model"
+                )
+            typer.echo(f"store {store}: {opened.vector_count} images, model {opened.model_id}")
+    except NoStore as exc:
+        typer.echo(f"warning: {exc}; serving encode/decode until it is indexed", err=True)
+    tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    config = ServerConfig(
+        host=host,
+        port=port,
+        max_workers=workers,
+        max_concurrent_rpcs=max_concurrent,
+        max_message_bytes=max_message_mb * MiB,
+        token=token,
+        tls=tls,
+    )
+    engine = QueryEngine(codec, live, Limits(max_image_pixels=max_pixels))
+    typer.echo(
+        f"serving on {host}:{port} (model {codec.model_id}, {codec.precision}); Ctrl-C or SIGTERM stops"
+    )
+    try:
+        serve_forever(engine, config)
+    finally:
+        live.close()
+
+
+def query(
+    image: Annotated[Path | None, typer.Argument(help="Query image (or use --id).")] = None,
+    image_id: Annotated[int | None, typer.Option("--id", help="Query by an indexed image's id.")] = None,
+    server: Annotated[
+        str, typer.Option(help="HOST:PORT of a latentdex server.")
+    ] = f"{LOOPBACK}:{DEFAULT_PORT}",
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many matches.")] = 10,
+    sheet: Annotated[Path | None, typer.Option(help="Write a contact sheet PNG here.")] = None,
+    path_prefix: Annotated[str | None, typer.Option(help="Only images under this relative path.")] = None,
+    after: Annotated[
+        datetime | None, typer.Option(help="Only photos captured at or after (EXIF time, as written).")
+    ] = None,
+    before: Annotated[datetime | None, typer.Option(help="Only photos captured before.")] = None,
+    min_width: Annotated[int | None, typer.Option(min=1, help="Only originals at least this wide.")] = None,
+    min_height: Annotated[int | None, typer.Option(min=1, help="Only originals at least this tall.")] = None,
+    image_format: Annotated[
+        list[str] | None,
+        typer.Option("--format", help="Only these file formats (JPEG, PNG, ...); repeatable."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the matches as JSON.")] = False,
+    token: TokenOption = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="PEM CA of the server's certificate: use TLS.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM client certificate (mutual TLS).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM key of --tls-cert.")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the answer.")] = 30.0,
+) -> None:
+    """Ask a server for the images nearest to IMAGE (or to --id); print them, optionally as a sheet."""
+    if (image is None) == (image_id is None):
+        raise typer.BadParameter("give either an IMAGE or --id")
+    where = SearchFilter(
+        path_prefix=path_prefix,
+        captured_after=after,
+        captured_before=before,
+        min_width=min_width,
+        min_height=min_height,
+        formats=frozenset(image_format or ()),
+    )
+    options = QueryOptions(
+        where=None if where.is_empty else where,
+        previews=sheet is not None,
+        query_preview=sheet is not None,
+        thumbnails=sheet is not None,
+        preview_size=128 if sheet is not None else 0,
+    )
+    tls = None
+    if tls_ca or tls_cert:
+        tls = TlsConfig(
+            root_certificates=tls_ca.read_bytes() if tls_ca else None,
+            cert_chain=tls_cert.read_bytes() if tls_cert else None,
+            private_key=tls_key.read_bytes() if tls_key else None,
+        )
+    with connect(server, token=token, tls=tls, timeout=timeout) as client:
+        result, query_tile = _ask(client, image, image_id, k, options)
+    if as_json:
+        typer.echo(json.dumps([_match_json(rank, m) for rank, m in enumerate(result.matches, 1)], indent=2))
+    else:
+        for rank, match in enumerate(result.matches, 1):
+            typer.echo(f"{rank:3d}  distance {match.distance:.4f}  id {match.id:6d}  {match.path}")
+    if sheet is not None:
+        tiles = [query_tile] + [
+            SheetTile(
+                m.thumbnail.data if m.thumbnail else None,
+                m.preview.data if m.preview else None,
+                f"#{rank}  d={m.distance:.3f}\n{m.path}",
+            )
+            for rank, m in enumerate(result.matches, 1)
+        ]
+        sheet.parent.mkdir(parents=True, exist_ok=True)
+        contact_sheet(tiles).save(sheet)
+        typer.echo(f"contact sheet: {sheet} (per match: original | decoded latent)")
+
+
+def _ask(
+    client: LatentdexClient, image: Path | None, image_id: int | None, k: int, options: QueryOptions
+) -> tuple[QueryResult, SheetTile]:
+    if image is not None:
+        data = image.read_bytes()
+        result = client.query_by_image(data, k, options)
+        preview = result.query_preview.data if result.query_preview else None
+        return result, SheetTile(data, preview, f"query\n{image.name}")
+    assert image_id is not None
+    result = client.query_by_id(image_id, k + 1, options, include_self=True)
+    own = [m for m in result.matches if m.id == image_id]
+    others = [m for m in result.matches if m.id != image_id][:k]
+    first = own[0] if own else None
+    tile = SheetTile(
+        first.thumbnail.data if first and first.thumbnail else None,
+        first.preview.data if first and first.preview else None,
+        f"query id {image_id}\n{first.path if first else ''}",
+    )
+    return QueryResult(
+        others, result.query_latent, result.query_preview, result.model_id, result.timings
+    ), tile
+
+
+def _match_json(rank: int, match: Match) -> dict[str, object]:
+    meta = match.metadata
+    return {
+        "rank": rank,
+        "id": match.id,
+        "path": match.path,
+        "distance": match.distance,
+        "similarity": match.similarity,
+        "width": meta.width,
+        "height": meta.height,
+        "format": meta.format,
+        "capture_time": meta.capture_time.isoformat() if meta.capture_time else None,
+        "content_hash": meta.content_hash,
+    }
