@@ -98,7 +98,7 @@ class LatentCodec:
         mus, logvars = [], []
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(images), self.batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
+                chunk = torch.from_numpy(np.array(images[start : start + self.batch_size], order="C"))
                 batch = chunk.permute(0, 3, 1, 2).float().div_(255)
                 posterior = self.model.encode(batch.contiguous(memory_format=torch.channels_last))
                 mus.append(posterior.mu.float().numpy())

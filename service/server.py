@@ -84,7 +84,7 @@ class RunningServer:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (or `timeout`); True if it stopped."""
-        return self.server.wait_for_termination(timeout)
+        return not self.server.wait_for_termination(timeout)  # grpc returns True on timeout
 
 
 def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> RunningServer:
@@ -95,7 +95,8 @@ def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> Run
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),  # a second server on the same port is an error, not a silent share
     ]
-    interceptors = [TokenInterceptor(config.token)] if config.token else []
+    # `is not None`: an empty token is refused by TokenInterceptor, never taken as "no token check"
+    interceptors = [TokenInterceptor(config.token)] if config.token is not None else []
     server = grpc.server(
         ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="latentdex-rpc"),
         interceptors=interceptors,
