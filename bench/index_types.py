@@ -33,10 +33,12 @@ from bench.machine import time_call
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
 from indexer.store import LatentStore
-from indexer.vectors import FACTORIES, IVF_MIN_TRAINING, VectorIndex, ivfpq_factory
+from indexer.vectors import FACTORIES, IVF_MIN_TRAINING, IVF_REFINE, VectorIndex, ivfpq_factory, rerank
 
 NAME = "index_types"
-KINDS = ("flat", "hnsw", "ivfpq")
+# "ivfpq+rerank": IVF-PQ asked for K * IVF_REFINE candidates, re-ranked exactly (`indexer.vectors.rerank`),
+# as `LatentStore.search` does; here the exact vectors come from memory, in the store from the catalog.
+KINDS = ("flat", "hnsw", "ivfpq", "ivfpq+rerank")
 K = 10
 BATCH_QUERIES = 1000
 SINGLE_QUERIES = 100
@@ -102,7 +104,7 @@ def measure_types(
     rows: dict[str, dict[str, Any]] = {}
     truth: np.ndarray | None = None
     for kind in ("flat", *(k for k in kinds if k != "flat")):
-        if kind == "ivfpq" and len(base) < IVF_MIN_TRAINING:
+        if kind.startswith("ivfpq") and len(base) < IVF_MIN_TRAINING:
             reason = f"needs {IVF_MIN_TRAINING} vectors to train"
             rows[kind] = {"kind": kind, "n": len(base), "skipped": reason}
             continue
@@ -125,28 +127,37 @@ def measure_index(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Build, search and grow one index; returns its row and the ids the batched search found."""
     n, dim = base.shape
+    reranked = kind == "ivfpq+rerank"
+    concrete = "ivfpq" if reranked else kind
     started = time.perf_counter()
-    index = VectorIndex.create(kind, dim, metric, training=base if kind == "ivfpq" else None)
+    index = VectorIndex.create(concrete, dim, metric, training=base if concrete == "ivfpq" else None)
     created = time.perf_counter()
     index.add(np.arange(n, dtype=np.int64), base)
     added = time.perf_counter()
     row: dict[str, Any] = {
         "kind": kind,
         "n": n,
-        "factory": ivfpq_factory(n, dim) if kind == "ivfpq" else FACTORIES[kind],
+        "factory": ivfpq_factory(n, dim) if concrete == "ivfpq" else FACTORIES[kind],
         "train_s": created - started,
         "add_s": added - created,
         "build_s": added - started,
         "add_vectors_per_s": n / (added - created),
     }
+
+    def search(batch: np.ndarray) -> np.ndarray:
+        if not reranked:
+            return index.search(batch, K)[1]
+        candidates = index.search(batch, K * IVF_REFINE)[1]
+        return rerank(batch, candidates, lambda ids: (ids, base[ids]), K, metric)[1]
+
     found: list[np.ndarray] = []
-    batched = time_call(lambda: found.append(index.search(queries, K)[1]), warmup=1, repeat=sizes.repeat)
+    batched = time_call(lambda: found.append(search(queries)), warmup=1, repeat=sizes.repeat)
     row["batched_ms_per_query"] = 1000 * batched.median / len(queries)
     single_queries = queries[:SINGLE_QUERIES]
 
     def one_at_a_time() -> None:
         for i in range(len(single_queries)):
-            index.search(single_queries[i : i + 1], K)
+            search(single_queries[i : i + 1])
 
     single = time_call(one_at_a_time, warmup=0, repeat=sizes.repeat)
     row["single_ms_per_query"] = 1000 * single.median / len(single_queries)
@@ -213,7 +224,7 @@ def large_store(mixture: LatentMixture, sizes: IndexSizes, hnsw: dict[str, Any])
     base = mixture.sample(n, BASE_SEED)
     queries = mixture.sample(BATCH_QUERIES, QUERY_SEED)
     extra = mixture.sample(INCREMENT * sizes.increments, INCREMENT_SEED)
-    kinds = KINDS if hnsw_n == n else ("flat", "ivfpq")
+    kinds = KINDS if hnsw_n == n else tuple(k for k in KINDS if k != "hnsw")
     out["rows"] = measure_types(base, queries, extra, METRIC, sizes, kinds, footprint=False)
     if hnsw_n != n:
         out["note"] = (

@@ -67,7 +67,7 @@ from indexer.consistency import (
     verify_store,
 )
 from indexer.filters import SearchFilter, matching_ids
-from indexer.vectors import METRICS, VectorIndex, check_vectors, exact_search
+from indexer.vectors import IVF_REFINE, METRICS, VectorIndex, check_vectors, exact_search, rerank
 from models.atomic_files import write_bytes_atomic
 from models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
 
@@ -402,11 +402,16 @@ class LatentStore:
         holds k that pass. Raises DimensionMismatch, BadLatent, ValueError for k < 1.
         """
         queries = check_vectors(latents, self.latent_dim, self.metric)
+        with self._lock:
+            approximate = self._vectors.kind == "ivfpq"
+        wanted = k * IVF_REFINE if approximate else k
         if where is None or where.is_empty:
             with self._lock:
-                scores, ids = self._vectors.search(queries, k)
+                scores, ids = self._vectors.search(queries, wanted)
         else:
-            scores, ids = self._filtered_search(queries, k, where)
+            scores, ids = self._filtered_search(queries, wanted, where)
+        if approximate:
+            scores, ids = rerank(queries, ids, self._stored_latents, k, self.metric)
         results = []
         for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
             hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
@@ -416,6 +421,9 @@ class LatentStore:
                 distances = [(i, max(score, 0.0) ** 0.5) for i, score in hits]
                 results.append([Match(i, d, 1.0 / (1.0 + d)) for i, d in distances])
         return results
+
+    def _stored_latents(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return usable_latents(self._catalog, ids, self._spec, ReconcileReport())
 
     def _filtered_search(
         self, queries: np.ndarray, k: int, where: SearchFilter

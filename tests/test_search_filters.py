@@ -149,3 +149,28 @@ def test_hits_leave_out_ids_without_an_ok_row(tmp_path: Path) -> None:
     assert list(found) == [stored[2].id]
     record, latent = found[stored[2].id]
     assert record.path == stored[2].path and np.array_equal(latent, latents[2])
+
+
+def test_ivfpq_candidates_are_reranked_with_the_exact_stored_latents(tmp_path: Path) -> None:
+    n = IVF_MIN_TRAINING + 500
+    centres = np.random.default_rng(11).standard_normal((50, DIM)).astype(np.float32)
+    picks = np.random.default_rng(12).integers(0, 50, n)
+    latents = centres[picks] + 0.35 * np.random.default_rng(13).standard_normal((n, DIM)).astype(np.float32)
+    store = LatentStore.create(tmp_path / "store", model_id=MODEL, latent_dim=DIM)
+    ids = np.asarray(store.upsert_images(library(n), latents))
+    store.rebuild("ivfpq")
+    queries = latents[:40] + 0.05 * np.random.default_rng(14).standard_normal((40, DIM)).astype(np.float32)
+    with store:
+        assert store.vector_kind == "ivfpq"
+        results = store.search(queries, 10)
+    unit = latents / np.linalg.norm(latents, axis=1, keepdims=True)
+    recalls = []
+    for query, matches in zip(queries, results, strict=True):
+        exact = unit @ (query / np.linalg.norm(query))
+        truth = set(ids[np.argsort(-exact)[:10]].tolist())
+        recalls.append(len(truth & {m.id for m in matches}) / 10)
+        # distances are exact cosine distances, not PQ approximations, and sorted
+        by_id = dict(zip(ids.tolist(), exact.tolist(), strict=True))
+        np.testing.assert_allclose([m.similarity for m in matches], [by_id[m.id] for m in matches], atol=1e-5)
+        assert [m.distance for m in matches] == sorted(m.distance for m in matches)
+    assert np.mean(recalls) > 0.9
