@@ -199,41 +199,57 @@ class QueryEngine:
         started = time.perf_counter()
         k = self._check_spec(spec, len(queries))
         timings = Timings()
-        with self._searchable_store() as store:
-            latents = self._query_latents(queries, store, timings, check)
+        with self.searchable_store() as store:
+            latents = self.query_latents(queries, store, timings, check)
             check()
             # a query by id leaves out the image itself: ask for one more match and drop it
             extra = int(any(isinstance(q, IdQuery) and not q.include_self for q in queries))
-            with timings.stage("search"):
-                found = store.search(latents, k + extra, where=spec.where) if len(latents) else []
-            check()
-            with timings.stage("metadata"):
-                rows = store.hits(sorted({m.id for matches in found for m in matches}))
-                root = store.indexed_root() if spec.preview.thumbnails else None
+            found = self.nearest(store, latents, k + extra, spec.where, timings)
+            root = store.indexed_root() if spec.preview.thumbnails else None
         hits_per_query = []
-        for query, matches in zip(queries, found, strict=True):
+        for query, hits in zip(queries, found, strict=True):
             if isinstance(query, IdQuery) and not query.include_self:
-                matches = [m for m in matches if m.id != query.id]
-            # an id missing from `rows` was removed after the vectors file this reader loaded was saved
-            hits = []
-            for match in matches:
-                if match.id in rows:
-                    record, latent = rows[match.id]
-                    kept = latent if spec.include_latents else None
-                    hits.append(Hit(record, match.distance, match.similarity, kept))
+                hits = [hit for hit in hits if hit.id != query.id]
             hits_per_query.append(hits[:k])
         check()
         if root is not None:
             with timings.stage("thumbnail"):
                 hits_per_query = self._with_thumbnails(hits_per_query, root, spec.preview)
         with timings.stage("preview"):
-            answers = self._with_previews(hits_per_query, latents, rows, spec.preview, timings)
+            answers = self._with_previews(hits_per_query, latents, spec, timings)
         timings.total = time.perf_counter() - started
         return answers
 
-    def _query_latents(
-        self, queries: Sequence[Query], store: LatentStore, timings: Timings, check: DeadlineCheck
+    def nearest(
+        self,
+        store: LatentStore,
+        latents: np.ndarray,
+        k: int,
+        where: SearchFilter | None = None,
+        timings: Timings | None = None,
+    ) -> list[list[Hit]]:
+        """The `k` stored images nearest to each latent, with their records and stored latents."""
+        timings = timings or Timings()
+        with timings.stage("search"):
+            found = store.search(latents, k, where=where) if len(latents) else []
+        with timings.stage("metadata"):
+            rows = store.hits(sorted({m.id for matches in found for m in matches}))
+        # an id missing from `rows` was removed after the vectors file this reader loaded was saved
+        return [
+            [Hit(rows[m.id][0], m.distance, m.similarity, rows[m.id][1]) for m in matches if m.id in rows]
+            for matches in found
+        ]
+
+    def query_latents(
+        self,
+        queries: Sequence[Query],
+        store: LatentStore | None,
+        timings: Timings | None = None,
+        check: DeadlineCheck = _no_deadline,
     ) -> np.ndarray:
+        """The latent of each query: image bytes encoded in one batch, latents checked, ids looked up
+        in `store` (NoStore without one)."""
+        timings = timings or Timings()
         latents = np.empty((len(queries), self.codec.latent_dim), dtype=np.float32)
         images: dict[int, np.ndarray] = {}
         with timings.stage("image_decode"):
@@ -248,7 +264,9 @@ class QueryEngine:
             if isinstance(query, LatentQuery):
                 latents[index] = _naming(index, len(queries), lambda q=query: self._check_latent(q.latent))
         by_id = {index: query.id for index, query in enumerate(queries) if isinstance(query, IdQuery)}
-        if by_id:
+        if by_id and store is None:
+            raise NoStore("a query by id needs a store: start the server with --store")
+        if by_id and store is not None:
             with timings.stage("metadata"):
                 try:
                     latents[list(by_id)] = store.latents(list(by_id.values()))
@@ -257,16 +275,13 @@ class QueryEngine:
         return latents
 
     def _with_previews(
-        self,
-        hits_per_query: list[list[Hit]],
-        latents: np.ndarray,
-        rows: dict[int, tuple[ImageRecord, np.ndarray]],
-        preview: PreviewSpec,
-        timings: Timings,
+        self, hits_per_query: list[list[Hit]], latents: np.ndarray, spec: QuerySpec, timings: Timings
     ) -> list[Answer]:
+        preview = spec.preview
         # every preview of the reply in one decoder batch: match latents first, then the queries'
-        wanted = sorted({hit.id for hits in hits_per_query for hit in hits}) if preview.matches else []
-        stacked = [rows[i][1] for i in wanted] + (list(latents) if preview.query else [])
+        stored = {hit.id: hit.latent for hits in hits_per_query for hit in hits}
+        wanted = sorted(stored) if preview.matches else []
+        stacked = [stored[i] for i in wanted] + (list(latents) if preview.query else [])
         decoded = self.codec.decode(np.stack(stacked)) if stacked else None
         pictures: dict[int, EncodedPicture] = {}
         for slot, image_id in enumerate(wanted):
@@ -276,6 +291,8 @@ class QueryEngine:
         for index, hits in enumerate(hits_per_query):
             if preview.matches:
                 hits = [replace(hit, preview=pictures[hit.id]) for hit in hits]
+            if not spec.include_latents:
+                hits = [replace(hit, latent=None) for hit in hits]
             query_preview = None
             if preview.query:
                 assert decoded is not None
@@ -298,7 +315,8 @@ class QueryEngine:
     # --- checks --------------------------------------------------------------------------------------
 
     @contextmanager
-    def _searchable_store(self) -> Iterator[LatentStore]:
+    def searchable_store(self) -> Iterator[LatentStore]:
+        """The current store, checked to hold searchable latents of this engine's model."""
         if self.store is None:
             raise NoStore("this server runs without a store: start it with --store to query")
         with self.store.use() as store:
