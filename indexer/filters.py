@@ -7,11 +7,12 @@ whenever the store holds k images that pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from indexer.catalog import ImageRow, path_key
@@ -76,4 +77,13 @@ def matching_ids(session: Session, search_filter: SearchFilter) -> np.ndarray:
     """The ids (int64, ascending) of the ok images that pass `search_filter`."""
     conditions = [ImageRow.status == "ok", *search_filter.conditions()]
     query = select(ImageRow.id).where(*conditions).order_by(ImageRow.id)
+    return np.fromiter(session.scalars(query), dtype=np.int64)
+
+
+def glob_ids(session: Session, patterns: Sequence[str]) -> np.ndarray:
+    """The ids (int64, ascending) of the ok images whose relative path matches any SQLite GLOB pattern."""
+    if not patterns:
+        return np.empty(0, dtype=np.int64)
+    matches = or_(*(ImageRow.path.op("GLOB")(pattern) for pattern in patterns))
+    query = select(ImageRow.id).where(ImageRow.status == "ok", matches).order_by(ImageRow.id)
     return np.fromiter(session.scalars(query), dtype=np.int64)

@@ -66,7 +66,7 @@ from indexer.consistency import (
     usable_latents,
     verify_store,
 )
-from indexer.filters import SearchFilter, matching_ids
+from indexer.filters import SearchFilter, glob_ids, matching_ids
 from indexer.vectors import IVF_REFINE, METRICS, VectorIndex, check_vectors, exact_search, rerank
 from models.atomic_files import write_bytes_atomic
 from models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
@@ -411,7 +411,7 @@ class LatentStore:
         else:
             scores, ids = self._filtered_search(queries, wanted, where)
         if approximate:
-            scores, ids = rerank(queries, ids, self._stored_latents, k, self.metric)
+            scores, ids = rerank(queries, ids, self.all_latents, k, self.metric)
         results = []
         for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
             hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
@@ -421,9 +421,6 @@ class LatentStore:
                 distances = [(i, max(score, 0.0) ** 0.5) for i, score in hits]
                 results.append([Match(i, d, 1.0 / (1.0 + d)) for i, d in distances])
         return results
-
-    def _stored_latents(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return usable_latents(self._catalog, ids, self._spec, ReconcileReport())
 
     def _filtered_search(
         self, queries: np.ndarray, k: int, where: SearchFilter
@@ -491,6 +488,18 @@ class LatentStore:
                 raise NotFound(f"image {row.id} has no usable latent (status {row.status})")
             out[index] = latent
         return out
+
+    def select_ids(self, where: SearchFilter | None = None, path_globs: Sequence[str] = ()) -> np.ndarray:
+        """Ids of the ok images passing `where` and, if given, matching any of the GLOB `path_globs`."""
+        with self._catalog.reading() as session:
+            ids = matching_ids(session, where or SearchFilter())
+            if path_globs:
+                ids = np.intersect1d(ids, glob_ids(session, path_globs))
+        return ids
+
+    def all_latents(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, latents) of every ok image (or of `ids`) with a usable stored latent, by id."""
+        return usable_latents(self._catalog, ids, self._spec, ReconcileReport())
 
     def count(self, status: str = "ok") -> int:
         """How many images have `status` ("ok" or "failed")."""

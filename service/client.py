@@ -135,6 +135,72 @@ class QueryOptions:
 
 
 @dataclass(frozen=True)
+class Frame:
+    """A decoded point of the latent space; `position`: the interpolation t, edit strength or sample index."""
+
+    latent: np.ndarray
+    image: EncodedPicture
+    nearest: list[Match]
+    position: float
+
+
+@dataclass(frozen=True)
+class FrameOptions:
+    """How frames come back: picture format and size (0: the model's), and the `nearest_k` stored images
+    nearest each frame (passing `where`)."""
+
+    image_format: str = "PNG"
+    size: int = 0
+    nearest_k: int = 0
+    where: SearchFilter | None = None
+
+    def message(self) -> pb.FrameOptions:
+        options = pb.FrameOptions(format=_format(self.image_format), size=self.size, nearest_k=self.nearest_k)
+        if self.where is not None:
+            options.filter.CopyFrom(_filter(self.where))
+        return options
+
+
+@dataclass(frozen=True)
+class ImageGroup:
+    """Stored images by id, by GLOB pattern on the relative path, and/or the `query_k` results of `query`."""
+
+    ids: Sequence[int] = ()
+    path_globs: Sequence[str] = ()
+    query: QueryInput | None = None
+    query_k: int = 0
+
+    def message(self) -> pb.ImageGroup:
+        group = pb.ImageGroup(ids=list(self.ids), path_globs=list(self.path_globs), query_k=self.query_k)
+        if self.query is not None:
+            group.query.CopyFrom(_query(self.query))
+        return group
+
+
+@dataclass(frozen=True)
+class DirectionInfo:
+    name: str
+    model_id: str
+    method: str
+    separation: float  # held-out AUC; 0 when not measured
+    positive_count: int
+    negative_count: int
+    norm: float
+    description: str
+    created_at: datetime | None
+    vector: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class LibraryMap:
+    """The atlas picture, the (id, column, row, path) of each placed image, and the axes' variance shares."""
+
+    atlas: EncodedPicture
+    cells: list[tuple[int, int, int, str]]
+    explained: tuple[float, float]
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     """PEM bytes: the CA that signed the server's certificate; with `cert_chain` and `private_key`, the
     client certificate for a server that requires one. `server_name` overrides the name checked."""
@@ -250,6 +316,151 @@ class LatentdexClient:
         request = pb.QueryBatchRequest(queries=[_query(q) for q in queries], options=_message(options, k))
         return [_result(reply) for reply in self._call(self._stub.QueryBatch, request).results]
 
+    # --- the latent space ---------------------------------------------------------------------------
+
+    def generate(
+        self,
+        count: int = 8,
+        *,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        around: QueryInput | None = None,
+        spread: float = 1.0,
+        source: str = "auto",
+        frames: FrameOptions | None = None,
+    ) -> list[Frame]:
+        """`count` new images: from the prior ("prior"), like the library ("library"; "auto" prefers it),
+        or around an image, latent or stored id."""
+        sources = {"auto": pb.SAMPLE_SOURCE_UNSPECIFIED, "prior": pb.SAMPLE_SOURCE_PRIOR}
+        sources["library"] = pb.SAMPLE_SOURCE_LIBRARY
+        request = pb.GenerateRequest(
+            count=count,
+            temperature=temperature,
+            spread=spread,
+            source=sources[source],
+            frames=(frames or FrameOptions()).message(),
+        )
+        if seed is not None:
+            request.seed = seed
+        if around is not None:
+            request.around.CopyFrom(_query(around))
+        return _frames(self._call(self._stub.Generate, request))
+
+    def interpolate(
+        self,
+        start: QueryInput,
+        end: QueryInput,
+        steps: int = 8,
+        *,
+        method: str = "slerp",
+        frames: FrameOptions | None = None,
+    ) -> list[Frame]:
+        """`steps` frames from `start` to `end` (images, latents or stored ids), "slerp" or "linear"."""
+        request = pb.InterpolateRequest(
+            start=_query(start),
+            end=_query(end),
+            steps=steps,
+            method=pb.PATH_METHOD_LINEAR if method == "linear" else pb.PATH_METHOD_SLERP,
+            frames=(frames or FrameOptions()).message(),
+        )
+        return _frames(self._call(self._stub.Interpolate, request))
+
+    def edit(
+        self,
+        source: QueryInput,
+        direction: str,
+        strengths: Sequence[float] = (1.0,),
+        *,
+        frames: FrameOptions | None = None,
+    ) -> list[Frame]:
+        """`source` moved along the named direction by each strength."""
+        request = pb.EditRequest(
+            source=_query(source),
+            direction=direction,
+            strengths=list(strengths),
+            frames=(frames or FrameOptions()).message(),
+        )
+        return _frames(self._call(self._stub.Edit, request))
+
+    def create_direction(
+        self,
+        name: str,
+        positive: ImageGroup,
+        negative: ImageGroup,
+        *,
+        method: str = "auto",
+        replace: bool = False,
+        description: str = "",
+    ) -> DirectionInfo:
+        """Learn and store a direction from two groups ("auto", "mean_difference" or "probe")."""
+        methods = {"auto": pb.DIRECTION_METHOD_AUTO, "probe": pb.DIRECTION_METHOD_PROBE}
+        methods["mean_difference"] = pb.DIRECTION_METHOD_MEAN_DIFFERENCE
+        request = pb.CreateDirectionRequest(
+            name=name,
+            positive=positive.message(),
+            negative=negative.message(),
+            method=methods[method],
+            replace=replace,
+            description=description,
+        )
+        return _direction(self._call(self._stub.CreateDirection, request))
+
+    def list_directions(self, include_vectors: bool = False) -> list[DirectionInfo]:
+        request = pb.ListDirectionsRequest(include_vectors=include_vectors)
+        return [_direction(d) for d in self._call(self._stub.ListDirections, request).directions]
+
+    def delete_direction(self, name: str) -> None:
+        self._call(self._stub.DeleteDirection, pb.DeleteDirectionRequest(name=name))
+
+    def traverse(
+        self,
+        source: QueryInput,
+        *,
+        dimensions: Sequence[int] = (),
+        top: int = 8,
+        values: Sequence[float] = (),
+        image_format: str = "PNG",
+        size: int = 0,
+    ) -> list[tuple[int, list[Frame]]]:
+        """Per latent dimension (given, or the `top` most active), `source` moved by each value (in the
+        store's standard deviations): (dimension, frames) rows."""
+        request = pb.TraverseRequest(
+            source=_query(source),
+            dimensions=list(dimensions),
+            top=top,
+            values=list(values),
+            format=_format(image_format),
+            size=size,
+        )
+        reply = self._call(self._stub.Traverse, request)
+        return [(row.dimension, [_frame(f) for f in row.frames]) for row in reply.rows]
+
+    def latent_stats(self) -> tuple[list[tuple[int, float, float]], int, int]:
+        """((dimension, mean, variance) most active first, active dimension count, image count)."""
+        reply = self._call(self._stub.GetLatentStats, pb.GetLatentStatsRequest())
+        dims = [(d.dimension, d.mean, d.variance) for d in reply.dimensions]
+        return dims, reply.active_count, reply.image_count
+
+    def render_map(
+        self,
+        columns: int = 16,
+        rows: int = 12,
+        cell: int = 64,
+        *,
+        decoded: bool = False,
+        where: SearchFilter | None = None,
+        image_format: str = "PNG",
+    ) -> LibraryMap:
+        """The library laid out on its two main latent axes, one image per cell."""
+        request = pb.RenderMapRequest(
+            columns=columns, rows=rows, cell=cell, decoded=decoded, format=_format(image_format)
+        )
+        if where is not None:
+            request.filter.CopyFrom(_filter(where))
+        reply = self._call(self._stub.RenderMap, request)
+        cells = [(c.id, c.column, c.row, c.path) for c in reply.cells]
+        return LibraryMap(_picture(reply.atlas), cells, (reply.explained_x, reply.explained_y))
+
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
         with _raising_server_errors():
             return method(request, timeout=self.timeout, metadata=self._metadata)
@@ -350,21 +561,50 @@ def _metadata(message: pb.ImageMetadata) -> ImageMetadata:
     )
 
 
+def _frame(message: pb.Frame) -> Frame:
+    return Frame(
+        _array(message.latent),
+        _picture(message.image),
+        [_match(m) for m in message.nearest],
+        message.position,
+    )
+
+
+def _frames(reply: pb.FramesResponse) -> list[Frame]:
+    return [_frame(f) for f in reply.frames]
+
+
+def _direction(message: pb.DirectionInfo) -> DirectionInfo:
+    return DirectionInfo(
+        name=message.name,
+        model_id=message.model_id,
+        method=message.method,
+        separation=message.separation,
+        positive_count=message.positive_count,
+        negative_count=message.negative_count,
+        norm=message.norm,
+        description=message.description,
+        created_at=_aware(message.created_at) if message.HasField("created_at") else None,
+        vector=_array(message.vector) if message.HasField("vector") else None,
+    )
+
+
+def _match(m: pb.Match) -> Match:
+    return Match(
+        id=m.id,
+        path=m.path,
+        distance=m.distance,
+        similarity=m.similarity,
+        metadata=_metadata(m.metadata),
+        preview=_picture(m.preview) if m.HasField("preview") else None,
+        latent=_array(m.latent) if m.HasField("latent") else None,
+        path_bytes=m.path_bytes,
+        thumbnail=_picture(m.thumbnail) if m.HasField("thumbnail") else None,
+    )
+
+
 def _result(reply: pb.QueryResponse) -> QueryResult:
-    matches = [
-        Match(
-            id=m.id,
-            path=m.path,
-            distance=m.distance,
-            similarity=m.similarity,
-            metadata=_metadata(m.metadata),
-            preview=_picture(m.preview) if m.HasField("preview") else None,
-            latent=_array(m.latent) if m.HasField("latent") else None,
-            path_bytes=m.path_bytes,
-            thumbnail=_picture(m.thumbnail) if m.HasField("thumbnail") else None,
-        )
-        for m in reply.matches
-    ]
+    matches = [_match(m) for m in reply.matches]
     t = reply.timings
     timings = {
         "image_decode": t.image_decode_us / 1e6,

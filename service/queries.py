@@ -173,7 +173,7 @@ class QueryEngine:
 
     def decode(self, latent: np.ndarray, image_format: str = "PNG", size: int = 0) -> EncodedPicture:
         """A latent -> an encoded picture; DimensionMismatch / BadLatent / InvalidQuery for bad input."""
-        self._check_preview(image_format, size)
+        self.check_preview(image_format, size)
         pixels = self.codec.decode(self._check_latent(latent)[None])
         return encode_picture(pixels[0], image_format, size)
 
@@ -338,10 +338,11 @@ class QueryEngine:
         if count > self.limits.max_batch:
             raise InvalidQuery(f"at most {self.limits.max_batch} queries per batch, got {count}")
         if spec.preview.matches or spec.preview.query or spec.preview.thumbnails:
-            self._check_preview(spec.preview.format, spec.preview.size)
+            self.check_preview(spec.preview.format, spec.preview.size)
         return k
 
-    def _check_preview(self, image_format: str, size: int) -> None:
+    def check_preview(self, image_format: str, size: int) -> None:
+        """InvalidQuery for an unknown picture format or a size outside 0..max_preview_size."""
         if image_format.upper() not in FORMATS:
             raise InvalidQuery(f"unknown preview format {image_format!r}; choose one of {', '.join(FORMATS)}")
         if not 0 <= size <= self.limits.max_preview_size:

@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
+from indexer.directions import Direction
 from indexer.filters import SearchFilter
 from indexer.store import ImageRecord
 from models.errors import (
@@ -28,6 +29,15 @@ from models.errors import (
     ModelMismatch,
     NotFound,
     StoreError,
+)
+from service.latent_features import (
+    DEFAULT_STEPS,
+    DEFAULT_TOP,
+    DirectionExists,
+    Frame,
+    FrameSpec,
+    ImageGroup,
+    LatentExplorer,
 )
 from service.live_store import NoStore
 from service.previews import EncodedPicture
@@ -56,9 +66,21 @@ _FORMAT_NAMES = {
     pb.IMAGE_FORMAT_WEBP: "WEBP",
 }
 _FORMAT_ENUMS = {"PNG": pb.IMAGE_FORMAT_PNG, "JPEG": pb.IMAGE_FORMAT_JPEG, "WEBP": pb.IMAGE_FORMAT_WEBP}
+_SOURCES = {
+    pb.SAMPLE_SOURCE_UNSPECIFIED: "auto",
+    pb.SAMPLE_SOURCE_PRIOR: "prior",
+    pb.SAMPLE_SOURCE_LIBRARY: "library",
+}
+_METHODS = {
+    pb.DIRECTION_METHOD_UNSPECIFIED: "auto",
+    pb.DIRECTION_METHOD_AUTO: "auto",
+    pb.DIRECTION_METHOD_MEAN_DIFFERENCE: "mean_difference",
+    pb.DIRECTION_METHOD_PROBE: "probe",
+}
 _STATUS = (
     ((InvalidQuery, BadImage, DimensionMismatch, BadLatent), grpc.StatusCode.INVALID_ARGUMENT),
     ((NotFound,), grpc.StatusCode.NOT_FOUND),
+    ((DirectionExists,), grpc.StatusCode.ALREADY_EXISTS),
     ((NoStore, EmptyStore, ModelMismatch), grpc.StatusCode.FAILED_PRECONDITION),
     ((StoreError,), grpc.StatusCode.UNAVAILABLE),
 )
@@ -83,6 +105,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
 
     def __init__(self, engine: QueryEngine) -> None:
         self.engine = engine
+        self.explorer = LatentExplorer(engine)
 
     def Encode(self, request: pb.EncodeRequest, context: grpc.ServicerContext) -> pb.EncodeResponse:
         with _answering(context):
@@ -139,6 +162,127 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
             answers = self.engine.query(queries, _spec(request.options), _deadline_check(context))
             return pb.QueryBatchResponse(results=[_response(answer) for answer in answers])
 
+    # --- the latent space ---------------------------------------------------------------------------
+
+    def Generate(self, request: pb.GenerateRequest, context: grpc.ServicerContext) -> pb.FramesResponse:
+        with _answering(context):
+            frames = self.explorer.generate(
+                request.count,
+                temperature=request.temperature or 1.0,
+                seed=request.seed if request.HasField("seed") else None,
+                around=_query(-1, request.around) if request.HasField("around") else None,
+                spread=request.spread or 1.0,
+                source=_SOURCES[request.source],
+                frames=_frame_spec(request.frames),
+            )
+            return self._frames(frames)
+
+    def Interpolate(self, request: pb.InterpolateRequest, context: grpc.ServicerContext) -> pb.FramesResponse:
+        with _answering(context):
+            frames = self.explorer.interpolate(
+                _query(0, request.start, "start"),
+                _query(1, request.end, "end"),
+                steps=request.steps or DEFAULT_STEPS,
+                method="linear" if request.method == pb.PATH_METHOD_LINEAR else "slerp",
+                frames=_frame_spec(request.frames),
+            )
+            return self._frames(frames)
+
+    def Edit(self, request: pb.EditRequest, context: grpc.ServicerContext) -> pb.FramesResponse:
+        with _answering(context):
+            if not request.direction:
+                raise InvalidQuery("name the direction to edit along")
+            frames = self.explorer.edit(
+                _query(0, request.source, "source"),
+                request.direction,
+                list(request.strengths),
+                frames=_frame_spec(request.frames),
+            )
+            return self._frames(frames)
+
+    def CreateDirection(
+        self, request: pb.CreateDirectionRequest, context: grpc.ServicerContext
+    ) -> pb.DirectionInfo:
+        with _answering(context):
+            direction = self.explorer.create_direction(
+                request.name,
+                _group(request.positive, "positive"),
+                _group(request.negative, "negative"),
+                method=_METHODS[request.method],
+                replace=request.replace,
+                description=request.description,
+            )
+            return _direction(direction, include_vector=True)
+
+    def ListDirections(
+        self, request: pb.ListDirectionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListDirectionsResponse:
+        with _answering(context):
+            directions = self.explorer.list_directions()
+            return pb.ListDirectionsResponse(
+                directions=[_direction(d, include_vector=request.include_vectors) for d in directions]
+            )
+
+    def DeleteDirection(
+        self, request: pb.DeleteDirectionRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteDirectionResponse:
+        with _answering(context):
+            self.explorer.delete_direction(request.name)
+            return pb.DeleteDirectionResponse()
+
+    def Traverse(self, request: pb.TraverseRequest, context: grpc.ServicerContext) -> pb.TraverseResponse:
+        with _answering(context):
+            rows = self.explorer.traverse(
+                _query(0, request.source, "source"),
+                dimensions=list(request.dimensions),
+                top=request.top or DEFAULT_TOP,
+                values=list(request.values),
+                image_format=_format_name(request.format),
+                size=request.size,
+            )
+            return pb.TraverseResponse(
+                rows=[pb.TraverseRow(dimension=d, frames=[_frame(f) for f in frames]) for d, frames in rows],
+                model_id=self.engine.codec.model_id,
+            )
+
+    def GetLatentStats(
+        self, request: pb.GetLatentStatsRequest, context: grpc.ServicerContext
+    ) -> pb.GetLatentStatsResponse:
+        with _answering(context):
+            stats = self.explorer.library_stats()
+            return pb.GetLatentStatsResponse(
+                dimensions=[
+                    pb.DimensionStats(
+                        dimension=int(d), mean=float(stats.mean[d]), variance=float(stats.variance[d])
+                    )
+                    for d in stats.order
+                ],
+                active_count=stats.active_count,
+                image_count=stats.count,
+            )
+
+    def RenderMap(self, request: pb.RenderMapRequest, context: grpc.ServicerContext) -> pb.RenderMapResponse:
+        with _answering(context):
+            library_map = self.explorer.render_map(
+                columns=request.columns or 16,
+                rows=request.rows or 12,
+                cell=request.cell or 64,
+                decoded=request.decoded,
+                where=_filter(request.filter) if request.HasField("filter") else None,
+                image_format=_format_name(request.format),
+            )
+            return pb.RenderMapResponse(
+                atlas=_picture(library_map.atlas),
+                cells=[
+                    pb.MapCell(id=c.id, column=c.column, row=c.row, path=c.path) for c in library_map.cells
+                ],
+                explained_x=library_map.explained[0],
+                explained_y=library_map.explained[1],
+            )
+
+    def _frames(self, frames: list[Frame]) -> pb.FramesResponse:
+        return pb.FramesResponse(frames=[_frame(f) for f in frames], model_id=self.engine.codec.model_id)
+
     def _one(self, query: Query, options: pb.QueryOptions, context: grpc.ServicerContext) -> pb.QueryResponse:
         with _answering(context):
             [answer] = self.engine.query([query], _spec(options), _deadline_check(context))
@@ -185,7 +329,7 @@ def _format_name(image_format: int) -> str:
     return _FORMAT_NAMES[image_format]
 
 
-def _query(index: int, item: pb.Query) -> Query:
+def _query(index: int, item: pb.Query, name: str | None = None) -> Query:
     kind = item.WhichOneof("query")
     if kind == "image":
         return ImageQuery(item.image)
@@ -193,7 +337,25 @@ def _query(index: int, item: pb.Query) -> Query:
         return LatentQuery(_values(item.latent))
     if kind == "id":
         return IdQuery(item.id)
-    raise InvalidQuery(f"queries[{index}] is empty: set image, latent or id")
+    raise InvalidQuery(f"{name or f'queries[{index}]'} is empty: set image, latent or id")
+
+
+def _frame_spec(message: pb.FrameOptions) -> FrameSpec:
+    return FrameSpec(
+        format=_format_name(message.format),
+        size=message.size,
+        nearest_k=message.nearest_k,
+        where=_filter(message.filter) if message.HasField("filter") else None,
+    )
+
+
+def _group(message: pb.ImageGroup, name: str) -> ImageGroup:
+    return ImageGroup(
+        ids=tuple(message.ids),
+        path_globs=tuple(message.path_globs),
+        query=_query(0, message.query, f"{name}.query") if message.HasField("query") else None,
+        query_k=message.query_k,
+    )
 
 
 def _spec(options: pb.QueryOptions) -> QuerySpec:
@@ -280,6 +442,32 @@ def _match(hit: Hit) -> pb.Match:
     if hit.thumbnail is not None:
         match.thumbnail.CopyFrom(_picture(hit.thumbnail))
     return match
+
+
+def _frame(frame: Frame) -> pb.Frame:
+    return pb.Frame(
+        latent=_latent(frame.latent),
+        image=_picture(frame.picture),
+        nearest=[_match(hit) for hit in frame.nearest],
+        position=frame.position,
+    )
+
+
+def _direction(direction: Direction, include_vector: bool) -> pb.DirectionInfo:
+    info = pb.DirectionInfo(
+        name=direction.name,
+        model_id=direction.model_id,
+        method=direction.method,
+        separation=direction.separation or 0.0,
+        positive_count=direction.positive_count,
+        negative_count=direction.negative_count,
+        norm=float(np.linalg.norm(direction.vector)),
+        description=direction.description,
+        created_at=_timestamp(direction.created_at),
+    )
+    if include_vector:
+        info.vector.CopyFrom(_latent(direction.vector))
+    return info
 
 
 def _response(answer: Answer) -> pb.QueryResponse:

@@ -16,10 +16,39 @@ class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMAGE_FORMAT_PNG: _ClassVar[ImageFormat]
     IMAGE_FORMAT_JPEG: _ClassVar[ImageFormat]
     IMAGE_FORMAT_WEBP: _ClassVar[ImageFormat]
+
+class SampleSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAMPLE_SOURCE_UNSPECIFIED: _ClassVar[SampleSource]
+    SAMPLE_SOURCE_PRIOR: _ClassVar[SampleSource]
+    SAMPLE_SOURCE_LIBRARY: _ClassVar[SampleSource]
+
+class PathMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PATH_METHOD_UNSPECIFIED: _ClassVar[PathMethod]
+    PATH_METHOD_LINEAR: _ClassVar[PathMethod]
+    PATH_METHOD_SLERP: _ClassVar[PathMethod]
+
+class DirectionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIRECTION_METHOD_UNSPECIFIED: _ClassVar[DirectionMethod]
+    DIRECTION_METHOD_AUTO: _ClassVar[DirectionMethod]
+    DIRECTION_METHOD_MEAN_DIFFERENCE: _ClassVar[DirectionMethod]
+    DIRECTION_METHOD_PROBE: _ClassVar[DirectionMethod]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
 IMAGE_FORMAT_WEBP: ImageFormat
+SAMPLE_SOURCE_UNSPECIFIED: SampleSource
+SAMPLE_SOURCE_PRIOR: SampleSource
+SAMPLE_SOURCE_LIBRARY: SampleSource
+PATH_METHOD_UNSPECIFIED: PathMethod
+PATH_METHOD_LINEAR: PathMethod
+PATH_METHOD_SLERP: PathMethod
+DIRECTION_METHOD_UNSPECIFIED: DirectionMethod
+DIRECTION_METHOD_AUTO: DirectionMethod
+DIRECTION_METHOD_MEAN_DIFFERENCE: DirectionMethod
+DIRECTION_METHOD_PROBE: DirectionMethod
 
 class Latent(_message.Message):
     __slots__ = ("values",)
@@ -280,3 +309,249 @@ class QueryBatchResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResponse]
     def __init__(self, results: _Optional[_Iterable[_Union[QueryResponse, _Mapping]]] = ...) -> None: ...
+
+class FrameOptions(_message.Message):
+    __slots__ = ("format", "size", "nearest_k", "filter")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_K_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    format: ImageFormat
+    size: int
+    nearest_k: int
+    filter: Filter
+    def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., size: _Optional[int] = ..., nearest_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+
+class Frame(_message.Message):
+    __slots__ = ("latent", "image", "nearest", "position")
+    LATENT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    latent: Latent
+    image: EncodedImage
+    nearest: _containers.RepeatedCompositeFieldContainer[Match]
+    position: float
+    def __init__(self, latent: _Optional[_Union[Latent, _Mapping]] = ..., image: _Optional[_Union[EncodedImage, _Mapping]] = ..., nearest: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., position: _Optional[float] = ...) -> None: ...
+
+class FramesResponse(_message.Message):
+    __slots__ = ("frames", "model_id")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[Frame]
+    model_id: str
+    def __init__(self, frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ..., model_id: _Optional[str] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("count", "temperature", "seed", "around", "spread", "source", "frames")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    AROUND_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    temperature: float
+    seed: int
+    around: Query
+    spread: float
+    source: SampleSource
+    frames: FrameOptions
+    def __init__(self, count: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., around: _Optional[_Union[Query, _Mapping]] = ..., spread: _Optional[float] = ..., source: _Optional[_Union[SampleSource, str]] = ..., frames: _Optional[_Union[FrameOptions, _Mapping]] = ...) -> None: ...
+
+class InterpolateRequest(_message.Message):
+    __slots__ = ("start", "end", "steps", "method", "frames")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    start: Query
+    end: Query
+    steps: int
+    method: PathMethod
+    frames: FrameOptions
+    def __init__(self, start: _Optional[_Union[Query, _Mapping]] = ..., end: _Optional[_Union[Query, _Mapping]] = ..., steps: _Optional[int] = ..., method: _Optional[_Union[PathMethod, str]] = ..., frames: _Optional[_Union[FrameOptions, _Mapping]] = ...) -> None: ...
+
+class EditRequest(_message.Message):
+    __slots__ = ("source", "direction", "strengths", "frames")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    STRENGTHS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    source: Query
+    direction: str
+    strengths: _containers.RepeatedScalarFieldContainer[float]
+    frames: FrameOptions
+    def __init__(self, source: _Optional[_Union[Query, _Mapping]] = ..., direction: _Optional[str] = ..., strengths: _Optional[_Iterable[float]] = ..., frames: _Optional[_Union[FrameOptions, _Mapping]] = ...) -> None: ...
+
+class ImageGroup(_message.Message):
+    __slots__ = ("ids", "path_globs", "query", "query_k")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    PATH_GLOBS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    QUERY_K_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    path_globs: _containers.RepeatedScalarFieldContainer[str]
+    query: Query
+    query_k: int
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., path_globs: _Optional[_Iterable[str]] = ..., query: _Optional[_Union[Query, _Mapping]] = ..., query_k: _Optional[int] = ...) -> None: ...
+
+class CreateDirectionRequest(_message.Message):
+    __slots__ = ("name", "positive", "negative", "method", "replace", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    positive: ImageGroup
+    negative: ImageGroup
+    method: DirectionMethod
+    replace: bool
+    description: str
+    def __init__(self, name: _Optional[str] = ..., positive: _Optional[_Union[ImageGroup, _Mapping]] = ..., negative: _Optional[_Union[ImageGroup, _Mapping]] = ..., method: _Optional[_Union[DirectionMethod, str]] = ..., replace: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+
+class DirectionInfo(_message.Message):
+    __slots__ = ("name", "model_id", "method", "separation", "positive_count", "negative_count", "norm", "description", "created_at", "vector")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SEPARATION_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NORM_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model_id: str
+    method: str
+    separation: float
+    positive_count: int
+    negative_count: int
+    norm: float
+    description: str
+    created_at: _timestamp_pb2.Timestamp
+    vector: Latent
+    def __init__(self, name: _Optional[str] = ..., model_id: _Optional[str] = ..., method: _Optional[str] = ..., separation: _Optional[float] = ..., positive_count: _Optional[int] = ..., negative_count: _Optional[int] = ..., norm: _Optional[float] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., vector: _Optional[_Union[Latent, _Mapping]] = ...) -> None: ...
+
+class ListDirectionsRequest(_message.Message):
+    __slots__ = ("include_vectors",)
+    INCLUDE_VECTORS_FIELD_NUMBER: _ClassVar[int]
+    include_vectors: bool
+    def __init__(self, include_vectors: _Optional[bool] = ...) -> None: ...
+
+class ListDirectionsResponse(_message.Message):
+    __slots__ = ("directions",)
+    DIRECTIONS_FIELD_NUMBER: _ClassVar[int]
+    directions: _containers.RepeatedCompositeFieldContainer[DirectionInfo]
+    def __init__(self, directions: _Optional[_Iterable[_Union[DirectionInfo, _Mapping]]] = ...) -> None: ...
+
+class DeleteDirectionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteDirectionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TraverseRequest(_message.Message):
+    __slots__ = ("source", "dimensions", "top", "values", "format", "size")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    source: Query
+    dimensions: _containers.RepeatedScalarFieldContainer[int]
+    top: int
+    values: _containers.RepeatedScalarFieldContainer[float]
+    format: ImageFormat
+    size: int
+    def __init__(self, source: _Optional[_Union[Query, _Mapping]] = ..., dimensions: _Optional[_Iterable[int]] = ..., top: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., size: _Optional[int] = ...) -> None: ...
+
+class TraverseRow(_message.Message):
+    __slots__ = ("dimension", "frames")
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    dimension: int
+    frames: _containers.RepeatedCompositeFieldContainer[Frame]
+    def __init__(self, dimension: _Optional[int] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ...) -> None: ...
+
+class TraverseResponse(_message.Message):
+    __slots__ = ("rows", "model_id")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[TraverseRow]
+    model_id: str
+    def __init__(self, rows: _Optional[_Iterable[_Union[TraverseRow, _Mapping]]] = ..., model_id: _Optional[str] = ...) -> None: ...
+
+class GetLatentStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DimensionStats(_message.Message):
+    __slots__ = ("dimension", "mean", "variance")
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    dimension: int
+    mean: float
+    variance: float
+    def __init__(self, dimension: _Optional[int] = ..., mean: _Optional[float] = ..., variance: _Optional[float] = ...) -> None: ...
+
+class GetLatentStatsResponse(_message.Message):
+    __slots__ = ("dimensions", "active_count", "image_count")
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    dimensions: _containers.RepeatedCompositeFieldContainer[DimensionStats]
+    active_count: int
+    image_count: int
+    def __init__(self, dimensions: _Optional[_Iterable[_Union[DimensionStats, _Mapping]]] = ..., active_count: _Optional[int] = ..., image_count: _Optional[int] = ...) -> None: ...
+
+class RenderMapRequest(_message.Message):
+    __slots__ = ("columns", "rows", "cell", "decoded", "filter", "format")
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    CELL_FIELD_NUMBER: _ClassVar[int]
+    DECODED_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    columns: int
+    rows: int
+    cell: int
+    decoded: bool
+    filter: Filter
+    format: ImageFormat
+    def __init__(self, columns: _Optional[int] = ..., rows: _Optional[int] = ..., cell: _Optional[int] = ..., decoded: _Optional[bool] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., format: _Optional[_Union[ImageFormat, str]] = ...) -> None: ...
+
+class RenderMapResponse(_message.Message):
+    __slots__ = ("atlas", "cells", "explained_x", "explained_y")
+    ATLAS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINED_X_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINED_Y_FIELD_NUMBER: _ClassVar[int]
+    atlas: EncodedImage
+    cells: _containers.RepeatedCompositeFieldContainer[MapCell]
+    explained_x: float
+    explained_y: float
+    def __init__(self, atlas: _Optional[_Union[EncodedImage, _Mapping]] = ..., cells: _Optional[_Iterable[_Union[MapCell, _Mapping]]] = ..., explained_x: _Optional[float] = ..., explained_y: _Optional[float] = ...) -> None: ...
+
+class MapCell(_message.Message):
+    __slots__ = ("id", "column", "row", "path")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    column: int
+    row: int
+    path: str
+    def __init__(self, id: _Optional[int] = ..., column: _Optional[int] = ..., row: _Optional[int] = ..., path: _Optional[str] = ...) -> None: ...

@@ -70,6 +70,51 @@ class LatentdexStub:
                 request_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.SerializeToString,
                 response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.FromString,
                 _registered_method=True)
+        self.Generate = channel.unary_unary(
+                '/latentdex.v1.Latentdex/Generate',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.FromString,
+                _registered_method=True)
+        self.Interpolate = channel.unary_unary(
+                '/latentdex.v1.Latentdex/Interpolate',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.InterpolateRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.FromString,
+                _registered_method=True)
+        self.Edit = channel.unary_unary(
+                '/latentdex.v1.Latentdex/Edit',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.EditRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.FromString,
+                _registered_method=True)
+        self.CreateDirection = channel.unary_unary(
+                '/latentdex.v1.Latentdex/CreateDirection',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.CreateDirectionRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.DirectionInfo.FromString,
+                _registered_method=True)
+        self.ListDirections = channel.unary_unary(
+                '/latentdex.v1.Latentdex/ListDirections',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.ListDirectionsRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.ListDirectionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteDirection = channel.unary_unary(
+                '/latentdex.v1.Latentdex/DeleteDirection',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.DeleteDirectionRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.DeleteDirectionResponse.FromString,
+                _registered_method=True)
+        self.Traverse = channel.unary_unary(
+                '/latentdex.v1.Latentdex/Traverse',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.TraverseRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.TraverseResponse.FromString,
+                _registered_method=True)
+        self.GetLatentStats = channel.unary_unary(
+                '/latentdex.v1.Latentdex/GetLatentStats',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.GetLatentStatsRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.GetLatentStatsResponse.FromString,
+                _registered_method=True)
+        self.RenderMap = channel.unary_unary(
+                '/latentdex.v1.Latentdex/RenderMap',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.RenderMapRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.RenderMapResponse.FromString,
+                _registered_method=True)
 
 
 class LatentdexServicer:
@@ -126,6 +171,70 @@ class LatentdexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Generate(self, request, context):
+        """--- the latent space -------------------------------------------------------------------------------
+        New images: samples from the prior, from a Gaussian fitted to the library's latents, or around an
+        image; each decoded, optionally with the real photos nearest to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Interpolate(self, request, context):
+        """A path between two images (or latents), linear or spherical, decoded step by step, optionally with the
+        nearest real photo at each step.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Edit(self, request, context):
+        """An image moved along a named direction at one or more strengths: "more like this, but more X".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDirection(self, request, context):
+        """A direction learnt from two groups of images, stored under a name in the store's database.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDirections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDirection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Traverse(self, request, context):
+        """An image traversed along its most active latent dimensions (or given ones): a grid of decodes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLatentStats(self, request, context):
+        """Which latent dimensions the library uses: per-dimension variance over the store, most active first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenderMap(self, request, context):
+        """A 2-D map of the library (the first two principal components of its latents) as a thumbnail atlas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LatentdexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +272,51 @@ def add_LatentdexServicer_to_server(servicer, server):
                     servicer.QueryBatch,
                     request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.FromString,
                     response_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.SerializeToString,
+            ),
+            'Generate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Generate,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.GenerateRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.SerializeToString,
+            ),
+            'Interpolate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Interpolate,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.InterpolateRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.SerializeToString,
+            ),
+            'Edit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Edit,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.EditRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.SerializeToString,
+            ),
+            'CreateDirection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDirection,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.CreateDirectionRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.DirectionInfo.SerializeToString,
+            ),
+            'ListDirections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDirections,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.ListDirectionsRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.ListDirectionsResponse.SerializeToString,
+            ),
+            'DeleteDirection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDirection,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.DeleteDirectionRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.DeleteDirectionResponse.SerializeToString,
+            ),
+            'Traverse': grpc.unary_unary_rpc_method_handler(
+                    servicer.Traverse,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.TraverseRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.TraverseResponse.SerializeToString,
+            ),
+            'GetLatentStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLatentStats,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.GetLatentStatsRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.GetLatentStatsResponse.SerializeToString,
+            ),
+            'RenderMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderMap,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.RenderMapRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.RenderMapResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +509,249 @@ class Latentdex:
             '/latentdex.v1.Latentdex/QueryBatch',
             latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.SerializeToString,
             latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Generate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/Generate',
+            latentdex_dot_v1_dot_latentdex__pb2.GenerateRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Interpolate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/Interpolate',
+            latentdex_dot_v1_dot_latentdex__pb2.InterpolateRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Edit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/Edit',
+            latentdex_dot_v1_dot_latentdex__pb2.EditRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.FramesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDirection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/CreateDirection',
+            latentdex_dot_v1_dot_latentdex__pb2.CreateDirectionRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.DirectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDirections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/ListDirections',
+            latentdex_dot_v1_dot_latentdex__pb2.ListDirectionsRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.ListDirectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDirection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/DeleteDirection',
+            latentdex_dot_v1_dot_latentdex__pb2.DeleteDirectionRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.DeleteDirectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Traverse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/Traverse',
+            latentdex_dot_v1_dot_latentdex__pb2.TraverseRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.TraverseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLatentStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/GetLatentStats',
+            latentdex_dot_v1_dot_latentdex__pb2.GetLatentStatsRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.GetLatentStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/RenderMap',
+            latentdex_dot_v1_dot_latentdex__pb2.RenderMapRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.RenderMapResponse.FromString,
             options,
             channel_credentials,
             insecure,
