@@ -147,15 +147,21 @@ class Frame:
 @dataclass(frozen=True)
 class FrameOptions:
     """How frames come back: picture format and size (0: the model's), and the `nearest_k` stored images
-    nearest each frame (passing `where`)."""
+    nearest each frame (passing `where`), with thumbnails of their originals if `thumbnails`."""
 
     image_format: str = "PNG"
     size: int = 0
     nearest_k: int = 0
     where: SearchFilter | None = None
+    thumbnails: bool = False
 
     def message(self) -> pb.FrameOptions:
-        options = pb.FrameOptions(format=_format(self.image_format), size=self.size, nearest_k=self.nearest_k)
+        options = pb.FrameOptions(
+            format=_format(self.image_format),
+            size=self.size,
+            nearest_k=self.nearest_k,
+            thumbnails=self.thumbnails,
+        )
         if self.where is not None:
             options.filter.CopyFrom(_filter(self.where))
         return options

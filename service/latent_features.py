@@ -26,7 +26,16 @@ from models import latent_space
 from models.errors import DimensionMismatch, LatentdexError, NotFound
 from service.live_store import NoStore
 from service.previews import EncodedPicture, encode_picture, thumbnail_picture
-from service.queries import EmptyStore, Hit, IdQuery, ImageQuery, InvalidQuery, Query, QueryEngine
+from service.queries import (
+    EmptyStore,
+    Hit,
+    IdQuery,
+    ImageQuery,
+    InvalidQuery,
+    PreviewSpec,
+    Query,
+    QueryEngine,
+)
 
 MAX_SAMPLES = 64
 MAX_STRENGTHS = 64
@@ -52,6 +61,7 @@ class FrameSpec:
     size: int = 0
     nearest_k: int = 0
     where: SearchFilter | None = None
+    thumbnails: bool = False
 
 
 @dataclass(frozen=True)
@@ -384,6 +394,10 @@ class LatentExplorer:
         if spec.nearest_k:
             assert store is not None
             nearest = self.engine.nearest(store, latents, spec.nearest_k, spec.where)
+            root = store.indexed_root() if spec.thumbnails else None
+            if root is not None:
+                thumbnails = PreviewSpec(format=spec.format, size=spec.size, thumbnails=True)
+                nearest = self.engine.with_thumbnails(nearest, root, thumbnails)
         return [
             Frame(latent.copy(), picture, hits, position)
             for latent, picture, hits, position in zip(latents, pictures, nearest, positions, strict=True)

@@ -214,7 +214,7 @@ class QueryEngine:
         check()
         if root is not None:
             with timings.stage("thumbnail"):
-                hits_per_query = self._with_thumbnails(hits_per_query, root, spec.preview)
+                hits_per_query = self.with_thumbnails(hits_per_query, root, spec.preview)
         with timings.stage("preview"):
             answers = self._with_previews(hits_per_query, latents, spec, timings)
         timings.total = time.perf_counter() - started
@@ -300,9 +300,10 @@ class QueryEngine:
             answers.append(Answer(hits, latents[index].copy(), query_preview, self.codec.model_id, timings))
         return answers
 
-    def _with_thumbnails(
+    def with_thumbnails(
         self, hits_per_query: list[list[Hit]], root: Path, preview: PreviewSpec
     ) -> list[list[Hit]]:
+        """The hits with thumbnails of their originals under `root` (read once per image)."""
         size = preview.size or DEFAULT_THUMBNAIL_SIZE
         pictures: dict[int, EncodedPicture | None] = {}
         for hit in (hit for hits in hits_per_query for hit in hits):

@@ -346,6 +346,7 @@ def _frame_spec(message: pb.FrameOptions) -> FrameSpec:
         size=message.size,
         nearest_k=message.nearest_k,
         where=_filter(message.filter) if message.HasField("filter") else None,
+        thumbnails=message.thumbnails,
     )
 
 

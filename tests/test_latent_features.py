@@ -148,7 +148,9 @@ def test_interpolation_ends_are_the_inputs_reconstructions_and_slerp_keeps_norms
     start, end = library / "blue" / "blue03.png", library / "red" / "red12.png"
     _, codec, _ = served
     for method in ("linear", "slerp"):
-        frames = client.interpolate(start, end, 9, method=method, frames=FrameOptions(nearest_k=1))
+        options = FrameOptions(nearest_k=1, thumbnails=True)
+        frames = client.interpolate(start, end, 9, method=method, frames=options)
+        assert all(f.nearest[0].thumbnail is not None for f in frames)  # the originals, from the library
         assert len(frames) == 9 and frames[0].position == 0.0 and frames[-1].position == 1.0
         assert [m.path for m in frames[0].nearest] == ["blue/blue03.png"]
         assert [m.path for m in frames[-1].nearest] == ["red/red12.png"]

@@ -17,7 +17,9 @@ def test_generated_modules_import_and_define_the_service() -> None:
     service = latentdex_pb2.DESCRIPTOR.services_by_name["Latentdex"]
     assert service.full_name == "latentdex.v1.Latentdex"
     methods = ["Decode", "Encode", "GetInfo", "QueryBatch", "QueryById", "QueryByImage", "QueryByLatent"]
-    assert sorted(m.name for m in service.methods) == methods
+    methods += ["CreateDirection", "DeleteDirection", "Edit", "Generate", "GetLatentStats", "Interpolate"]
+    methods += ["ListDirections", "RenderMap", "Traverse"]
+    assert sorted(m.name for m in service.methods) == sorted(methods)
     for method in methods:
         assert callable(getattr(latentdex_pb2_grpc.LatentdexServicer, method))
     assert callable(latentdex_pb2_grpc.add_LatentdexServicer_to_server)

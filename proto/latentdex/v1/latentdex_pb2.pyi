@@ -311,16 +311,18 @@ class QueryBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[QueryResponse, _Mapping]]] = ...) -> None: ...
 
 class FrameOptions(_message.Message):
-    __slots__ = ("format", "size", "nearest_k", "filter")
+    __slots__ = ("format", "size", "nearest_k", "filter", "thumbnails")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     NEAREST_K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAILS_FIELD_NUMBER: _ClassVar[int]
     format: ImageFormat
     size: int
     nearest_k: int
     filter: Filter
-    def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., size: _Optional[int] = ..., nearest_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+    thumbnails: bool
+    def __init__(self, format: _Optional[_Union[ImageFormat, str]] = ..., size: _Optional[int] = ..., nearest_k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., thumbnails: _Optional[bool] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("latent", "image", "nearest", "position")
