@@ -172,7 +172,7 @@ def interpolate(
         angle = 2 * math.atan2(np.linalg.norm(unit_a - unit_b), np.linalg.norm(unit_a + unit_b))
         if SLERP_MIN_ANGLE < angle < math.pi - SLERP_MIN_ANGLE:
             direction = (np.sin((1 - t) * angle) * unit_a + np.sin(t * angle) * unit_b) / math.sin(angle)
-            path = direction * math.sqrt(norm_a * norm_b)
+            path = direction * ((1 - t) * norm_a + t * norm_b)
     out = _float32(path, "the interpolation")
     out[0], out[-1] = a, b  # the endpoints the caller gave, free of the path's rounding
     return out
