@@ -7,7 +7,14 @@ import sys
 import typer
 
 from models.errors import LatentdexError
-from service.cli import demo_command, model_commands, serve_commands, store_commands, train_command
+from service.cli import (
+    demo_command,
+    latent_commands,
+    model_commands,
+    serve_commands,
+    store_commands,
+    train_command,
+)
 from service.cli.exit_codes import exit_code_for
 
 app = typer.Typer(
@@ -28,6 +35,13 @@ app.command("export")(store_commands.export)
 app.command("import")(store_commands.import_)
 app.command("serve")(serve_commands.serve)
 app.command("query")(serve_commands.query)
+app.command("generate")(latent_commands.generate)
+app.command("interpolate")(latent_commands.interpolate)
+app.command("edit")(latent_commands.edit)
+app.add_typer(latent_commands.direction_app, name="direction")
+app.command("traverse")(latent_commands.traverse)
+app.command("map")(latent_commands.latent_map)
+app.command("latent-stats")(latent_commands.latent_stats)
 
 
 def main() -> None:

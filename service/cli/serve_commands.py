@@ -15,20 +15,23 @@ from indexer.filters import SearchFilter
 from indexer.load import DEFAULT_MAX_PIXELS
 from models.errors import ModelMismatch
 from models.inference import LatentCodec
+from service.cli.connection import (
+    TOKEN_ENV,
+    ServerOption,
+    StoreOption,
+    TimeoutOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
+    TokenOption,
+    connected,
+)
 from service.cli.model_commands import ModelOption, PrecisionOption
-from service.client import LatentdexClient, Match, QueryOptions, QueryResult, TlsConfig, connect
+from service.client import LatentdexClient, Match, QueryOptions, QueryResult
 from service.contact_sheet import SheetTile, contact_sheet
 from service.live_store import LiveStore, NoStore
 from service.queries import Limits, QueryEngine
 from service.server import DEFAULT_PORT, LOOPBACK, MiB, ServerConfig, TlsFiles, serve_forever
-
-TOKEN_ENV = "LATENTDEX_TOKEN"
-TokenOption = Annotated[
-    str | None,
-    typer.Option(
-        envvar=TOKEN_ENV, help=f"Bearer token (better passed in ${TOKEN_ENV} than on the command line)."
-    ),
-]
 
 
 def serve(
@@ -105,9 +108,9 @@ def serve(
 def query(
     image: Annotated[Path | None, typer.Argument(help="Query image (or use --id).")] = None,
     image_id: Annotated[int | None, typer.Option("--id", help="Query by an indexed image's id.")] = None,
-    server: Annotated[
-        str, typer.Option(help="HOST:PORT of a latentdex server.")
-    ] = f"{LOOPBACK}:{DEFAULT_PORT}",
+    server: ServerOption = None,
+    store: StoreOption = None,
+    model: ModelOption = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many matches.")] = 10,
     sheet: Annotated[Path | None, typer.Option(help="Write a contact sheet PNG here.")] = None,
     path_prefix: Annotated[str | None, typer.Option(help="Only images under this relative path.")] = None,
@@ -123,10 +126,10 @@ def query(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the matches as JSON.")] = False,
     token: TokenOption = None,
-    tls_ca: Annotated[Path | None, typer.Option(help="PEM CA of the server's certificate: use TLS.")] = None,
-    tls_cert: Annotated[Path | None, typer.Option(help="PEM client certificate (mutual TLS).")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM key of --tls-cert.")] = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the answer.")] = 30.0,
+    tls_ca: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    timeout: TimeoutOption = 30.0,
 ) -> None:
     """Ask a server for the images nearest to IMAGE (or to --id); print them, optionally as a sheet."""
     if (image is None) == (image_id is None):
@@ -146,14 +149,14 @@ def query(
         thumbnails=sheet is not None,
         preview_size=128 if sheet is not None else 0,
     )
-    tls = None
-    if tls_ca or tls_cert:
-        tls = TlsConfig(
-            root_certificates=tls_ca.read_bytes() if tls_ca else None,
-            cert_chain=tls_cert.read_bytes() if tls_cert else None,
-            private_key=tls_key.read_bytes() if tls_key else None,
-        )
-    with connect(server, token=token, tls=tls, timeout=timeout) as client:
+    settings = {
+        "token": token,
+        "tls_ca": tls_ca,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "timeout": timeout,
+    }
+    with connected(server, store, model, **settings) as client:  # type: ignore[arg-type]
         result, query_tile = _ask(client, image, image_id, k, options)
     if as_json:
         typer.echo(json.dumps([_match_json(rank, m) for rank, m in enumerate(result.matches, 1)], indent=2))
