@@ -16,7 +16,14 @@ from typing import Any
 
 import torch
 
-from bench import index_types, indexing_throughput, model_throughput, retrieval_quality
+from bench import (
+    index_types,
+    indexing_throughput,
+    latent_latency,
+    model_throughput,
+    query_latency,
+    retrieval_quality,
+)
 from bench.machine import machine_facts
 from bench.report import write_result
 from models.checkpoint import DEFAULT_MODEL_DIR, read_card
@@ -50,6 +57,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         format=indexing_throughput.format_result,
     ),
+    query_latency.NAME: Benchmark(
+        run=lambda args: query_latency.run(args.model, args.data, quick=args.quick, threads=args.threads),
+        format=query_latency.format_result,
+    ),
+    latent_latency.NAME: Benchmark(
+        run=lambda args: latent_latency.run(args.model, quick=args.quick),
+        format=latent_latency.format_result,
+    ),
 }
 
 
@@ -69,7 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only", choices=sorted(BENCHMARKS), action="append", help="run only this (repeatable)"
     )
     parser.add_argument(
-        "--threads", type=int, default=0, help="torch (and index_types' FAISS) threads (0: the default)"
+        "--threads",
+        type=int,
+        default=0,
+        help="torch (and index_types' and query_latency's FAISS) threads (0: the default)",
     )
     parser.add_argument(
         "--workers",

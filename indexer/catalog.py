@@ -184,7 +184,7 @@ class RunRecord:
 
 
 # The fields a record and a row share under the same name (the path and the id are mapped apart).
-_COPIED = tuple(name for name in ImageRecord.__dataclass_fields__ if name not in ("id", "path"))
+RECORD_FIELDS = tuple(name for name in ImageRecord.__dataclass_fields__ if name not in ("id", "path"))
 
 
 def path_key(path: str) -> bytes:
@@ -203,7 +203,7 @@ def to_record(row: ImageRow) -> ImageRecord:
     return ImageRecord(
         id=row.id,
         path=row.path_bytes.decode("utf-8", "surrogateescape"),
-        **{name: getattr(row, name) for name in _COPIED},
+        **{name: getattr(row, name) for name in RECORD_FIELDS},
     )
 
 
@@ -211,7 +211,7 @@ def fill_row(row: ImageRow, record: ImageRecord) -> None:
     """Copy a record's fields (not its id or latent) onto a row."""
     key = path_key(record.path)
     row.path_bytes, row.path = key, display_path(key)
-    for name in _COPIED:
+    for name in RECORD_FIELDS:
         setattr(row, name, getattr(record, name))
     if row.indexed_at is None:
         row.indexed_at = datetime.now(UTC)

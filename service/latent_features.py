@@ -354,7 +354,7 @@ class LatentExplorer:
             coords, explained = latent_space.pca_2d(latents)
             placed = latent_space.grid_layout(coords, columns, rows)
             chosen = [int(ids[index]) for index, _, _ in placed]
-            records = {image_id: hit[0] for image_id, hit in store.hits(chosen).items()}
+            records = {i: hit[0] for i, hit in store.hits(chosen, with_latents=False).items()}
             root = None if decoded else store.indexed_root()
         atlas = Image.new("RGB", (columns * cell, rows * cell), (255, 255, 255))
         if decoded:

@@ -204,7 +204,8 @@ class QueryEngine:
             check()
             # a query by id leaves out the image itself: ask for one more match and drop it
             extra = int(any(isinstance(q, IdQuery) and not q.include_self for q in queries))
-            found = self.nearest(store, latents, k + extra, spec.where, timings)
+            needs_latents = spec.include_latents or spec.preview.matches
+            found = self.nearest(store, latents, k + extra, spec.where, timings, needs_latents)
             root = store.indexed_root() if spec.preview.thumbnails else None
         hits_per_query = []
         for query, hits in zip(queries, found, strict=True):
@@ -227,13 +228,15 @@ class QueryEngine:
         k: int,
         where: SearchFilter | None = None,
         timings: Timings | None = None,
+        with_latents: bool = False,
     ) -> list[list[Hit]]:
-        """The `k` stored images nearest to each latent, with their records and stored latents."""
+        """The `k` stored images nearest to each latent, with their records (and stored latents)."""
         timings = timings or Timings()
         with timings.stage("search"):
             found = store.search(latents, k, where=where) if len(latents) else []
         with timings.stage("metadata"):
-            rows = store.hits(sorted({m.id for matches in found for m in matches}))
+            ids = sorted({m.id for matches in found for m in matches})
+            rows = store.hits(ids, with_latents=with_latents)
         # an id missing from `rows` was removed after the vectors file this reader loaded was saved
         return [
             [Hit(rows[m.id][0], m.distance, m.similarity, rows[m.id][1]) for m in matches if m.id in rows]

@@ -61,6 +61,7 @@ def serve(
         float, typer.Option(min=0.05, help="Seconds between checks for a store the indexer updated.")
     ] = 1.0,
     threads: Annotated[int, typer.Option(min=0, help="Torch threads (0: one per core).")] = 0,
+    faiss_threads: Annotated[int, typer.Option(min=1, help="FAISS threads per search.")] = 1,
     precision: PrecisionOption = "auto",
 ) -> None:
     """Serve a store over gRPC: queries by image, latent and id, with decoded previews."""
@@ -94,6 +95,7 @@ def serve(
         max_message_bytes=max_message_mb * MiB,
         token=token,
         tls=tls,
+        faiss_threads=faiss_threads,
     )
     engine = QueryEngine(codec, live, Limits(max_image_pixels=max_pixels))
     typer.echo(
