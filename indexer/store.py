@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,6 +92,17 @@ MANIFEST_FILE = "manifest.json"
 # admitted images' stored latents, when there are at most this many of them (more would be slow, and
 # then the approximate search rarely comes up short).
 EXACT_FALLBACK_MAX = 200_000
+
+
+def _hits_query(with_latents: bool) -> Select[Any]:
+    """The ok rows among the expanding parameter `ids`, as plain columns; built once (statement cache)."""
+    columns = [ImageRow.id, ImageRow.path_bytes, *(getattr(ImageRow, name) for name in RECORD_FIELDS)]
+    if with_latents:
+        columns.append(ImageRow.latent)
+    return select(*columns).where(ImageRow.id.in_(bindparam("ids", expanding=True)), ImageRow.status == "ok")
+
+
+_HITS, _HITS_WITH_LATENTS = _hits_query(False), _hits_query(True)
 
 
 @dataclass(frozen=True)
@@ -452,15 +464,12 @@ class LatentStore:
         query of plain columns per 500 ids: on a search's path, ORM objects cost more than the search.
         """
         wanted = [int(i) for i in ids]
-        columns = [ImageRow.id, ImageRow.path_bytes, *(getattr(ImageRow, name) for name in RECORD_FIELDS)]
-        if with_latents:
-            columns.append(ImageRow.latent)
+        query = _HITS_WITH_LATENTS if with_latents else _HITS
         out: dict[int, tuple[ImageRecord, np.ndarray | None]] = {}
         with self._catalog.reading() as session:
+            connection = session.connection()
             for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit
-                chunk = wanted[start : start + 500]
-                query = select(*columns).where(ImageRow.id.in_(chunk), ImageRow.status == "ok")
-                for row in session.execute(query):
+                for row in connection.execute(query, {"ids": wanted[start : start + 500]}):
                     latent = decode_latent(row.latent, self._spec) if with_latents and row.latent else None
                     if with_latents and latent is None:
                         continue  # an unusable latent: reconcile reports it
