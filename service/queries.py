@@ -161,6 +161,8 @@ class QueryEngine:
         self.codec = codec
         self.store = store
         self.limits = limits or Limits()
+        # Called with each answered query's (or batch's) seconds per stage, e.g. to feed metrics.
+        self.stage_observer: Callable[[dict[str, float]], None] | None = None
 
     # --- model only ----------------------------------------------------------------------------------
 
@@ -219,6 +221,8 @@ class QueryEngine:
         with timings.stage("preview"):
             answers = self._with_previews(hits_per_query, latents, spec, timings)
         timings.total = time.perf_counter() - started
+        if self.stage_observer is not None:
+            self.stage_observer(timings.seconds)
         return answers
 
     def nearest(

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
 from service.auth import TokenInterceptor
+from service.observability import ObservabilityInterceptor, ServerMetrics, serve_metrics
 from service.queries import QueryEngine
 from service.rpc import SERVICE_NAME, LatentdexServicer
 
@@ -68,14 +69,25 @@ class ServerConfig:
     # scan is memory-bound, and OpenMP start-up costs ~25% at 10k vectors), and concurrent calls already
     # spread over the cores. None leaves FAISS's setting alone.
     faiss_threads: int | None = 1
+    # Prometheus metrics over HTTP on this port of `host` (0: a free one); None: not served.
+    metrics_port: int | None = None
 
 
 class RunningServer:
     """A started server: its port, and a graceful `stop`."""
 
-    def __init__(self, server: grpc.Server, port: int, health_servicer: health.HealthServicer) -> None:
+    def __init__(
+        self,
+        server: grpc.Server,
+        port: int,
+        health_servicer: health.HealthServicer,
+        metrics: ServerMetrics,
+        metrics_port: int | None,
+    ) -> None:
         self.server = server
         self.port = port
+        self.metrics = metrics
+        self.metrics_port = metrics_port
         self._health = health_servicer
         self._stopped = threading.Event()
 
@@ -102,8 +114,15 @@ def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> Run
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),  # a second server on the same port is an error, not a silent share
     ]
-    # `is not None`: an empty token is refused by TokenInterceptor, never taken as "no token check"
-    interceptors = [TokenInterceptor(config.token)] if config.token is not None else []
+    metrics = ServerMetrics()
+    metrics.model.labels(engine.codec.model_id, engine.codec.precision).set(1)
+    metrics.store_images.set_function(lambda: _store_images(engine))
+    engine.stage_observer = metrics.observe_stages
+    # Observability first, so that calls the token check refuses are counted and logged too. `is not None`:
+    # an empty token is refused by TokenInterceptor, never taken as "no token check".
+    interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor(metrics)]
+    if config.token is not None:
+        interceptors.append(TokenInterceptor(config.token))
     server = grpc.server(
         ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="latentdex-rpc"),
         interceptors=interceptors,
@@ -125,11 +144,20 @@ def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> Run
         raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
         raise RuntimeError(f"cannot listen on {address} (in use, or not an address of this machine)")
+    metrics_port = None
+    if config.metrics_port is not None:
+        metrics_port = serve_metrics(metrics, config.host, config.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", config.host, metrics_port)
     server.start()
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving %s on %s:%d%s", SERVICE_NAME, config.host, port, " (TLS)" if config.tls else "")
-    return RunningServer(server, port, health_servicer)
+    return RunningServer(server, port, health_servicer, metrics, metrics_port)
+
+
+def _store_images(engine: QueryEngine) -> float:
+    info = engine.info()
+    return float(info.store.image_count) if info.store is not None else 0.0
 
 
 def serve_forever(engine: QueryEngine, config: ServerConfig) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 import typer
@@ -26,6 +25,7 @@ from service.cli.connection import (
     TokenOption,
     connected,
 )
+from service.cli.logs import configure_logging
 from service.cli.model_commands import ModelOption, PrecisionOption
 from service.client import LatentdexClient, Match, QueryOptions, QueryResult
 from service.contact_sheet import SheetTile, contact_sheet
@@ -62,10 +62,18 @@ def serve(
     ] = 1.0,
     threads: Annotated[int, typer.Option(min=0, help="Torch threads (0: one per core).")] = 0,
     faiss_threads: Annotated[int, typer.Option(min=1, help="FAISS threads per search.")] = 1,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this HTTP port of --host."),
+    ] = None,
+    log_format: Annotated[
+        Literal["text", "json"],
+        typer.Option(help="json: one JSON object per log line (request logs are JSON)."),
+    ] = "text",
     precision: PrecisionOption = "auto",
 ) -> None:
     """Serve a store over gRPC: queries by image, latent and id, with decoded previews."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_format)
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if token is not None and not token.strip():
@@ -96,6 +104,7 @@ def serve(
         token=token,
         tls=tls,
         faiss_threads=faiss_threads,
+        metrics_port=metrics_port,
     )
     engine = QueryEngine(codec, live, Limits(max_image_pixels=max_pixels))
     typer.echo(
