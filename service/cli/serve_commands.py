@@ -29,6 +29,7 @@ from service.cli.logs import configure_logging
 from service.cli.model_commands import ModelOption, PrecisionOption
 from service.client import LatentdexClient, Match, QueryOptions, QueryResult
 from service.contact_sheet import SheetTile, contact_sheet
+from service.health_check import check_health
 from service.live_store import LiveStore, NoStore
 from service.queries import Limits, QueryEngine
 from service.server import DEFAULT_PORT, LOOPBACK, MiB, ServerConfig, TlsFiles, serve_forever
@@ -36,13 +37,26 @@ from service.server import DEFAULT_PORT, LOOPBACK, MiB, ServerConfig, TlsFiles, 
 
 def serve(
     store: Annotated[
-        Path, typer.Option("--store", help="Store folder (may be indexed later: it is picked up).")
+        Path,
+        typer.Option(
+            "--store", envvar="LATENTDEX_STORE", help="Store folder (may be indexed later: it is picked up)."
+        ),
     ],
-    model: ModelOption = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", envvar="LATENTDEX_MODEL", help="Model directory (default: the shipped model)."
+        ),
+    ] = None,
     host: Annotated[
-        str, typer.Option(help="Address to bind; 0.0.0.0 or :: to listen beyond this machine.")
+        str,
+        typer.Option(
+            envvar="LATENTDEX_HOST", help="Address to bind; 0.0.0.0 or :: to listen beyond this machine."
+        ),
     ] = LOOPBACK,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = DEFAULT_PORT,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, envvar="LATENTDEX_PORT", help="Port; 0 picks a free one.")
+    ] = DEFAULT_PORT,
     workers: Annotated[int, typer.Option(min=1, help="Threads answering calls.")] = 8,
     max_concurrent: Annotated[
         int, typer.Option(min=1, help="Calls in progress beyond which new ones get RESOURCE_EXHAUSTED.")
@@ -64,11 +78,16 @@ def serve(
     faiss_threads: Annotated[int, typer.Option(min=1, help="FAISS threads per search.")] = 1,
     metrics_port: Annotated[
         int | None,
-        typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this HTTP port of --host."),
+        typer.Option(
+            min=0,
+            max=65535,
+            envvar="LATENTDEX_METRICS_PORT",
+            help="Serve Prometheus metrics on this HTTP port.",
+        ),
     ] = None,
     log_format: Annotated[
         Literal["text", "json"],
-        typer.Option(help="json: one JSON object per log line (request logs are JSON)."),
+        typer.Option(envvar="LATENTDEX_LOG_FORMAT", help="json: one JSON object per log line."),
     ] = "text",
     precision: PrecisionOption = "auto",
 ) -> None:
@@ -225,3 +244,16 @@ def _match_json(rank: int, match: Match) -> dict[str, object]:
         "capture_time": meta.capture_time.isoformat() if meta.capture_time else None,
         "content_hash": meta.content_hash,
     }
+
+
+def health(
+    server: Annotated[str, typer.Option(help="HOST:PORT of the server.")] = f"{LOOPBACK}:{DEFAULT_PORT}",
+    service: Annotated[str, typer.Option(help="Service to ask about ('' = the server as a whole).")] = "",
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait.")] = 3.0,
+    tls_ca: TlsCaOption = None,
+) -> None:
+    """Exit 0 if the server's gRPC health service says SERVING, 1 otherwise (for container health checks)."""
+    status = check_health(server, service, timeout, tls_ca.read_bytes() if tls_ca else None)
+    typer.echo(status)
+    if status != "SERVING":
+        raise typer.Exit(1)
