@@ -63,11 +63,18 @@ def test_index_prints_a_summary_with_every_failure(indexed: tuple[Path, Path, st
     assert "failed (1):\n  bad\\nname.jpg: not a supported image format\n" in output  # one line, escaped
 
 
-def test_index_again_changes_nothing(indexed: tuple[Path, Path, str], model: Path) -> None:
+def test_index_again_changes_nothing(indexed: tuple[Path, Path, str], model: Path, tmp_path: Path) -> None:
     photos, store, _ = indexed
-    result = runner.invoke(app, index_args(photos, store, model))
+    metrics = tmp_path / "textfile" / "latentdex.prom"
+    result = runner.invoke(app, index_args(photos, store, model, "--metrics-file", str(metrics)))
     assert result.exit_code == 0, result.output
     assert "0 new, 0 changed, 6 unchanged, 0 moved, 0 deleted, 1 failed" in result.output
+    # the run's figures, for node_exporter's textfile collector
+    lines = dict(line.rsplit(" ", 1) for line in metrics.read_text().splitlines() if not line.startswith("#"))
+    assert float(lines['latentdex_indexer_images{outcome="unchanged"}']) == 6
+    assert float(lines['latentdex_indexer_images{outcome="failed"}']) == 1
+    assert float(lines["latentdex_indexer_interrupted"]) == 0
+    assert float(lines["latentdex_indexer_last_run_timestamp_seconds"]) > 1.7e9
 
 
 def test_stats_prints_totals_model_index_disk_and_runs(indexed: tuple[Path, Path, str], model: Path) -> None:

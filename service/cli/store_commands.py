@@ -15,6 +15,7 @@ from models.inference import LatentCodec
 from service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
 from service.cli.model_commands import ModelOption, PrecisionOption
 from service.cli.progress import progress_bar
+from service.indexer_metrics import IndexerMetrics
 
 IndexType = Literal["flat", "hnsw", "ivfpq", "auto"]
 Metric = Literal["cosine", "l2"]
@@ -39,8 +40,18 @@ def index(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encode batch and write.")] = 64,
     flush_every: Annotated[int, typer.Option(min=1, help="Batches between saves of the vectors file.")] = 16,
     precision: PrecisionOption = "auto",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this port during the run."),
+    ] = None,
+    metrics_file: Annotated[
+        Path | None, typer.Option(help="Write Prometheus metrics here at the end (textfile collector).")
+    ] = None,
 ) -> None:
     """Index PHOTOS_DIR into a store: encode new and changed images, follow moves, drop deleted ones."""
+    metrics = IndexerMetrics()
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
     codec = LatentCodec.load(model, batch_size=batch_size, precision=precision)
     options = IndexOptions(
         index_type=index_type,
@@ -55,11 +66,15 @@ def index(
 
         def show(progress: IndexProgress) -> None:
             bar.update(task, description=progress.stage, completed=progress.done, total=progress.total)
+            metrics.progress(progress)
 
         try:
             report = index_folder(photos_dir, store, codec, options, on_progress=show)
         except ModelMismatch as exc:
             raise ModelMismatch(f"{exc}. Pass --reencode to re-encode every image with this model") from exc
+    metrics.report(report)
+    if metrics_file is not None:
+        metrics.write(metrics_file)
     _print_index_report(report, store)
     if report.interrupted:
         raise typer.Exit(INTERRUPTED)
