@@ -51,6 +51,9 @@ def test_demo_writes_samples_and_a_reconstruction_sheet(tmp_path: Path) -> None:
     assert re.search(r"1\. id +\d+ +distance 0\.000 +scene-000\.jpg", result.stdout), result.stdout
     with Image.open(tmp_path / "contact-sheet.png") as contact:
         assert contact.width > 4 * 256 and contact.height > 2 * 128
+    with Image.open(tmp_path / "interpolation.png") as walk:  # 8 frames, 4 to a row
+        assert walk.width > 4 * 256 and walk.height > 2 * 128
+    assert re.search(r"nearest photos along the path: scene-000\.jpg -> ", result.stdout)
     match = re.search(r"mean reconstruction PSNR ([0-9.]+) dB", result.stdout)
     assert match, result.stdout
     assert float(match.group(1)) > MIN_DEMO_PSNR_DB

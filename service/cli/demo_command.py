@@ -11,13 +11,14 @@ import typer
 from indexer.pipeline import index_folder
 from models.inference import LatentCodec
 from service.cli.model_commands import ModelOption
-from service.client import QueryOptions, connect
+from service.client import FrameOptions, QueryOptions, connect
 from service.contact_sheet import SheetTile, contact_sheet
 from service.live_store import LiveStore
 from service.queries import QueryEngine
 from service.reconstruction import reconstruct_files
 from service.sample_collection import write_sample_collection
 from service.server import ServerConfig, start_server
+from service.strips import write_frames
 
 
 def demo(
@@ -56,6 +57,12 @@ def _query_over_grpc(codec: LatentCodec, store_dir: Path, query: Path, sheet: Pa
             typer.echo(f"3. serving on 127.0.0.1:{running.port}: {info.image_count} images, {info.model_id}")
             options = QueryOptions(previews=True, query_preview=True, thumbnails=True, preview_size=128)
             result = client.query_by_image(query, k, options)
+            walk = client.interpolate(
+                result.matches[0].id,
+                result.matches[-1].id,
+                8,
+                frames=FrameOptions(size=128, nearest_k=1, thumbnails=True),
+            )
     finally:
         running.stop(1.0)
         live.close()
@@ -81,3 +88,7 @@ def _query_over_grpc(codec: LatentCodec, store_dir: Path, query: Path, sheet: Pa
     ]
     contact_sheet(tiles).save(sheet)
     typer.echo(f"   contact sheet: {sheet} (per match: original | decoded latent)")
+    strip = write_frames(walk, sheet.with_name("interpolation.png"), [f"t = {f.position:.2f}" for f in walk])
+    stops = " -> ".join(dict.fromkeys(f.nearest[0].path for f in walk if f.nearest))
+    typer.echo(f"   Interpolate {result.matches[0].path} -> {result.matches[-1].path}, 8 steps: {strip}")
+    typer.echo(f"   the nearest photos along the path: {stops}")
