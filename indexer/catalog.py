@@ -20,9 +20,11 @@ from typing import Any
 
 from sqlalchemy import (
     URL,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Engine,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -34,13 +36,18 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from indexer import schema
 from models.errors import NotFound, StoreError
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
+PG_WRITE_LOCK = (
+    0x6C61_7465_6E74  # "latent": the advisory lock key that orders writers of a PostgreSQL catalog
+)
 _BEGIN_OPTION = "latentdex_begin"
 _SQL_BATCH = 500  # ids per IN (...) query, well below SQLite's bound-parameter limit
 # `LatentStore.reset_model` gives rows awaiting re-encoding this size: no file has it, so the next index run
@@ -67,6 +74,11 @@ class Base(DeclarativeBase):
     pass
 
 
+# 64-bit where the value needs it (nanosecond mtimes, file sizes); plain INTEGER in SQLite, whose
+# integers are 64-bit anyway and whose AUTOINCREMENT needs exactly "INTEGER".
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class ImageRow(Base):
     __tablename__ = "images"
     __table_args__ = (
@@ -78,8 +90,8 @@ class ImageRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     path: Mapped[str] = mapped_column(Text)
     path_bytes: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
-    size: Mapped[int]
-    mtime_ns: Mapped[int]
+    size: Mapped[int] = mapped_column(BigInt)
+    mtime_ns: Mapped[int] = mapped_column(BigInt)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     width: Mapped[int | None]
     height: Mapped[int | None]
@@ -222,45 +234,74 @@ def to_run_record(row: RunRow) -> RunRecord:
     return RunRecord(row.id, row.root, row.started_at, row.ended_at, row.status, counts)
 
 
-class Catalog:
-    """One SQLite catalog file: its engine, its sessions, and the store facts in `store_meta`.
+CatalogLocation = Path | str  # a SQLite file, or the SQLAlchemy URL of a PostgreSQL database
 
-    Sessions are short and per call. Write transactions start with BEGIN IMMEDIATE, so a second writer
-    waits up to the busy timeout instead of failing with "database is locked" halfway through;
-    read transactions start with a deferred BEGIN, so readers never block the writer (WAL).
+
+def is_database_url(location: CatalogLocation) -> bool:
+    """True for a database URL ("postgresql+psycopg://..."), False for a SQLite file's path."""
+    return isinstance(location, str) and "://" in location
+
+
+def public_url(url: str) -> str:
+    """`url` without its password: what a manifest or a message may show. libpq finds the password
+    (PGPASSWORD, ~/.pgpass) when the store is opened again."""
+    return make_url(url).set(password=None).render_as_string(hide_password=False)
+
+
+class Catalog:
+    """One catalog: a SQLite file or a PostgreSQL database; its engine, sessions, and the store facts.
+
+    Sessions are short and per call. Write transactions exclude each other (SQLite: BEGIN IMMEDIATE;
+    PostgreSQL: a transaction-scoped advisory lock), so a second writer waits instead of failing
+    halfway through; read transactions never block the writer (SQLite's WAL, PostgreSQL's MVCC).
+    The schema is kept by Alembic migrations (`indexer.schema`).
     """
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(self, location: CatalogLocation, *, read_only: bool = False) -> None:
+        self.location: CatalogLocation = location if is_database_url(location) else Path(location)
         self.read_only = read_only
-        self.engine = _open_engine(self.path)
+        self.engine = _open_engine(self.location)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def name(self) -> str:
+        """The file's path, or the database URL without its password."""
+        return public_url(str(self.location)) if is_database_url(self.location) else str(self.location)
+
     @classmethod
-    def create(cls, path: Path, meta: dict[str, str]) -> Catalog:
-        """Create the tables in a new file at `path` and record `meta` and the schema version."""
-        catalog = cls(path)
-        Base.metadata.create_all(catalog.engine)
-        with catalog.writing() as session:
-            for key, value in {"schema_version": str(SCHEMA_VERSION), **meta}.items():
-                session.add(MetaRow(key=key, value=value))
+    def create(cls, location: CatalogLocation, meta: dict[str, str]) -> Catalog:
+        """Create the schema in a new file or an empty database; record `meta` and the schema version."""
+        catalog = cls(location)
+        try:
+            schema.upgrade(catalog.engine)
+            with catalog.writing() as session:
+                for key, value in {"schema_version": str(SCHEMA_VERSION), **meta}.items():
+                    session.add(MetaRow(key=key, value=value))
+        except SQLAlchemyError as exc:
+            catalog.close()
+            raise StoreError(f"cannot create the catalog in {catalog.name}: {exc}") from exc
         return catalog
 
     @classmethod
-    def open(cls, path: Path, *, read_only: bool = False) -> Catalog:
-        """Open an existing catalog; raises StoreError if it is missing or of another schema version."""
-        if not Path(path).is_file():
-            raise StoreError(f"{path} is missing: the store's catalog is gone")
-        catalog = cls(path, read_only=read_only)
+    def open(cls, location: CatalogLocation, *, read_only: bool = False) -> Catalog:
+        """Open an existing catalog (migrating its schema to this build's unless `read_only`); raises
+        StoreError if it is missing, unreachable or of another schema version."""
+        if not is_database_url(location) and not Path(location).is_file():
+            raise StoreError(f"{location} is missing: the store's catalog is gone")
+        catalog = cls(location, read_only=read_only)
         try:
             with catalog.reading() as session:
                 version = get_meta(session, "schema_version")
+            if not read_only and version == str(SCHEMA_VERSION):
+                schema.upgrade(catalog.engine)
         except SQLAlchemyError as exc:
             catalog.close()
-            raise StoreError(f"{path} is not a readable latentdex catalog: {exc}") from exc
+            raise StoreError(f"{catalog.name} is not a readable latentdex catalog: {exc}") from exc
         if version != str(SCHEMA_VERSION):
             catalog.close()
-            raise StoreError(f"{path} has schema version {version}, this build reads {SCHEMA_VERSION}")
+            raise StoreError(
+                f"{catalog.name} has schema version {version}, this build reads {SCHEMA_VERSION}"
+            )
         return catalog
 
     @contextmanager
@@ -374,9 +415,9 @@ def mark_for_reencode(session: Session, reason: str) -> int:
     return session.execute(query).rowcount
 
 
-def holds_nothing(path: Path) -> bool:
-    """True if the catalog file at `path` has no image and no run (or lacks those tables altogether)."""
-    engine = _open_engine(Path(path))
+def holds_nothing(location: CatalogLocation) -> bool:
+    """True if the catalog at `location` has no image and no run (or lacks those tables altogether)."""
+    engine = _open_engine(location if is_database_url(location) else Path(location))
     try:
         with Session(engine) as session:
             tables = set(inspect(session.connection()).get_table_names())
@@ -385,6 +426,17 @@ def holds_nothing(path: Path) -> bool:
         return not images and not runs
     except SQLAlchemyError:
         return False
+    finally:
+        engine.dispose()
+
+
+def drop_catalog_tables(location: CatalogLocation) -> None:
+    """Drop every table of a catalog (and Alembic's version table): for an abandoned, empty create."""
+    engine = _open_engine(location)
+    try:
+        with engine.begin() as connection:
+            for table in ("directions", "images", "runs", "store_meta", "alembic_version"):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     finally:
         engine.dispose()
 
@@ -428,8 +480,10 @@ def set_meta(session: Session, key: str, value: str) -> None:
     session.merge(MetaRow(key=key, value=value))
 
 
-def _open_engine(path: Path) -> Engine:
-    engine = create_engine(URL.create("sqlite", database=str(path)))
+def _open_engine(location: CatalogLocation) -> Engine:
+    if is_database_url(location):
+        return _open_postgres(str(location))
+    engine = create_engine(URL.create("sqlite", database=str(location)))
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -449,5 +503,21 @@ def _open_engine(path: Path) -> Engine:
         connection.exec_driver_sql(
             f"BEGIN {connection.get_execution_options().get(_BEGIN_OPTION, 'IMMEDIATE')}"
         )
+
+    return engine
+
+
+def _open_postgres(url: str) -> Engine:
+    if not url.startswith("postgresql"):
+        raise StoreError(f"unsupported catalog database {public_url(url)}: use a postgresql+psycopg:// URL")
+    engine = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # The driver opens the transaction itself; a write transaction's first statement takes the
+        # catalog's advisory lock, held to its end: writers take turns, as BEGIN IMMEDIATE makes them in
+        # SQLite.
+        if connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE") == "IMMEDIATE":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})")
 
     return engine

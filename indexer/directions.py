@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Float, LargeBinary, Select, String, Text, UniqueConstraint, delete, inspect, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from indexer.catalog import Base, Catalog, UTCDateTime
+from indexer.catalog import Base, Catalog, CatalogLocation, UTCDateTime
 from models.errors import NotFound
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -69,8 +68,8 @@ def check_name(name: str) -> str:
 class DirectionBook:
     """The directions of one store's catalog; opens its own writable connection to the file."""
 
-    def __init__(self, catalog_path: str | Path) -> None:
-        self._catalog = Catalog.open(Path(catalog_path))
+    def __init__(self, location: CatalogLocation) -> None:
+        self._catalog = Catalog.open(location)
 
     def close(self) -> None:
         self._catalog.close()

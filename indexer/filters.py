@@ -7,6 +7,7 @@ whenever the store holds k images that pass.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -81,9 +82,37 @@ def matching_ids(session: Session, search_filter: SearchFilter) -> np.ndarray:
 
 
 def glob_ids(session: Session, patterns: Sequence[str]) -> np.ndarray:
-    """The ids (int64, ascending) of the ok images whose relative path matches any SQLite GLOB pattern."""
+    """The ids (int64, ascending) of the ok images whose relative path matches any glob pattern
+    (`*`, `?`, `[...]`, `[!...]`; case-sensitive, `*` also crosses `/`, as SQLite's GLOB)."""
     if not patterns:
         return np.empty(0, dtype=np.int64)
-    matches = or_(*(ImageRow.path.op("GLOB")(pattern) for pattern in patterns))
+    if session.get_bind().dialect.name == "sqlite":
+        matches = or_(*(ImageRow.path.op("GLOB")(pattern) for pattern in patterns))
+    else:  # PostgreSQL: the same patterns as anchored POSIX regular expressions
+        matches = or_(*(ImageRow.path.op("~")(glob_to_regex(pattern)) for pattern in patterns))
     query = select(ImageRow.id).where(ImageRow.status == "ok", matches).order_by(ImageRow.id)
     return np.fromiter(session.scalars(query), dtype=np.int64)
+
+
+def glob_to_regex(pattern: str) -> str:
+    """A glob pattern as an anchored POSIX regular expression matching the same strings as SQLite's GLOB."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif (
+            char == "["
+            and (end := pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "^") else i + 1)) > i
+        ):
+            body = pattern[i + 1 : end]
+            negated = body[:1] in ("!", "^")
+            body = body[1:] if negated else body
+            out.append("[" + ("^" if negated else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out) + "$"

@@ -36,20 +36,24 @@ from indexer.catalog import (
     RECORD_FIELDS,
     Catalog,
     CatalogEntry,
+    CatalogLocation,
     ImageRecord,
     ImageRow,
     RunCounts,
     RunRecord,
     RunRow,
     display_path,
+    drop_catalog_tables,
     finish_run,
     get_meta,
     holds_nothing,
     interrupt_running_runs,
+    is_database_url,
     list_entries,
     list_runs,
     mark_for_reencode,
     path_key,
+    public_url,
     rows_by_id,
     set_meta,
     start_run,
@@ -157,12 +161,19 @@ class LatentStore:
         latent_dim: int,
         metric: str = "cosine",
         index_type: str = "flat",
+        database: str | None = None,
     ) -> LatentStore:
         """Create an empty store in `folder` (made if missing). StoreError if a store is already there;
         ValueError for an unknown metric or index type.
 
+        `database`: keep the catalog in this PostgreSQL database (a SQLAlchemy URL, one store per
+        database) instead of `catalog.sqlite` in the folder; the manifest records it without its password.
         What a killed `create` leaves (files without a manifest, no image and no run) is cleared first.
         """
+        if database is not None and not is_database_url(database):
+            raise ValueError(
+                f"database must be a URL such as postgresql+psycopg://user@host/db, got {database!r}"
+            )
         folder = Path(folder)
         if latent_dim < 1 or metric not in METRICS:
             raise ValueError(f"need latent_dim >= 1 and a metric in {list(METRICS)}")
@@ -171,10 +182,13 @@ class LatentStore:
         )
         folder.mkdir(parents=True, exist_ok=True)
         writer_lock = _lock_folder(folder)
+        location: CatalogLocation = database if database is not None else folder / CATALOG_FILE
         try:
-            _clear_abandoned_create(folder)
+            _clear_abandoned_create(folder, location)
             if any((folder / name).exists() for name in (MANIFEST_FILE, CATALOG_FILE, VECTORS_FILE)):
                 raise StoreError(f"{folder} already holds a store (or part of one)")
+            if database is not None and not holds_nothing(database):
+                raise StoreError(f"{public_url(database)} already holds a store's catalog")
         except BaseException:
             os.close(writer_lock)
             raise
@@ -186,7 +200,7 @@ class LatentStore:
         }
         meta |= {"generation": "0", "vectors_generation": "0", "vectors_digest": ""}
         try:
-            store = cls(folder, Catalog.create(folder / CATALOG_FILE, meta), vectors, read_only=False)
+            store = cls(folder, Catalog.create(location, meta), vectors, read_only=False)
         except BaseException:
             os.close(writer_lock)
             raise
@@ -209,9 +223,8 @@ class LatentStore:
         if manifest.get("format_version") != FORMAT_VERSION:
             found = manifest.get("format_version")
             raise StoreError(f"{folder} has store format {found}; this build reads {FORMAT_VERSION}")
-        store = cls(
-            folder, Catalog.open(folder / CATALOG_FILE, read_only=read_only), None, read_only=read_only
-        )
+        location = manifest.get("database") or folder / CATALOG_FILE
+        store = cls(folder, Catalog.open(location, read_only=read_only), None, read_only=read_only)
         try:
             if not read_only:
                 store._take_writer_lock()
@@ -273,6 +286,11 @@ class LatentStore:
         """The index type the vectors really have ("flat", "hnsw", "ivfpq"); `index_type` may be "auto"."""
         with self._lock:
             return self._vectors.kind
+
+    @property
+    def catalog_location(self) -> CatalogLocation:
+        """Where the catalog is: the SQLite file in the folder, or a PostgreSQL URL."""
+        return self._catalog.location
 
     def disk_bytes(self) -> int:
         """Bytes the store's files take on disk (catalog with its WAL, vectors, manifest)."""
@@ -367,6 +385,8 @@ class LatentStore:
                 "failed_count": counts.get("failed", 0),
                 "updated_at": datetime.now(UTC).isoformat(),
             }
+            if is_database_url(self._catalog.location):
+                manifest["database"] = self._catalog.name
         write_bytes_atomic(self.folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
         self._dirty = False
 
@@ -612,12 +632,17 @@ def _lock_folder(folder: Path) -> int:
     return fd
 
 
-def _clear_abandoned_create(folder: Path) -> None:
+def _clear_abandoned_create(folder: Path, location: CatalogLocation) -> None:
     """Remove what a `create` killed before its manifest left; call with the writer lock held.
 
     The manifest is the last file `create` writes, and nothing writes images or runs before `create`
     returns, so a catalog without a manifest that holds neither is an unfinished create, not data.
     """
+    if is_database_url(location):
+        if not (folder / MANIFEST_FILE).exists() and holds_nothing(location):
+            drop_catalog_tables(location)
+            (folder / VECTORS_FILE).unlink(missing_ok=True)
+        return
     catalog = folder / CATALOG_FILE
     if (folder / MANIFEST_FILE).exists() or not catalog.exists() or not holds_nothing(catalog):
         return

@@ -21,7 +21,7 @@ from PIL import Image
 
 from indexer.directions import Direction, DirectionBook, check_name, new_direction
 from indexer.filters import SearchFilter
-from indexer.store import CATALOG_FILE, ImageRecord, LatentStore
+from indexer.store import ImageRecord, LatentStore
 from models import latent_space
 from models.errors import DimensionMismatch, LatentdexError, NotFound
 from service.live_store import NoStore
@@ -222,7 +222,7 @@ class LatentExplorer:
             direction = new_direction(
                 name, store.model_id, vector, chosen, separation, (len(pos), len(neg)), description
             )
-            book = DirectionBook(store.folder / CATALOG_FILE)
+            book = DirectionBook(store.catalog_location)
         try:
             book.save(direction, replace=replace)
         except ValueError as exc:
@@ -466,7 +466,7 @@ class LatentExplorer:
         if self.engine.store is None:
             raise NoStore("directions live in the store's database: start the server with --store")
         with self.engine.store.use() as store:
-            book = DirectionBook(store.folder / CATALOG_FILE)
+            book = DirectionBook(store.catalog_location)
         try:
             yield book
         finally:

@@ -1,0 +1,51 @@
+"""The catalog's schema, kept by Alembic migrations (`indexer/migrations/`) on SQLite and PostgreSQL alike.
+
+A new catalog gets every migration; an existing one is brought to the newest on its next writable open.
+Catalogs made before the schema was managed by Alembic (they have the first revision's tables but no
+`alembic_version`) are stamped with that revision first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+FIRST_REVISION = "0001"
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this build knows."""
+    head = ScriptDirectory.from_config(_config(None)).get_current_head()  # type: ignore[arg-type]
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the catalog is at (None: not managed by Alembic yet)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the catalog to the newest revision (creating every table in an empty database)."""
+    with engine.connect() as connection:
+        tables = inspect(connection).get_table_names()
+        if "images" in tables and "alembic_version" not in tables:
+            command.stamp(_config(connection), FIRST_REVISION)
+            connection.commit()
+    with engine.connect() as connection:
+        command.upgrade(_config(connection), "head")
+        connection.commit()
