@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 import torch
 
-from indexer.catalog import display_path, path_key
+from indexer.catalog import display_path, path_key, public_url
 from indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, scan_folder
 from indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index
 from indexer.store import MANIFEST_FILE, ImageRecord, LatentStore, RunCounts
@@ -48,6 +48,8 @@ class IndexOptions:
     `workers`: decode processes; `torch_threads`: encoder (and FAISS) threads in this process; None for
     either: share the cores as `split_cores` does. `flush_every`: batches between saves of the vectors
     file. `reencode`: re-encode every image, as needed when the store was built with another model.
+    `database`: for a new store, keep its catalog in this PostgreSQL database (a SQLAlchemy URL); an
+    existing store must already be there.
     """
 
     index_type: str | None = None
@@ -57,6 +59,7 @@ class IndexOptions:
     torch_threads: int | None = None
     batch_size: int = 64
     flush_every: int = 16
+    database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -350,9 +353,12 @@ def _open_or_create(folder: Path, codec: LatentCodec, options: IndexOptions) -> 
             latent_dim=codec.latent_dim,
             metric=options.metric or "cosine",
             index_type=options.index_type or "flat",
+            database=options.database,
         )
     store = LatentStore.open(folder)
     try:
+        if options.database is not None and public_url(options.database) != store.catalog_name:
+            raise StoreError(f"the store {folder} keeps its catalog in {store.catalog_name}, not there")
         if options.metric is not None and options.metric != store.metric:
             raise StoreError(
                 f"the store {folder} uses the {store.metric} metric, not {options.metric}: "

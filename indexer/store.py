@@ -288,6 +288,11 @@ class LatentStore:
             return self._vectors.kind
 
     @property
+    def catalog_name(self) -> str:
+        """The catalog's file path, or its database URL without the password."""
+        return self._catalog.name
+
+    @property
     def catalog_location(self) -> CatalogLocation:
         """Where the catalog is: the SQLite file in the folder, or a PostgreSQL URL."""
         return self._catalog.location

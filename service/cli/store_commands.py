@@ -40,6 +40,15 @@ def index(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encode batch and write.")] = 64,
     flush_every: Annotated[int, typer.Option(min=1, help="Batches between saves of the vectors file.")] = 16,
     precision: PrecisionOption = "auto",
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="LATENTDEX_DB",
+            help="For a new store: keep its catalog in this PostgreSQL database "
+            "(postgresql+psycopg://user@host/db; the password from PGPASSWORD or ~/.pgpass).",
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this port during the run."),
@@ -60,6 +69,7 @@ def index(
         workers=workers,
         batch_size=batch_size,
         flush_every=flush_every,
+        database=database,
     )
     with progress_bar("img") as bar:
         task = bar.add_task("scanning", total=None, status="")
@@ -93,6 +103,7 @@ def stats(
         typer.echo(f"index:       {opened.vector_kind} (configured: {opened.index_type})")
         typer.echo(f"images:      {ok} ok, {failed} failed")
         typer.echo(f"on disk:     {opened.disk_bytes():,} bytes")
+        typer.echo(f"catalog:     {opened.catalog_name}")
         history = opened.runs()
     shown = history[-runs:] if runs else []
     typer.echo(f"runs:        {len(history)}" + (f", the last {len(shown)}:" if shown else ""))

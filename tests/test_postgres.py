@@ -1,0 +1,147 @@
+"""The catalog on a real PostgreSQL server: indexing, search, filters, directions, verify, and an indexer
+writing while a server reads. The server is started for these tests (installed with apt-get if missing);
+they are skipped, saying why, only when that cannot be done."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shape_image
+from postgres_support import PostgresServer, start_postgres
+from typer.testing import CliRunner
+
+from indexer.filters import SearchFilter
+from indexer.pipeline import IndexOptions, index_folder
+from indexer.store import LatentStore
+from models.errors import StoreError
+from models.inference import LatentCodec
+from service.cli import app
+from service.client import ImageGroup, QueryOptions, connect
+from service.live_store import LiveStore
+from service.queries import QueryEngine
+from service.server import ServerConfig, start_server
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    try:
+        server, stop = start_postgres()
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"PostgreSQL is not available here: {exc}")
+    yield server
+    stop()
+
+
+@pytest.fixture(scope="module")
+def codec() -> LatentCodec:
+    return LatentCodec.load()
+
+
+def write_album(folder: Path, names: range, variant: int = 0) -> None:
+    for sub in ("beach", "city"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for i in names:
+        shape_image(i, variant, 64).save(folder / ("beach" if i % 2 else "city") / f"p{i:03d}.png")
+
+
+def test_index_search_verify_and_reindex_with_the_catalog_in_postgres(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.new_database()
+    write_album(tmp_path / "photos", range(20))
+    args = [
+        "index",
+        str(tmp_path / "photos"),
+        "--store",
+        str(tmp_path / "store"),
+        "--db",
+        url,
+        "--workers",
+        "1",
+    ]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "20 new" in first.output
+    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert manifest["database"] == url and not (tmp_path / "store" / "catalog.sqlite").exists()
+    again = runner.invoke(app, args)
+    assert "0 new, 0 changed, 20 unchanged" in again.output
+    stats = runner.invoke(app, ["stats", str(tmp_path / "store")])
+    assert f"catalog:     {url}" in stats.output and "20 ok" in stats.output
+    verify = runner.invoke(app, ["verify", str(tmp_path / "store")])
+    assert verify.exit_code == 0 and "consistent: 20 ok images" in verify.output
+    with LatentStore.open(tmp_path / "store", read_only=True) as store:
+        ids = [entry.id for entry in store.entries()]
+        hits = store.search(store.latents(ids), 1)
+        assert [row[0].id for row in hits] == ids
+        beach = store.search(store.latents(ids[:2]), 5, where=SearchFilter(path_prefix="beach/"))
+        assert all(len(row) == 5 for row in beach)
+        assert {r.path.split("/")[0] for r in store.get([m.id for row in beach for m in row])} == {"beach"}
+        assert len(store.select_ids(path_globs=["city/p00[0-4].png"])) == 3  # 000, 002, 004
+
+
+def test_a_second_store_cannot_take_a_database_that_holds_one(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.new_database()
+    LatentStore.create(tmp_path / "a", model_id="vae-x", latent_dim=8, database=url).close()
+    with LatentStore.open(tmp_path / "a") as store:
+        store.start_run("/photos")
+    with pytest.raises(StoreError, match="already holds"):
+        LatentStore.create(tmp_path / "b", model_id="vae-x", latent_dim=8, database=url)
+
+
+def test_an_indexer_writes_while_a_server_reads_and_directions_live_in_postgres(
+    postgres: PostgresServer, tmp_path: Path, codec: LatentCodec
+) -> None:
+    url = postgres.new_database()
+    photos, store = tmp_path / "photos", tmp_path / "store"
+    write_album(photos, range(12))
+    index_folder(photos, store, codec, IndexOptions(workers=1, database=url))
+    live = LiveStore(store, check_interval=0.02)
+    running = start_server(QueryEngine(codec, live), ServerConfig(port=0))
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def keep_querying() -> None:
+        with connect(f"127.0.0.1:{running.port}") as client:
+            latent = client.encode(photos / "city" / "p000.png")
+            while not stop.is_set():
+                try:
+                    matches = client.query_by_latent(latent, 3, QueryOptions(previews=True)).matches
+                    assert matches[0].path == "city/p000.png"
+                except Exception as exc:  # any failure is what this test is about
+                    errors.append(exc)
+
+    worker = threading.Thread(target=keep_querying)
+    worker.start()
+    try:
+        write_album(photos, range(12, 30), variant=2)
+        report = index_folder(photos, store, codec, IndexOptions(workers=1, batch_size=2, flush_every=1))
+        assert report.counts.new == 18
+        with connect(f"127.0.0.1:{running.port}") as client:
+            for _ in range(500):
+                if client.info().image_count == 30:
+                    break
+                threading.Event().wait(0.02)
+            assert client.info().image_count == 30
+            info = client.create_direction(
+                "beachy", ImageGroup(path_globs=["beach/*"]), ImageGroup(path_globs=["city/*"])
+            )
+            assert (info.positive_count, info.negative_count) == (15, 15)
+            assert [d.name for d in client.list_directions()] == ["beachy"]
+            frames = client.edit(photos / "city" / "p004.png", "beachy", [0.0, 1.0])
+            assert len(frames) == 2 and not np.allclose(frames[0].latent, frames[1].latent)
+    finally:
+        stop.set()
+        worker.join()
+        running.stop(0)
+        live.close()
+    assert errors == []
