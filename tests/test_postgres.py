@@ -11,10 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from conftest import shape_image
 from postgres_support import PostgresServer, start_postgres
+from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
+import indexer.directions  # noqa: F401  (the directions table on the models' metadata)
+from indexer import schema
+from indexer.catalog import Base
 from indexer.filters import SearchFilter
 from indexer.pipeline import IndexOptions, index_folder
 from indexer.store import LatentStore
@@ -145,3 +151,17 @@ def test_an_indexer_writes_while_a_server_reads_and_directions_live_in_postgres(
         running.stop(0)
         live.close()
     assert errors == []
+
+
+def test_the_migrations_build_what_the_models_describe_in_postgres(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.new_database()
+    LatentStore.create(tmp_path / "store", model_id="vae-a", latent_dim=4, database=url).close()
+    engine = create_engine(url)
+    try:
+        assert schema.current_revision(engine) == schema.head_revision()
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        engine.dispose()
