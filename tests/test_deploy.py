@@ -27,10 +27,10 @@ DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 
 
-def serve_envvars() -> set[str]:
-    """The environment variables `latentdex serve` reads."""
+def serve_envvars(name: str = "serve") -> set[str]:
+    """The environment variables a `latentdex` command (`serve` by default) reads."""
     command = typer.main.get_command(app)
-    serve = command.commands["serve"]  # type: ignore[attr-defined]
+    serve = command.commands[name]  # type: ignore[attr-defined]
     names: set[str] = set()
     for param in serve.params:
         envvar = getattr(param, "envvar", None)
@@ -83,10 +83,18 @@ def test_the_compose_file_wires_server_indexer_and_store() -> None:
     assert (REPO / server["build"]["dockerfile"]).is_file() and server["build"]["context"] == ".."
     assert server["healthcheck"]["test"] == ["CMD", "latentdex", "health", "--server", "127.0.0.1:50051"]
     assert all(port.startswith("127.0.0.1:") for port in server["ports"])  # published on loopback only
-    assert set(server["environment"]) <= serve_envvars()
+    libpq = {"PGPASSWORD"}  # read by the PostgreSQL driver itself
+    assert set(server["environment"]) <= serve_envvars() | libpq
     assert indexer["command"][0] == "index" and indexer["image"] == server["image"]
-    volumes = set(compose["volumes"])
+    assert set(indexer["environment"]) <= serve_envvars("index") | libpq
+    database = indexer["environment"]["LATENTDEX_DB"]
+    assert database.startswith("postgresql+psycopg://") and "@postgres:" in database  # the compose service
+    postgres = compose["services"]["postgres"]
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
     for service in (server, indexer):
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    volumes = set(compose["volumes"])
+    for service in (server, indexer, postgres):
         named = {v.split(":")[0] for v in service["volumes"] if not v.startswith(("$", ".", "/"))}
         assert named <= volumes
 
