@@ -48,6 +48,8 @@ class DecodedFile:
     camera_make: str | None = None
     camera_model: str | None = None
     failure: str | None = None
+    # Set (and `pixels` dropped) by engines that encode where they decode, such as the Ray engine.
+    latent: np.ndarray | None = None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -12,6 +12,7 @@ finishes the current batch, saves and marks the run interrupted; a second one st
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import tempfile
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -31,12 +33,16 @@ from indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, s
 from indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index
 from indexer.store import MANIFEST_FILE, ImageRecord, LatentStore, RunCounts
 from indexer.vectors import resolve_index_type
-from models.errors import ModelMismatch, NotFound, StoreError
+from models.errors import LatentdexError, ModelMismatch, NotFound, StoreError
 from models.inference import LatentCodec
+
+if TYPE_CHECKING:
+    from indexer.ray_engine import RayEngine
 
 ProgressFn = Callable[["IndexProgress"], None]
 
 UNUSABLE_LATENT = "the model produced an unusable latent (NaN, infinite or all zero)"
+ENGINES = ("local", "ray")
 _WRITE_CHUNK = 500  # rows per metadata-only transaction (moves, touches)
 _WINDOW_PER_WORKER = 4  # files in flight per worker (at least): keeps each busy, few to redo after a crash
 
@@ -60,6 +66,9 @@ class IndexOptions:
     batch_size: int = 64
     flush_every: int = 16
     database: str | None = None
+    engine: str = "local"  # "local": decode processes here; "ray": decode and encode on a Ray cluster
+    ray_address: str | None = None  # None: a running Ray instance, or a local one started for the run
+    model_dir: str | None = None  # where Ray workers load the model from (None: the shipped model)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,10 @@ def index_folder(
     options = options or IndexOptions()
     if options.batch_size < 1 or options.flush_every < 1 or (options.workers or 1) < 1:
         raise ValueError("batch_size, flush_every and workers must be at least 1")
+    if options.engine not in ENGINES:
+        raise ValueError(f"unknown engine {options.engine!r}; choose one of {', '.join(ENGINES)}")
+    if options.engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise LatentdexError("the Ray engine needs Ray: pip install 'latentdex[ray]'")
     root = Path(photos_dir)
     if not root.is_dir():
         raise NotFound(f"the photos folder {root} does not exist or is not a folder")
@@ -224,8 +237,7 @@ class _Run:
         self.on_progress(IndexProgress("indexing", 0, len(jobs)))
         paths = [str(self.root / job.file.path) for job in jobs]
         # The window lets workers run a batch ahead while this process encodes and writes the last one.
-        window = max(_WINDOW_PER_WORKER * self.workers, 2 * batch_size)
-        with DecodePool(min(self.workers, len(jobs)), self.decode, self.codec.image_size, window) as pool:
+        with self._decoder(len(jobs)) as pool:
             for index, result in pool.results(paths, stop):
                 job = jobs[index]
                 if result.failure is None:
@@ -243,11 +255,24 @@ class _Run:
         self._write_batch(decoded)
         self._write_failed(failed)
 
+    def _decoder(self, jobs: int) -> DecodePool | RayEngine:
+        if self.options.engine == "ray":
+            from indexer.ray_engine import RayEngine  # Ray is heavy to import: only when asked for
+
+            return RayEngine(self.codec, self.options.model_dir, self.options.ray_address)
+        # The window lets workers run a batch ahead while this process encodes and writes the last one.
+        window = max(_WINDOW_PER_WORKER * self.workers, 2 * self.options.batch_size)
+        return DecodePool(min(self.workers, jobs), self.decode, self.codec.image_size, window)
+
     def _write_batch(self, items: list[tuple[EncodeJob, DecodedFile]]) -> None:
-        """Encode a batch and store it: rows and latents in one transaction, then FAISS."""
+        """Encode a batch (unless its engine did) and store it: rows and latents in one transaction, then
+        FAISS."""
         if not items:
             return
-        latents = self.codec.encode(np.stack([result.pixels for _, result in items]))
+        if all(result.latent is not None for _, result in items):
+            latents = np.stack([result.latent for _, result in items])
+        else:
+            latents = self.codec.encode(np.stack([result.pixels for _, result in items]))
         usable = np.isfinite(latents).all(axis=1) & latents.any(axis=1)
         good = [self._ok_record(job, result) for (job, result), ok in zip(items, usable, strict=True) if ok]
         if good:

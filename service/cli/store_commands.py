@@ -49,6 +49,16 @@ def index(
             "(postgresql+psycopg://user@host/db; the password from PGPASSWORD or ~/.pgpass).",
         ),
     ] = None,
+    engine: Annotated[
+        Literal["local", "ray"],
+        typer.Option(help="local: decode processes here; ray: decode and encode on a Ray cluster."),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster address (with --engine ray); default: a running one, or a new local one."
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this port during the run."),
@@ -70,6 +80,9 @@ def index(
         batch_size=batch_size,
         flush_every=flush_every,
         database=database,
+        engine=engine,
+        ray_address=address,
+        model_dir=str(model) if model else None,
     )
     with progress_bar("img") as bar:
         task = bar.add_task("scanning", total=None, status="")
