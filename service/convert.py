@@ -1,0 +1,221 @@
+"""Protobuf messages to the query engine's plain types and back: the whole wire format in one place."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+from latentdex.v1 import latentdex_pb2 as pb
+
+from indexer.directions import Direction
+from indexer.filters import SearchFilter
+from indexer.store import ImageRecord
+from service.latent_features import Frame, FrameSpec, ImageGroup
+from service.previews import EncodedPicture
+from service.queries import (
+    Answer,
+    Hit,
+    IdQuery,
+    ImageQuery,
+    InvalidQuery,
+    LatentQuery,
+    PreviewSpec,
+    Query,
+    QuerySpec,
+)
+
+FORMAT_NAMES = {
+    pb.IMAGE_FORMAT_UNSPECIFIED: "PNG",
+    pb.IMAGE_FORMAT_PNG: "PNG",
+    pb.IMAGE_FORMAT_JPEG: "JPEG",
+    pb.IMAGE_FORMAT_WEBP: "WEBP",
+}
+FORMAT_ENUMS = {"PNG": pb.IMAGE_FORMAT_PNG, "JPEG": pb.IMAGE_FORMAT_JPEG, "WEBP": pb.IMAGE_FORMAT_WEBP}
+SOURCES = {
+    pb.SAMPLE_SOURCE_UNSPECIFIED: "auto",
+    pb.SAMPLE_SOURCE_PRIOR: "prior",
+    pb.SAMPLE_SOURCE_LIBRARY: "library",
+}
+METHODS = {
+    pb.DIRECTION_METHOD_UNSPECIFIED: "auto",
+    pb.DIRECTION_METHOD_AUTO: "auto",
+    pb.DIRECTION_METHOD_MEAN_DIFFERENCE: "mean_difference",
+    pb.DIRECTION_METHOD_PROBE: "probe",
+}
+# --- proto -> engine ---------------------------------------------------------------------------------
+
+
+def values_of(latent: pb.Latent) -> np.ndarray:
+    return np.asarray(latent.values, dtype=np.float32)
+
+
+def format_name(image_format: int) -> str:
+    if image_format not in FORMAT_NAMES:
+        raise InvalidQuery(f"unknown image format {image_format}")
+    return FORMAT_NAMES[image_format]
+
+
+def query_of(index: int, item: pb.Query, name: str | None = None) -> Query:
+    kind = item.WhichOneof("query")
+    if kind == "image":
+        return ImageQuery(item.image)
+    if kind == "latent":
+        return LatentQuery(values_of(item.latent))
+    if kind == "id":
+        return IdQuery(item.id)
+    raise InvalidQuery(f"{name or f'queries[{index}]'} is empty: set image, latent or id")
+
+
+def frame_spec(message: pb.FrameOptions) -> FrameSpec:
+    return FrameSpec(
+        format=format_name(message.format),
+        size=message.size,
+        nearest_k=message.nearest_k,
+        where=search_filter(message.filter) if message.HasField("filter") else None,
+        thumbnails=message.thumbnails,
+    )
+
+
+def image_group(message: pb.ImageGroup, name: str) -> ImageGroup:
+    return ImageGroup(
+        ids=tuple(message.ids),
+        path_globs=tuple(message.path_globs),
+        query=query_of(0, message.query, f"{name}.query") if message.HasField("query") else None,
+        query_k=message.query_k,
+    )
+
+
+def query_spec(options: pb.QueryOptions) -> QuerySpec:
+    preview = options.preview
+    return QuerySpec(
+        k=options.k,
+        where=search_filter(options.filter) if options.HasField("filter") else None,
+        preview=PreviewSpec(
+            preview.matches, preview.query, format_name(preview.format), preview.size, preview.thumbnails
+        ),
+        include_latents=options.include_latents,
+    )
+
+
+def search_filter(message: pb.Filter) -> SearchFilter:
+    try:
+        return SearchFilter(
+            path_prefix=message.path_prefix or None,
+            captured_after=naive_utc(message.captured_after) if message.HasField("captured_after") else None,
+            captured_before=naive_utc(message.captured_before)
+            if message.HasField("captured_before")
+            else None,
+            min_width=message.min_width or None,
+            min_height=message.min_height or None,
+            formats=frozenset(message.formats),
+        )
+    except ValueError as exc:
+        raise InvalidQuery(f"bad filter: {exc}") from exc
+
+
+def naive_utc(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime()  # naive UTC: how EXIF times (which have no zone) are compared
+
+
+# --- engine -> proto ---------------------------------------------------------------------------------
+
+
+def latent_message(values: np.ndarray) -> pb.Latent:
+    return pb.Latent(values=np.asarray(values, dtype=np.float32).tolist())
+
+
+def picture_message(picture: EncodedPicture) -> pb.EncodedImage:
+    return pb.EncodedImage(
+        data=picture.data, format=FORMAT_ENUMS[picture.format], width=picture.width, height=picture.height
+    )
+
+
+def timestamp_message(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None))
+    return stamp
+
+
+def metadata_message(record: ImageRecord) -> pb.ImageMetadata:
+    metadata = pb.ImageMetadata(
+        size_bytes=max(record.size, 0),
+        mtime_ns=record.mtime_ns,
+        content_hash=record.content_hash or "",
+        width=record.width or 0,
+        height=record.height or 0,
+        format=record.format or "",
+        camera_make=record.camera_make or "",
+        camera_model=record.camera_model or "",
+        model_id=record.model_id or "",
+    )
+    if record.capture_time is not None:
+        metadata.capture_time.CopyFrom(timestamp_message(record.capture_time))
+    if record.indexed_at is not None:
+        metadata.indexed_at.CopyFrom(timestamp_message(record.indexed_at))
+    return metadata
+
+
+def match_message(hit: Hit) -> pb.Match:
+    match = pb.Match(
+        id=hit.id,
+        path=hit.record.display_path,
+        path_bytes=hit.record.path.encode("utf-8", "surrogateescape"),
+        distance=hit.distance,
+        similarity=hit.similarity,
+        metadata=metadata_message(hit.record),
+    )
+    if hit.preview is not None:
+        match.preview.CopyFrom(picture_message(hit.preview))
+    if hit.latent is not None:
+        match.latent.CopyFrom(latent_message(hit.latent))
+    if hit.thumbnail is not None:
+        match.thumbnail.CopyFrom(picture_message(hit.thumbnail))
+    return match
+
+
+def frame_message(frame: Frame) -> pb.Frame:
+    return pb.Frame(
+        latent=latent_message(frame.latent),
+        image=picture_message(frame.picture),
+        nearest=[match_message(hit) for hit in frame.nearest],
+        position=frame.position,
+    )
+
+
+def direction_message(direction: Direction, include_vector: bool) -> pb.DirectionInfo:
+    info = pb.DirectionInfo(
+        name=direction.name,
+        model_id=direction.model_id,
+        method=direction.method,
+        separation=direction.separation or 0.0,
+        positive_count=direction.positive_count,
+        negative_count=direction.negative_count,
+        norm=float(np.linalg.norm(direction.vector)),
+        description=direction.description,
+        created_at=timestamp_message(direction.created_at),
+    )
+    if include_vector:
+        info.vector.CopyFrom(latent_message(direction.vector))
+    return info
+
+
+def query_response(answer: Answer) -> pb.QueryResponse:
+    seconds = answer.timings.seconds
+    response = pb.QueryResponse(
+        matches=[match_message(hit) for hit in answer.hits],
+        query_latent=latent_message(answer.query_latent),
+        model_id=answer.model_id,
+        timings=pb.QueryTimings(
+            image_decode_us=round(seconds["image_decode"] * 1e6),
+            encode_us=round(seconds["encode"] * 1e6),
+            search_us=round(seconds["search"] * 1e6),
+            metadata_us=round(seconds["metadata"] * 1e6),
+            preview_us=round(seconds["preview"] * 1e6),
+            total_us=round(answer.timings.total * 1e6),
+            thumbnail_us=round(seconds["thumbnail"] * 1e6),
+        ),
+    )
+    if answer.query_preview is not None:
+        response.query_preview.CopyFrom(picture_message(answer.query_preview))
+    return response
