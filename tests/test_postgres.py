@@ -5,11 +5,17 @@ they are skipped, saying why, only when that cannot be done."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -33,6 +39,7 @@ from service.queries import QueryEngine
 from service.server import ServerConfig, start_server
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +172,48 @@ def test_the_migrations_build_what_the_models_describe_in_postgres(
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_an_indexer_killed_mid_run_leaves_a_postgres_store_the_next_run_completes(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres.new_database()
+    photos, store = tmp_path / "photos", tmp_path / "store"
+    write_album(photos, range(40))
+    command = [sys.executable, "-m", "service.cli", "index", str(photos), "--store", str(store), "--db", url]
+    command += ["--workers", "1", "--batch-size", "2", "--flush-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None and _images_in(url) < 6:
+            time.sleep(0.01)
+        assert process.poll() is None, "the run ended before it could be killed"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert 0 < _images_in(url) < 40
+    final = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    verify = runner.invoke(app, ["verify", str(store)])
+    assert verify.exit_code == 0 and "consistent: 40 ok images" in verify.output, verify.output
+    with LatentStore.open(store, read_only=True) as opened:
+        assert len({entry.path for entry in opened.entries()}) == len(opened.entries()) == 40
+        assert [run.status for run in opened.runs()] == ["interrupted", "complete"]
+
+
+def _images_in(url: str) -> int:
+    """How many image rows the catalog database holds (0 before its tables exist)."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as db:
+        try:
+            return db.execute("SELECT count(*) FROM images").fetchone()[0]
+        except psycopg.errors.UndefinedTable:
+            return 0
