@@ -27,7 +27,7 @@ def demo(
     ] = Path("demo-out"),
     model: ModelOption = None,
 ) -> None:
-    """Write a sample collection, index it, query it, and write a reconstruction sheet (shipped model)."""
+    """Index a generated sample collection, serve it, query it over gRPC, and write sheets (shipped model)."""
     samples = write_sample_collection(out / "samples")
     typer.echo(f"1. sample collection: {len(samples)} images in {out / 'samples'}")
     codec = LatentCodec.load(model)
