@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ MANIFEST_FILE = "manifest.json"
 # admitted images' stored latents, when there are at most this many of them (more would be slow, and
 # then the approximate search rarely comes up short).
 EXACT_FALLBACK_MAX = 200_000
+RECORD_CACHE_SIZE = 50_000  # records a read-only store keeps for repeated hits (~0.5 KB each)
 
 
 def _hits_query(with_latents: bool) -> Select[Any]:
@@ -146,6 +148,8 @@ class LatentStore:
         self._lock = threading.RLock()
         self._dirty = False
         self._closed = False
+        self._records: OrderedDict[int, ImageRecord] = OrderedDict()  # read-only stores: see `hits`
+        self._records_lock = threading.Lock()
         self._writer_lock: int | None = None
         with catalog.reading() as session:
             meta = {key: get_meta(session, key) for key in ("model_id", "latent_dim", "metric", "index_type")}
@@ -489,8 +493,35 @@ class LatentStore:
         query of plain columns per 500 ids: on a search's path, ORM objects cost more than the search.
         """
         wanted = [int(i) for i in ids]
+        if self.read_only and not with_latents:
+            return self._cached_hits(wanted)
+        return self._fetch_hits(wanted, with_latents)
+
+    def _cached_hits(self, wanted: list[int]) -> dict[int, tuple[ImageRecord, np.ndarray | None]]:
+        """`hits` of a read-only store from the records it returned lately (a server asks for the same
+        images again and again). They can be a save behind the catalog while an indexer writes, as the
+        reader's vectors are; a new save makes a server open a new store, and a new cache."""
+        with self._records_lock:
+            known = {i: self._records[i] for i in wanted if i in self._records}
+            for image_id in known:
+                self._records.move_to_end(image_id)
+        fetched = self._fetch_hits([i for i in wanted if i not in known], with_latents=False)
+        with self._records_lock:
+            for image_id, (record, _) in fetched.items():
+                self._records[image_id] = record
+            while len(self._records) > RECORD_CACHE_SIZE:
+                self._records.popitem(last=False)
+        out: dict[int, tuple[ImageRecord, np.ndarray | None]] = {i: (r, None) for i, r in known.items()}
+        out.update(fetched)
+        return out
+
+    def _fetch_hits(
+        self, wanted: list[int], with_latents: bool
+    ) -> dict[int, tuple[ImageRecord, np.ndarray | None]]:
         query = _HITS_WITH_LATENTS if with_latents else _HITS
         out: dict[int, tuple[ImageRecord, np.ndarray | None]] = {}
+        if not wanted:
+            return out
         with self._catalog.reading() as session:
             connection = session.connection()
             for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit

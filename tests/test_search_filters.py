@@ -174,3 +174,17 @@ def test_ivfpq_candidates_are_reranked_with_the_exact_stored_latents(tmp_path: P
         np.testing.assert_allclose([m.similarity for m in matches], [by_id[m.id] for m in matches], atol=1e-5)
         assert [m.distance for m in matches] == sorted(m.distance for m in matches)
     assert np.mean(recalls) > 0.9
+
+
+def test_a_read_only_store_serves_repeated_hits_from_memory_and_the_same_records(tmp_path: Path) -> None:
+    store, stored, _ = build(tmp_path / "store", 30)
+    store.close()
+    with LatentStore.open(tmp_path / "store", read_only=True) as reader:
+        first = reader.hits([stored[1].id, stored[2].id], with_latents=False)
+        again = reader.hits([stored[2].id, stored[3].id, 999_999], with_latents=False)
+        assert list(reader._records) == [stored[1].id, stored[2].id, stored[3].id]  # the cache filled up
+        assert again[stored[2].id][0] == first[stored[2].id][0]
+        assert again[stored[2].id][0].path == stored[2].path and again[stored[2].id][1] is None
+        assert again[stored[3].id][0].content_hash == stored[3].content_hash and 999_999 not in again
+        with_latent = reader.hits([stored[2].id])  # latents always come from the catalog
+        assert with_latent[stored[2].id][1] is not None
