@@ -106,15 +106,16 @@ def _wait_for(condition: object, process: subprocess.Popen[bytes], timeout: floa
     return False
 
 
-def _running_runs(store: Path) -> int:
-    """Runs the catalog records as still running: what a killed process leaves when it died inside a run."""
+def _running_runs(store: Path) -> set[int]:
+    """Ids of the runs the catalog records as still running: what a process killed inside a run leaves
+    (until the next run marks them interrupted)."""
     if not (store / "catalog.sqlite").exists():
-        return 0
+        return set()
     with contextlib.closing(sqlite3.connect(f"file:{store / 'catalog.sqlite'}?mode=ro", uri=True)) as db:
         try:
-            return db.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0]
+            return {row[0] for row in db.execute("SELECT id FROM runs WHERE status = 'running'")}
         except sqlite3.OperationalError:  # killed before the tables were made
-            return 0
+            return set()
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -153,7 +154,7 @@ def test_sigkilled_index_runs_leave_a_store_that_verifies_and_completes(tmp_path
     schedule += [("flush", rng.uniform(0.1, 1.0)), ("start", rng.uniform(0.5, 2.0))]
     schedule += [("write", rng.uniform(0.05, 0.5)), ("flush", rng.uniform(0.1, 1.0)), ("run", 0.0)]
     outcomes = []
-    killed_inside_a_run = 0
+    killed_inside_a_run: set[int] = set()  # ids of the runs the kills cut short
     for number, (moment, seconds) in enumerate(schedule):
         before = _store_activity(store)
         process = subprocess.Popen(
@@ -170,12 +171,13 @@ def test_sigkilled_index_runs_leave_a_store_that_verifies_and_completes(tmp_path
             if moment == "write":
                 time.sleep(seconds)
             elif moment == "run":
-                assert _wait_for(lambda: _running_runs(store) > 0, process), "no run started"
+                started = lambda seen=frozenset(killed_inside_a_run): bool(_running_runs(store) - seen)  # noqa: E731
+                assert _wait_for(started, process), "no run started"
             elif _wait_for(lambda: any(store.glob(".vectors.faiss.*.tmp")), process, seconds):
                 moment = "flush (caught)"
         outcomes.append((moment, process.poll()))
         _kill(process)
-        killed_inside_a_run += _running_runs(store)
+        killed_inside_a_run |= _running_runs(store)
         if (store / "manifest.json").exists():
             result = runner.invoke(app, ["verify", str(store)])
             assert result.exit_code == 0, f"after kill {number} ({moment}): {result.output}"
@@ -201,8 +203,8 @@ def test_sigkilled_index_runs_leave_a_store_that_verifies_and_completes(tmp_path
         assert [row[0].id for row in hits] == ids
         runs = opened.runs()
     assert runs[-1].status == "complete" and not [run for run in runs if run.status == "running"]
-    assert killed_inside_a_run >= 1
-    assert sum(run.status == "interrupted" for run in runs) == killed_inside_a_run
+    assert killed_inside_a_run
+    assert {run.id for run in runs if run.status == "interrupted"} == killed_inside_a_run
     last = runs[-1].counts
     assert last.failed == 0 and last.new + last.changed + last.unchanged + last.moved == 60, last
     assert not list(store.glob(".*.tmp"))
