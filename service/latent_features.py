@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -120,8 +121,13 @@ class LibraryMap:
 
 @dataclass
 class _StatsCache:
+    """What the explorer keeps between calls: library statistics per store state, one direction book."""
+
     key: tuple[str, str, int] | None = None
     stats: LibraryStats | None = None
+    book: DirectionBook | None = None
+    book_location: object = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -222,13 +228,11 @@ class LatentExplorer:
             direction = new_direction(
                 name, store.model_id, vector, chosen, separation, (len(pos), len(neg)), description
             )
-            book = DirectionBook(store.catalog_location)
-        try:
-            book.save(direction, replace=replace)
-        except ValueError as exc:
-            raise DirectionExists(str(exc)) from exc
-        finally:
-            book.close()
+        with self._book() as book:
+            try:
+                book.save(direction, replace=replace)
+            except ValueError as exc:
+                raise DirectionExists(str(exc)) from exc
         return direction
 
     def list_directions(self) -> list[Direction]:
@@ -463,11 +467,16 @@ class LatentExplorer:
 
     @contextmanager
     def _book(self) -> Iterator[DirectionBook]:
+        """The directions of the current store's catalog; one connection kept per catalog location (opening
+        one checks the schema, which would cost more than an edit's lookup)."""
         if self.engine.store is None:
             raise NoStore("directions live in the store's database: start the server with --store")
         with self.engine.store.use() as store:
-            book = DirectionBook(store.catalog_location)
-        try:
-            yield book
-        finally:
-            book.close()
+            location = store.catalog_location
+        with self._cache.lock:
+            if self._cache.book_location != location:
+                if self._cache.book is not None:
+                    self._cache.book.close()
+                self._cache.book, self._cache.book_location = DirectionBook(location), location
+            book = self._cache.book
+        yield book
