@@ -473,7 +473,7 @@ class LatentStore:
             scores, ids = self._vectors.search(queries, k, allowed)
         short = (ids >= 0).sum(axis=1) < min(k, len(allowed))
         if short.any() and len(allowed) <= EXACT_FALLBACK_MAX:
-            stored_ids, stored = usable_latents(self._catalog, allowed, self._spec, ReconcileReport())
+            stored_ids, stored = self.all_latents(allowed)
             exact_scores, exact_ids = exact_search(queries[short], stored_ids, stored, k, self.metric)
             scores[short], ids[short] = exact_scores, exact_ids
         return scores, ids

@@ -8,13 +8,11 @@ math is in `models.latent_space`; directions are stored by `indexer.directions`.
 
 from __future__ import annotations
 
-import io
 import math
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -22,11 +20,11 @@ from PIL import Image
 
 from indexer.directions import Direction, DirectionBook, check_name, new_direction
 from indexer.filters import SearchFilter
-from indexer.store import ImageRecord, LatentStore
+from indexer.store import LatentStore
 from models import latent_space
 from models.errors import DimensionMismatch, LatentdexError, NotFound
 from service.live_store import NoStore
-from service.previews import EncodedPicture, encode_picture, thumbnail_picture
+from service.previews import EncodedPicture, encode_picture, thumbnail_image
 from service.queries import (
     EmptyStore,
     Hit,
@@ -365,7 +363,13 @@ class LatentExplorer:
             pixels = self.engine.codec.decode(latents[[index for index, _, _ in placed]])
             tiles = [Image.fromarray(p).resize((cell, cell), Image.Resampling.LANCZOS) for p in pixels]
         else:
-            tiles = [self._thumbnail(root, records.get(image_id), cell) for image_id in chosen]
+            limit = self.engine.limits.max_image_pixels
+            tiles = [
+                thumbnail_image(root / records[image_id].path, cell, limit)
+                if root is not None and image_id in records
+                else None
+                for image_id in chosen
+            ]
         cells = []
         for (_, column, row), image_id, tile in zip(placed, chosen, tiles, strict=True):
             if tile is not None:
@@ -411,15 +415,6 @@ class LatentExplorer:
         decoded = self.engine.codec.decode(np.ascontiguousarray(latents, dtype=np.float32))
         return [encode_picture(pixels, spec.format, spec.size) for pixels in decoded]
 
-    def _thumbnail(self, root: Path | None, record: ImageRecord | None, cell: int) -> Image.Image | None:
-        if root is None or record is None:
-            return None
-        picture = thumbnail_picture(root / record.path, "PNG", cell, self.engine.limits.max_image_pixels)
-        if picture is None:
-            return None
-        with Image.open(io.BytesIO(picture.data)) as opened:
-            return opened.convert("RGB")
-
     def _group_ids(self, group: ImageGroup, store: LatentStore, label: str) -> np.ndarray:
         if group.is_empty:
             raise InvalidQuery(f"the {label} group is empty: give ids, path patterns or a query")
@@ -451,19 +446,15 @@ class LatentExplorer:
 
     @contextmanager
     def _store(self, needed: bool) -> Iterator[LatentStore | None]:
-        """The searchable store if `needed` or if there is one; else None."""
-        if needed or self._has_searchable_store():
-            with self.engine.searchable_store() as store:
-                yield store
-        else:
-            yield None
-
-    def _has_searchable_store(self) -> bool:
-        try:
-            with self.engine.searchable_store():
-                return True
-        except (NoStore, EmptyStore):
-            return False
+        """The searchable store; when not `needed`, None if there is none (or it is empty)."""
+        with ExitStack() as stack:
+            try:
+                store = stack.enter_context(self.engine.searchable_store())
+            except (NoStore, EmptyStore):
+                if needed:
+                    raise
+                store = None
+            yield store
 
     @contextmanager
     def _book(self) -> Iterator[DirectionBook]:

@@ -28,12 +28,9 @@ class EncodedPicture:
     height: int
 
 
-def thumbnail_picture(
-    path: str | os.PathLike[str],
-    image_format: str = "JPEG",
-    size: int = DEFAULT_THUMBNAIL_SIZE,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> EncodedPicture | None:
+def thumbnail_image(
+    path: str | os.PathLike[str], size: int = DEFAULT_THUMBNAIL_SIZE, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image | None:
     """The file's whole picture shrunk to fit `size` x `size` (kept upright, aspect kept); None if the
     file cannot be read or decoded now."""
     try:
@@ -42,7 +39,18 @@ def thumbnail_picture(
         return None
     image = Image.fromarray(pixels, "RGB")
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return _encode(image, image_format)
+    return image
+
+
+def thumbnail_picture(
+    path: str | os.PathLike[str],
+    image_format: str = "JPEG",
+    size: int = DEFAULT_THUMBNAIL_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> EncodedPicture | None:
+    """`thumbnail_image` as `image_format` bytes; None if the file cannot be read or decoded now."""
+    image = thumbnail_image(path, size, max_pixels)
+    return None if image is None else _encode(image, image_format)
 
 
 def encode_picture(pixels: np.ndarray, image_format: str = "PNG", size: int = 0) -> EncodedPicture:
@@ -51,9 +59,6 @@ def encode_picture(pixels: np.ndarray, image_format: str = "PNG", size: int = 0)
     The VAE's output is small (64 px for the default model): a larger `size` is an upscale for display.
     Raises ValueError for an unknown format or a negative size.
     """
-    image_format = image_format.upper()
-    if image_format not in FORMATS:
-        raise ValueError(f"unknown preview format {image_format!r}; choose one of {', '.join(FORMATS)}")
     if size < 0:
         raise ValueError(f"preview size must not be negative, got {size}")
     image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8), "RGB")
@@ -63,7 +68,10 @@ def encode_picture(pixels: np.ndarray, image_format: str = "PNG", size: int = 0)
 
 
 def _encode(image: Image.Image, image_format: str) -> EncodedPicture:
+    """ValueError for a format other than PNG, JPEG or WebP (any case)."""
     image_format = image_format.upper()
+    if image_format not in FORMATS:
+        raise ValueError(f"unknown preview format {image_format!r}; choose one of {', '.join(FORMATS)}")
     buffer = io.BytesIO()
     if image_format == "PNG":
         image.save(buffer, "PNG", compress_level=1)  # previews are small; speed over bytes
