@@ -21,7 +21,6 @@ first Generate after a store change pays for reading every latent, reported sepa
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ import faiss
 import numpy as np
 import torch
 
+from bench.machine import time_call
 from bench.query_latency import WORK_DIR as STORE_WORK_DIR
 from bench.query_latency import ensure_store
 from bench.report import table
@@ -118,17 +118,12 @@ def _parts(
 
 
 def _timed(call: Callable[[], object], repeat: int) -> dict[str, float]:
-    call()  # warm-up
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        samples.append(1000 * (time.perf_counter() - started))
-    ordered = sorted(samples)
+    timing = time_call(call, warmup=1, repeat=repeat)
+    ordered = sorted(timing.samples)
     return {
-        "p50_ms": statistics.median(ordered),
-        "p90_ms": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
-        "best_ms": ordered[0],
+        "p50_ms": 1000 * timing.median,
+        "p90_ms": 1000 * ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
+        "best_ms": 1000 * timing.best,
         "repeat": repeat,
     }
 

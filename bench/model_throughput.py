@@ -188,22 +188,12 @@ def _channels_last(
     images = smooth_images(batch, size, generator).to(device)
     fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
     images_cl = images.contiguous(memory_format=torch.channels_last)
-    timings = time_interleaved(
-        {
-            "default": _looped(lambda: model.encode(images), 1),
-            "channels_last": _looped(lambda: fast.encode(images_cl), 1),
-        },
-        warmup=sizes.warmup,
-        repeat=sizes.repeat,
-        sync=sync,
-    )
-    default = _rate(timings["default"], batch, 1, flops_per_image, peak)
-    channels_last = _rate(timings["channels_last"], batch, 1, flops_per_image, peak)
+    calls = {"default": lambda: model.encode(images), "channels_last": lambda: fast.encode(images_cl)}
+    rates = _paired_rates(calls, batch, sizes, flops_per_image, peak, sync)
     return {
         "op": f"encode_b{batch}",
-        "default": default,
-        "channels_last": channels_last,
-        "speedup_channels_last": channels_last["images_per_s"] / default["images_per_s"],
+        **rates,
+        "speedup_channels_last": rates["channels_last"]["images_per_s"] / rates["default"]["images_per_s"],
     }
 
 
@@ -230,23 +220,34 @@ def _bf16(
     with torch.inference_mode():
         exact, approx = fast.encode(images).mu, encode_bf16()
     cosine = F.cosine_similarity(exact, approx, dim=1)
+    calls = {"fp32": lambda: fast.encode(images), "bf16": encode_bf16}
+    rates = _paired_rates(calls, batch, sizes, flops_per_image, peak, sync)
+    return {
+        "op": f"encode_b{batch}",
+        "hardware_bf16": bool(device.type == "cuda" or cpu_has_fast_bf16()),
+        **rates,
+        "speedup_bf16": rates["bf16"]["images_per_s"] / rates["fp32"]["images_per_s"],
+        "latent_relative_error": float((approx - exact).norm() / exact.norm()),
+        "latent_cosine_min": float(cosine.min()),
+    }
+
+
+def _paired_rates(
+    calls: dict[str, Callable[[], object]],
+    batch: int,
+    sizes: ThroughputSizes,
+    flops_per_image: int,
+    peak: float,
+    sync: Callable[[], None],
+) -> dict[str, dict[str, Any]]:
+    """Each call (one batch of `batch` images) timed interleaved with the others, as a rate row."""
     timings = time_interleaved(
-        {"fp32": _looped(lambda: fast.encode(images), 1), "bf16": _looped(encode_bf16, 1)},
+        {name: _looped(call, 1) for name, call in calls.items()},
         warmup=sizes.warmup,
         repeat=sizes.repeat,
         sync=sync,
     )
-    fp32 = _rate(timings["fp32"], batch, 1, flops_per_image, peak)
-    bf16 = _rate(timings["bf16"], batch, 1, flops_per_image, peak)
-    return {
-        "op": f"encode_b{batch}",
-        "hardware_bf16": bool(device.type == "cuda" or cpu_has_fast_bf16()),
-        "fp32": fp32,
-        "bf16": bf16,
-        "speedup_bf16": bf16["images_per_s"] / fp32["images_per_s"],
-        "latent_relative_error": float((approx - exact).norm() / exact.norm()),
-        "latent_cosine_min": float(cosine.min()),
-    }
+    return {name: _rate(timings[name], batch, 1, flops_per_image, peak) for name in calls}
 
 
 def _training_rates(model: VAE, sizes: ThroughputSizes, device: torch.device, peak: float) -> dict[str, Any]:
@@ -300,6 +301,10 @@ def _train_step_fn(
     return step
 
 
+def _rate_row(label: str, row: dict[str, Any]) -> list[Any]:
+    return [label, row["images_per_s"], row["ms_per_batch"], row["achieved_gflops"], row["ratio_to_matmul"]]
+
+
 def format_result(result: dict[str, Any]) -> str:
     """The printed tables: one block per measured device."""
     blocks = []
@@ -307,40 +312,14 @@ def format_result(result: dict[str, Any]) -> str:
     for label, data in devices:
         base = data["matmul_baseline"]
         rows: list[list[Any]] = []
-        for key, row in data["inference"].items():
-            rows.append(
-                [
-                    key,
-                    row["images_per_s"],
-                    row["ms_per_batch"],
-                    row["achieved_gflops"],
-                    row["ratio_to_matmul"],
-                ]
-            )
+        rows += [_rate_row(key, row) for key, row in data["inference"].items()]
         cl = data["channels_last"]
-        for layout in ("default", "channels_last"):
-            row = cl[layout]
-            rows.append(
-                [
-                    f"{cl['op']} {layout} (paired)",
-                    row["images_per_s"],
-                    row["ms_per_batch"],
-                    row["achieved_gflops"],
-                    row["ratio_to_matmul"],
-                ]
-            )
+        rows += [
+            _rate_row(f"{cl['op']} {layout} (paired)", cl[layout]) for layout in ("default", "channels_last")
+        ]
         half = data.get("bf16")
         for precision in ("fp32", "bf16") if half else ():
-            row = half[precision]
-            rows.append(
-                [
-                    f"{half['op']} channels_last {precision} (paired)",
-                    row["images_per_s"],
-                    row["ms_per_batch"],
-                    row["achieved_gflops"],
-                    row["ratio_to_matmul"],
-                ]
-            )
+            rows.append(_rate_row(f"{half['op']} channels_last {precision} (paired)", half[precision]))
         for variant, row in data["training"].items():
             name = f"train_b{row.get('batch', '?')} {variant}"
             if "error" in row:
