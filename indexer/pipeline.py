@@ -43,6 +43,11 @@ ProgressFn = Callable[["IndexProgress"], None]
 
 UNUSABLE_LATENT = "the model produced an unusable latent (NaN, infinite or all zero)"
 ENGINES = ("local", "ray")
+# What a decoded file tells the catalog: the fields a `DecodedFile` and an `ImageRecord` share by name
+# (stat, hash, pixel size, format, EXIF).
+_FILE_FACTS = tuple(
+    name for name in ImageRecord.__dataclass_fields__ if name in DecodedFile.__dataclass_fields__
+)
 _WRITE_CHUNK = 500  # rows per metadata-only transaction (moves, touches)
 _WINDOW_PER_WORKER = 4  # files in flight per worker (at least): keeps each busy, few to redo after a crash
 
@@ -296,20 +301,8 @@ class _Run:
             self.failures += [(record.display_path, record.failure_reason or "") for record in records]
 
     def _ok_record(self, job: EncodeJob, result: DecodedFile) -> ImageRecord:
-        return ImageRecord(
-            id=job.image_id,
-            path=job.file.path,
-            size=result.size,
-            mtime_ns=result.mtime_ns,
-            content_hash=result.content_hash,
-            width=result.width,
-            height=result.height,
-            format=result.format,
-            capture_time=result.capture_time,
-            camera_make=result.camera_make,
-            camera_model=result.camera_model,
-            model_id=self.codec.model_id,
-        )
+        facts = {name: getattr(result, name) for name in _FILE_FACTS}
+        return ImageRecord(id=job.image_id, path=job.file.path, model_id=self.codec.model_id, **facts)
 
     def _failed_record(
         self, file: ScannedFile, image_id: int | None, reason: str, result: DecodedFile | None = None
