@@ -1,4 +1,9 @@
-"""The pixel baseline for retrieval: 32x32 RGB pixels, centred, PCA-projected to the latent dimension."""
+"""The pixel baselines for retrieval: small RGB thumbnails, centred and PCA-projected, optionally whitened.
+
+The latent has to beat a linear projection of pixels, and whitening (`indexer.whitening`) lifts that
+projection too, so the whitened pixel PCA is the baseline that counts: fitted the same way as the
+store's whitening, at the best of `PIXEL_SIZES` x `PCA_DIMS` in each run.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,16 @@ import torch
 
 from indexer.load import fit_square
 
-PIXEL_SIZE = 32
+PIXEL_SIZE = 32  # the unwhitened baseline's thumbnail side
+PIXEL_SIZES = (16, 32)  # the whitened baseline tries each of these ...
+PCA_DIMS = (64, 128)  # ... with each of these component counts
 
 
-def to_pixels(images: np.ndarray) -> np.ndarray:
-    """Model inputs (N, S, S, 3) -> the pixel baseline's (N, 32, 32, 3) via `fit_square`."""
+def to_pixels(images: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarray:
+    """Model inputs (N, S, S, 3) -> the pixel baseline's (N, size, size, 3) via `fit_square`."""
     if len(images) == 0:
-        return np.empty((0, PIXEL_SIZE, PIXEL_SIZE, 3), np.uint8)
-    return np.stack([fit_square(image, PIXEL_SIZE) for image in images])
+        return np.empty((0, size, size, 3), np.uint8)
+    return np.stack([fit_square(image, size) for image in images])
 
 
 @dataclass(frozen=True)

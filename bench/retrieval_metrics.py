@@ -1,4 +1,4 @@
-"""Scores for the retrieval benchmark: exact faiss search, hit rates, precision@k, chance, PSNR."""
+"""Scores for the retrieval benchmark: exact faiss search, hit rates, precision@k, chance, decode quality."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import torch
 
-from models import losses
+from models import image_quality
 from models.inference import LatentCodec
 
 
@@ -83,25 +83,45 @@ def chance_precision(labels: Sequence[str]) -> float | None:
     return float(np.mean([(counts[label] - 1) / (len(labels) - 1) for label in labels]))
 
 
-def reconstruction_psnr(
+def reconstruction_quality(
     codec: LatentCodec,
     images: np.ndarray,
     latents: np.ndarray,
     groups: Sequence[str],
     group_names: Sequence[str],
     batch: int = 256,
-) -> dict[str, float | None]:
-    """Mean PSNR (dB) of decode(mu) against the model inputs: over all items ("all") and per group name."""
-    scores = []
+) -> dict[str, Any]:
+    """How decode(mu) compares with the model inputs, over all items ("all") and per group name.
+
+    PSNR (dB) and SSIM are means per image; "sharpness" is the decodings' share of high-frequency
+    energy over the originals' (1 = as sharp); "checkerboard" is the decodings' period-2 spectral peak
+    over the originals' (about 1 = no grid; `models.image_quality.checkerboard_energy`).
+    """
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in ("psnr", "ssim", "hf", "hf0", "cb", "cb0")}
     with torch.inference_mode():
         for start in range(0, len(images), batch):
             target = torch.from_numpy(images[start : start + batch]).permute(0, 3, 1, 2).float().div(255)
             decoded = codec.model.decode(torch.from_numpy(latents[start : start + batch]))
-            scores.append(losses.psnr(decoded, target).numpy())
-    per_item = np.concatenate(scores)
+            scores["psnr"].append(image_quality.psnr(decoded, target).numpy())
+            scores["ssim"].append(image_quality.ssim(decoded, target).numpy())
+            scores["hf"].append(image_quality.high_frequency_energy(decoded).numpy())
+            scores["hf0"].append(image_quality.high_frequency_energy(target).numpy())
+            scores["cb"].append(image_quality.checkerboard_energy(decoded).numpy())
+            scores["cb0"].append(image_quality.checkerboard_energy(target).numpy())
+    per_item = {name: np.concatenate(parts) for name, parts in scores.items()}
     labels = np.array(groups, dtype=object)
-    out: dict[str, float | None] = {"all": float(per_item.mean())}
+
+    def summary(mask: np.ndarray) -> dict[str, float] | None:
+        if not mask.any():
+            return None
+        return {
+            "psnr_db": float(per_item["psnr"][mask].mean()),
+            "ssim": float(per_item["ssim"][mask].mean()),
+            "sharpness": float(per_item["hf"][mask].mean() / per_item["hf0"][mask].mean()),
+            "checkerboard": float(per_item["cb"][mask].mean() / per_item["cb0"][mask].mean()),
+        }
+
+    out: dict[str, Any] = {"all": summary(np.ones(len(labels), bool))}
     for group in group_names:
-        mask = labels == group
-        out[group] = float(per_item[mask].mean()) if mask.any() else None
+        out[group] = summary(labels == group)
     return out

@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.alterations import QUERY_KINDS
 from bench.datasets import clipart_sources, fetch, photo_sources, stamp_categories
-from bench.pixel_baseline import PIXEL_SIZE, PixelPCA, to_pixels
+from bench.pixel_baseline import PCA_DIMS, PIXEL_SIZE, PIXEL_SIZES, PixelPCA, to_pixels
 from bench.report import table
 from bench.retrieval_items import (
     SEED,
@@ -45,14 +45,14 @@ from bench.retrieval_metrics import (
     category_precision,
     chance_precision,
     hit_rates,
-    reconstruction_psnr,
+    reconstruction_quality,
     search,
 )
+from indexer.whitening import Whitening
 from models.checkpoint import load_model
 from models.inference import LatentCodec
 
 NAME = "retrieval_quality"
-METHODS = ("vae_cosine", "vae_l2", "pixel_pca_cosine")
 CROP_SCALE = (0.15, 1.0)  # photo crop side as a share of the photo's shorter side
 MIRROR_SUFFIX = "_mirror"
 
@@ -79,14 +79,21 @@ def run(
     data_root: str | os.PathLike[str],
     quick: bool = False,
     workers: int | None = None,
+    compare: Sequence[str | os.PathLike[str]] = (),
 ) -> dict[str, Any]:
-    """Build the index and queries from `data_root`, evaluate every method; returns the JSON-ready result."""
+    """Build the index and queries from `data_root`, evaluate every method; returns the JSON-ready result.
+
+    `model_dir` (None: the shipped model) is the model under test; `compare` are more model directories
+    scored the same way in the same run (e.g. the model shipped before). All must share an input size.
+    """
     sizes = QUICK if quick else FULL
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    model, card = load_model(model_dir)
-    codec = LatentCodec(model, card)
-    size = codec.image_size
+    codecs = [LatentCodec(*load_model(model_dir))]
+    codecs += [LatentCodec(*load_model(other)) for other in compare]
+    size = codecs[0].image_size
+    if any(codec.image_size != size for codec in codecs):
+        raise ValueError("every compared model must take the same input size")
     raw = fetch(Path(data_root))
     sources = select_sources(raw, sizes)
     items_total = sum(s.items for s in sources)
@@ -101,29 +108,31 @@ def run(
     queries_set = gather_queries(index, loaded, size)
     targets = queries_set.targets
 
-    started = time.perf_counter()
-    index_mu = codec.encode(index.inputs)
-    query_mu = codec.encode(queries_set.inputs)
-    seconds["encode"] = time.perf_counter() - started
-    started = time.perf_counter()
-    psnr = reconstruction_psnr(codec, index.inputs, index_mu, index.groups, SOURCE_GROUPS)
-    seconds["reconstruct"] = time.perf_counter() - started
+    vectors: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+    models: dict[str, Any] = {}
+    for role, codec in zip(("under test", *("compared",) * len(compare)), codecs, strict=True):
+        started = time.perf_counter()
+        index_mu = codec.encode(index.inputs)
+        query_mu = codec.encode(queries_set.inputs)
+        seconds[f"encode {codec.model_id}"] = time.perf_counter() - started
+        quality = reconstruction_quality(codec, index.inputs, index_mu, index.groups, SOURCE_GROUPS)
+        models[codec.model_id] = {"role": role, "latent_dim": codec.latent_dim, "decoding": quality}
+        whitening = Whitening.fit(index_mu)
+        vectors[f"{codec.model_id} whitened"] = (whitening.apply(index_mu), whitening.apply(query_mu), True)
+        if role == "under test":
+            for floor in FLOOR_VARIANTS:
+                varied = Whitening.fit(index_mu, variance_floor=floor)
+                name = f"{codec.model_id} whitened, floor {floor:g}"
+                vectors[name] = (varied.apply(index_mu), varied.apply(query_mu), True)
+        vectors[f"{codec.model_id} cosine"] = (index_mu, query_mu, True)
+        vectors[f"{codec.model_id} l2"] = (index_mu, query_mu, False)
 
     started = time.perf_counter()
-    dim = min(codec.latent_dim, len(index.inputs), 3 * PIXEL_SIZE**2)
-    index_pixels = to_pixels(index.inputs)
-    pca = PixelPCA.fit(index_pixels, dim, seed=SEED)
+    pixel_vectors, pixel_baseline = pixel_baselines(index.inputs, queries_set.inputs, codecs[0].latent_dim)
+    vectors |= pixel_vectors
     seconds["pixel_pca"] = time.perf_counter() - started
+
     started = time.perf_counter()
-    vectors = {
-        "vae_cosine": (index_mu, query_mu, True),
-        "vae_l2": (index_mu, query_mu, False),
-        "pixel_pca_cosine": (
-            pca.project(index_pixels),
-            pca.project(to_pixels(queries_set.inputs)),
-            True,
-        ),
-    }
     groups = np.array([index.groups[t] for t in targets], dtype=object)
     copy_detection: dict[str, Any] = {}
     for method, (base_vectors, query_vectors, normalise) in vectors.items():
@@ -138,16 +147,22 @@ def run(
         for method, (base_vectors, _, normalise) in vectors.items()
     }
     seconds["search"] = time.perf_counter() - started
+    best_pixels = max(
+        (m for m in vectors if m.startswith(PIXEL_WHITENED_PREFIX)),
+        key=lambda m: copy_detection[m]["overall"]["top1"] or 0.0,
+    )
+    pixel_baseline["best_whitened"] = best_pixels
 
     photos = [s for s in sources if s.kind == "photo"]
     failed = [(s.relative, r.error) for s, r in zip(sources, loaded, strict=True) if r.error]
     return {
-        "model_id": card.model_id,
+        "model_id": codecs[0].model_id,
+        "models": models,
         "sizes": asdict(sizes),
         "seed": SEED,
         "image_size": size,
-        "latent_dim": codec.latent_dim,
-        "pixel_baseline": {"size": PIXEL_SIZE, "pca_dim": dim, "explained_variance": pca.explained},
+        "latent_dim": codecs[0].latent_dim,
+        "pixel_baseline": pixel_baseline,
         "dataset": {
             "eval_photos": len(photos),
             "photo_crops_planned": sum(s.items for s in photos),
@@ -169,9 +184,41 @@ def run(
             "chance": chance_precision(stamp_labels),
             **precision,
         },
-        "psnr_db": psnr,
         "seconds": seconds,
     }
+
+
+# The store's whitening floors small variances at VARIANCE_FLOOR x the mean; these are measured beside it.
+FLOOR_VARIANTS = (0.001, 0.1)
+PIXEL_COSINE = "pixels PCA cosine"
+PIXEL_WHITENED_PREFIX = "pixels PCA whitened"
+
+
+def pixel_baselines(
+    index_inputs: np.ndarray, query_inputs: np.ndarray, latent_dim: int
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, bool]], dict[str, Any]]:
+    """The pixel methods' vectors: PCA of 32-px pixels to the latent dimension, and whitened PCA at every
+    size in `PIXEL_SIZES` and component count in `PCA_DIMS` (the best of them is the one to beat)."""
+    vectors: dict[str, tuple[np.ndarray, np.ndarray, bool]] = {}
+    facts: dict[str, Any] = {"variants": {}}
+    for pixel_size in sorted({PIXEL_SIZE, *PIXEL_SIZES}):
+        index_pixels, query_pixels = to_pixels(index_inputs, pixel_size), to_pixels(query_inputs, pixel_size)
+        dims = set(PCA_DIMS) if pixel_size in PIXEL_SIZES else set()
+        if pixel_size == PIXEL_SIZE:
+            dims.add(latent_dim)
+        for dim in sorted(dims):
+            dim = min(dim, len(index_inputs), 3 * pixel_size**2)
+            pca = PixelPCA.fit(index_pixels, dim, seed=SEED)
+            base, queries = pca.project(index_pixels), pca.project(query_pixels)
+            if pixel_size == PIXEL_SIZE and dim == min(latent_dim, len(index_inputs), 3 * pixel_size**2):
+                vectors[PIXEL_COSINE] = (base, queries, True)
+                facts |= {"size": pixel_size, "pca_dim": dim, "explained_variance": pca.explained}
+            if pixel_size in PIXEL_SIZES and dim in PCA_DIMS:
+                whitening = Whitening.fit(base)
+                name = f"{PIXEL_WHITENED_PREFIX} {pixel_size}px {dim}"
+                vectors[name] = (whitening.apply(base), whitening.apply(queries), True)
+                facts["variants"][name] = {"explained_variance": pca.explained}
+    return vectors, facts
 
 
 def select_sources(raw: Path, sizes: RetrievalSizes) -> list[Source]:
@@ -206,28 +253,26 @@ def select_sources(raw: Path, sizes: RetrievalSizes) -> list[Source]:
     return stamps + clipart + photos
 
 
-LABELS = {"vae_cosine": "VAE cosine", "vae_l2": "VAE L2", "pixel_pca_cosine": "pixel-PCA cosine"}
-
-
 def format_result(result: dict[str, Any]) -> str:
-    """The printed tables: copy detection by alteration and by source, precision@10, PSNR."""
+    """The printed tables: copy detection by alteration and by source, precision@k, decode quality."""
     data = result["dataset"]
     k = result["sizes"]["k"]
     copy = result["copy_detection"]
-    headers = ["queries", "n"] + [f"{LABELS[m]} {h}" for m in METHODS for h in ("@1", f"@{k}")]
+    methods = _shown_methods(result)
+    headers = ["queries", "n"] + [f"{m} {h}" for m in methods for h in ("@1", f"@{k}")]
 
     def rows(section: str, keys: Sequence[str]) -> list[list[Any]]:
         out = []
         for key in keys:
-            n = copy[METHODS[0]][section][key]["n"]
+            n = copy[methods[0]][section][key]["n"]
             if n:
-                cells = [copy[m][section][key][h] for m in METHODS for h in ("top1", "top10")]
+                cells = [copy[m][section][key][h] for m in methods for h in ("top1", "top10")]
                 out.append([key, n, *cells])
         return out
 
     overall = [
-        ["all", copy[METHODS[0]]["overall"]["n"]]
-        + [copy[m]["overall"][h] for m in METHODS for h in ("top1", "top10")]
+        ["all", copy[methods[0]]["overall"]["n"]]
+        + [copy[m]["overall"][h] for m in methods for h in ("top1", "top10")]
     ]
     by_group = data["indexed_by_group"]
     title = (
@@ -237,30 +282,59 @@ def format_result(result: dict[str, Any]) -> str:
         f"of the original at rank 1 / in the top {k}"
     )
     copy_table = table(title, headers, rows("by_alteration", QUERY_KINDS) + overall)
-    source_rows = rows("by_source", SOURCE_GROUPS)
-    source_table = table("Copy detection by source of the original", headers, source_rows)
+    source_table = table(
+        "Copy detection by source of the original", headers, rows("by_source", SOURCE_GROUPS)
+    )
+    every = list(copy)
+    summary_rows = []
     precision = result["category_precision"]
     chance = precision["chance"]
-    precision_rows: list[list[Any]] = [
-        [LABELS[m], precision[m], precision[m] / chance if precision[m] is not None and chance else None]
-        for m in METHODS
-    ]
-    precision_rows.append(["chance (random neighbours)", chance, 1.0 if chance else None])
-    precision_table = table(
-        f"Category precision@{k}: {data['stamps']} tuxpaint stamps, "
-        f"{len(data['stamp_categories'])} categories",
-        ["method", f"precision@{k}", "x chance"],
-        precision_rows,
+    for method in every:
+        by_source = copy[method]["by_source"]
+        summary_rows.append(
+            [
+                method,
+                copy[method]["overall"]["top1"],
+                by_source["photo"]["top1"],
+                copy[method]["overall"]["top10"],
+                precision[method],
+                precision[method] / chance if precision[method] is not None and chance else None,
+            ]
+        )
+    summary_rows.append(["chance (random neighbours)", None, None, None, chance, 1.0 if chance else None])
+    summary_table = table(
+        f"Every method: copy top-1 (all, photos), top-{k}; category precision@{k} on {data['stamps']} "
+        f"tuxpaint stamps in {len(data['stamp_categories'])} categories",
+        ["method", "copy @1", "photos @1", f"copy @{k}", f"precision@{k}", "x chance"],
+        summary_rows,
     )
-    psnr = result["psnr_db"]
-    psnr_table = table(
-        "VAE reconstruction PSNR of decode(mu), dB",
-        ["images", "PSNR dB"],
-        [[name, psnr[name]] for name in ("photo", "clipart", "stamp", "all") if psnr.get(name) is not None],
+    quality_rows = []
+    for model_id, facts in result["models"].items():
+        for group in ("photo", "clipart", "stamp", "all"):
+            q = facts["decoding"].get(group)
+            if q is not None:
+                quality_rows.append(
+                    [model_id, group, q["psnr_db"], q["ssim"], q["sharpness"], q["checkerboard"]]
+                )
+    quality_table = table(
+        "decode(mu) against the input: PSNR dB, SSIM, sharpness (high-frequency energy, decoded / "
+        "original), checkerboard (period-2 spectral peak, decoded / original)",
+        ["model", "images", "PSNR dB", "SSIM", "sharpness", "checkerboard"],
+        quality_rows,
     )
     pixel = result["pixel_baseline"]
     extra = (
-        f"pixel baseline: {pixel['size']}px RGB -> PCA {pixel['pca_dim']}-d "
-        f"keeps {100 * pixel['explained_variance']:.1f}% of the variance"
+        f"pixel baseline: {pixel['size']}px RGB -> PCA {pixel['pca_dim']}-d keeps "
+        f"{100 * pixel['explained_variance']:.1f}% of the variance; best whitened pixel PCA: "
+        f"{pixel['best_whitened']}"
     )
-    return "\n\n".join([copy_table, source_table, precision_table, psnr_table, extra])
+    return "\n\n".join([copy_table, source_table, summary_table, quality_table, extra])
+
+
+def _shown_methods(result: dict[str, Any]) -> list[str]:
+    """The by-alteration tables' columns: the model under test whitened and cosine, the best whitened
+    pixels and plain pixel PCA, and every compared model whitened."""
+    under_test = result["model_id"]
+    shown = [f"{under_test} whitened", f"{under_test} cosine"]
+    shown += [f"{m} whitened" for m, facts in result["models"].items() if facts["role"] == "compared"]
+    return [*shown, result["pixel_baseline"]["best_whitened"], PIXEL_COSINE]

@@ -1,7 +1,7 @@
 """Run the benchmark suite: print a table per benchmark and write one JSON result file per benchmark.
 
 python -m bench.run_all --data data --results bench/results [--model DIR] [--quick] [--only NAME]
-    [--store DIR]
+    [--store DIR] [--compare DIR ...]
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ BENCHMARKS: dict[str, Benchmark] = {
         format=model_throughput.format_result,
     ),
     retrieval_quality.NAME: Benchmark(
-        run=lambda args: retrieval_quality.run(args.model, args.data, quick=args.quick, workers=args.workers),
+        run=lambda args: retrieval_quality.run(
+            args.model, args.data, quick=args.quick, workers=args.workers, compare=args.compare
+        ),
         format=retrieval_quality.format_result,
     ),
     index_types.NAME: Benchmark(
@@ -78,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--model", type=Path, default=None, help="model directory (default: the shipped model)"
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        help="retrieval_quality: another model directory scored in the same run (repeatable)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of about two minutes")
     parser.add_argument(

@@ -15,17 +15,43 @@ from sqlalchemy import select
 
 from indexer.catalog import Catalog, ImageRow, get_meta, ok_latents, status_counts
 from indexer.vectors import VectorIndex, check_vectors, prepare_vectors
+from indexer.whitening import Whitening
 from models.errors import BadLatent, DimensionMismatch
 
 
 @dataclass(frozen=True)
 class VectorSpec:
-    """What every vector of a store must be: from which model, how long, under which metric and index."""
+    """What every vector of a store must be: from which model, how long, under which metric and index.
+
+    Under the "whitened" metric FAISS holds `whitening`-transformed latents compared by cosine (by
+    cosine on raw mu while the store is too small to fit one); under "cosine" and "l2", the latents.
+    """
 
     model_id: str
     latent_dim: int
     metric: str
     index_type: str
+    whitening: Whitening | None = None
+
+    @property
+    def index_metric(self) -> str:
+        """The metric FAISS searches with."""
+        return "cosine" if self.metric == "whitened" else self.metric
+
+    @property
+    def latent_metric(self) -> str:
+        """The metric a raw latent is checked under: a zero mu has no cosine direction before a fit."""
+        return self.index_metric
+
+    @property
+    def whitening_id(self) -> str:
+        return self.whitening.id if self.whitening is not None else ""
+
+    def to_index(self, latents: np.ndarray) -> np.ndarray:
+        """Checked raw latents -> the vectors FAISS holds for them."""
+        if self.metric == "whitened" and self.whitening is not None and len(latents):
+            return self.whitening.apply(latents)
+        return latents
 
 
 @dataclass
@@ -77,7 +103,9 @@ def decode_latent(blob: bytes, spec: VectorSpec) -> np.ndarray | None:
     if len(blob) != 4 * spec.latent_dim:
         return None
     try:
-        return check_vectors(np.frombuffer(blob, dtype=np.float32)[None], spec.latent_dim, spec.metric)[0]
+        return check_vectors(
+            np.frombuffer(blob, dtype=np.float32)[None], spec.latent_dim, spec.latent_metric
+        )[0]
     except (BadLatent, DimensionMismatch):
         return None
 
@@ -102,7 +130,9 @@ def usable_latents(
 def rebuild_vectors(catalog: Catalog, spec: VectorSpec, report: ReconcileReport) -> VectorIndex:
     """A new index of `spec.index_type` holding every usable ok latent; the report says what it did."""
     ids, vectors = usable_latents(catalog, None, spec, report)
-    index, notes = VectorIndex.build(spec.index_type, spec.latent_dim, spec.metric, ids, vectors)
+    index, notes = VectorIndex.build(
+        spec.index_type, spec.latent_dim, spec.index_metric, ids, spec.to_index(vectors)
+    )
     report.rebuilt, report.readded = True, len(ids)
     report.notes += notes
     return index
@@ -122,11 +152,14 @@ def reconcile_vectors(
     with catalog.reading() as session:
         saved_digest = get_meta(session, "vectors_digest")
         saved_generation = int(get_meta(session, "vectors_generation") or 0)
+        saved_whitening = get_meta(session, "vectors_whitening") or ""
         ok = session.execute(select(ImageRow.id, ImageRow.generation).where(ImageRow.status == "ok")).all()
     if vectors is None and load_error is None:
         load_error = "there is no vectors index"
     if load_error is None and vectors is not None and vectors.digest != saved_digest:
         load_error = "it is not the file the catalog last recorded (saved behind the store's back?)"
+    if load_error is None and saved_whitening != spec.whitening_id:
+        load_error = "it was built with another whitening transform than the catalog's"
     if load_error is not None or vectors is None:
         report.notes.append(f"rebuilt the vectors file from the catalog's latents: {load_error}")
         vectors = rebuild_vectors(catalog, spec, report)
@@ -139,7 +172,7 @@ def reconcile_vectors(
         vectors.remove(orphans)
         again = np.union1d(np.setdiff1d(ok_ids, unique), np.union1d(newer, unique[copies > 1]))
         ids, latents = usable_latents(catalog, np.intersect1d(again, ok_ids), spec, report)
-        vectors.add(ids, latents)
+        vectors.add(ids, spec.to_index(latents))
         report.readded = len(ids)
     if report.unrecoverable:
         report.notes.append(f"{len(report.unrecoverable)} ok rows have unusable latents: re-index them")
@@ -179,7 +212,7 @@ def verify_store(
         present = [(i, v) for i, v in latents if i in in_index]
         if present:
             ids = np.array([i for i, _ in present])
-            expected = prepare_vectors(np.stack([v for _, v in present]), spec.metric)
+            expected = prepare_vectors(spec.to_index(np.stack([v for _, v in present])), spec.index_metric)
             differs = ~np.isclose(vectors.vectors(ids), expected, atol=1e-5).all(axis=1)
             report.stale_vectors = ids[differs].tolist()
     for name, label in _VERIFY_LABELS.items():

@@ -54,7 +54,7 @@ _WINDOW_PER_WORKER = 4  # files in flight per worker (at least): keeps each busy
 
 @dataclass(frozen=True)
 class IndexOptions:
-    """How to run. None for `index_type`/`metric`: keep an existing store's, or "flat"/"cosine" for a new one.
+    """How to run. None for `index_type`/`metric`: keep a store's, or "flat"/"whitened" for a new one.
 
     `workers`: decode processes; `torch_threads`: encoder (and FAISS) threads in this process; None for
     either: share the cores as `split_cores` does. `flush_every`: batches between saves of the vectors
@@ -369,7 +369,7 @@ def _open_or_create(folder: Path, codec: LatentCodec, options: IndexOptions) -> 
             folder,
             model_id=codec.model_id,
             latent_dim=codec.latent_dim,
-            metric=options.metric or "cosine",
+            metric=options.metric or "whitened",
             index_type=options.index_type or "flat",
             database=options.database,
         )
@@ -380,7 +380,7 @@ def _open_or_create(folder: Path, codec: LatentCodec, options: IndexOptions) -> 
         if options.metric is not None and options.metric != store.metric:
             raise StoreError(
                 f"the store {folder} uses the {store.metric} metric, not {options.metric}: "
-                "a store's metric is fixed when it is created"
+                f"change it with `latentdex rebuild {folder} --metric {options.metric}`"
             )
         if options.index_type is not None:
             resolve_index_type(options.index_type, 0)  # ValueError for an unknown type, before any work

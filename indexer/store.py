@@ -74,7 +74,9 @@ from indexer.consistency import (
     verify_store,
 )
 from indexer.filters import SearchFilter, glob_ids, matching_ids
-from indexer.vectors import IVF_REFINE, METRICS, VectorIndex, check_vectors, exact_search, rerank
+from indexer.vectors import IVF_REFINE, VectorIndex, check_vectors, exact_search, rerank
+from indexer.whitening import STORE_METRICS, Whitening, needs_fit
+from indexer.whitening import describe as describe_whitening
 from models.atomic_files import write_bytes_atomic
 from models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
 
@@ -123,11 +125,13 @@ class StoreInfo:
     image_count: int
     failed_count: int
     updated_at: datetime
+    whitening: dict[str, Any] | None = None  # "whitened" stores: id, version, fitted_count, changes
 
 
 @dataclass(frozen=True)
 class Match:
-    """A search hit. "cosine": distance = 1 - similarity; "l2": Euclidean distance, similarity 1/(1+d)."""
+    """A search hit. "cosine" and "whitened": distance = 1 - cosine similarity (in the whitened space for
+    "whitened"); "l2": Euclidean distance, similarity 1/(1+d)."""
 
     id: int
     distance: float
@@ -151,10 +155,14 @@ class LatentStore:
         self._records: OrderedDict[int, ImageRecord] = OrderedDict()  # read-only stores: see `hits`
         self._records_lock = threading.Lock()
         self._writer_lock: int | None = None
+        keys = ("model_id", "latent_dim", "metric", "index_type", "whitening", "whitening_changes")
         with catalog.reading() as session:
-            meta = {key: get_meta(session, key) for key in ("model_id", "latent_dim", "metric", "index_type")}
+            meta = {key: get_meta(session, key) for key in keys}
         self.model_id, self.metric, self.index_type = meta["model_id"], meta["metric"], meta["index_type"]
         self.latent_dim = int(meta["latent_dim"] or 0)
+        self.whitening = Whitening.from_text(meta["whitening"]) if meta["whitening"] else None
+        self.whitening_changes = int(meta["whitening_changes"] or 0)
+        self._whitening_unsaved = False
 
     @classmethod
     def create(
@@ -163,7 +171,7 @@ class LatentStore:
         *,
         model_id: str,
         latent_dim: int,
-        metric: str = "cosine",
+        metric: str = "whitened",
         index_type: str = "flat",
         database: str | None = None,
     ) -> LatentStore:
@@ -179,10 +187,11 @@ class LatentStore:
                 f"database must be a URL such as postgresql+psycopg://user@host/db, got {database!r}"
             )
         folder = Path(folder)
-        if latent_dim < 1 or metric not in METRICS:
-            raise ValueError(f"need latent_dim >= 1 and a metric in {list(METRICS)}")
+        if latent_dim < 1 or metric not in STORE_METRICS:
+            raise ValueError(f"need latent_dim >= 1 and a metric in {list(STORE_METRICS)}")
+        spec = VectorSpec(model_id, latent_dim, metric, index_type)
         vectors, notes = VectorIndex.build(
-            index_type, latent_dim, metric, np.empty(0), np.empty((0, latent_dim))
+            index_type, latent_dim, spec.index_metric, np.empty(0), np.empty((0, latent_dim))
         )
         folder.mkdir(parents=True, exist_ok=True)
         writer_lock = _lock_folder(folder)
@@ -233,7 +242,7 @@ class LatentStore:
             if not read_only:
                 store._take_writer_lock()
             try:
-                store._vectors = VectorIndex.load(folder / VECTORS_FILE, store.metric)
+                store._vectors = VectorIndex.load(folder / VECTORS_FILE, store._spec.index_metric)
                 load_error = None
                 if store._vectors.dim != store.latent_dim:
                     load_error = f"it holds {store._vectors.dim}-d vectors, the store {store.latent_dim}-d"
@@ -277,6 +286,7 @@ class LatentStore:
         """The manifest as last flushed."""
         document = _read_manifest(self.folder / MANIFEST_FILE)
         document["updated_at"] = datetime.fromisoformat(document["updated_at"])
+        document.setdefault("whitening", None)  # stores made before the whitened metric
         return StoreInfo(**{name: document[name] for name in StoreInfo.__dataclass_fields__})
 
     @property
@@ -322,13 +332,14 @@ class LatentStore:
                     f"{record.display_path} was encoded by model {record.model_id!r}, but this store holds "
                     f"latents of {self.model_id!r}: re-encode it, or index into a store made for that model"
                 )
-        vectors = None if latents is None else check_vectors(latents, self.latent_dim, self.metric)
+        spec = self._spec
+        vectors = None if latents is None else check_vectors(latents, self.latent_dim, spec.latent_metric)
         if vectors is not None and len(vectors) != len(records):
             raise DimensionMismatch(f"{len(records)} records but {len(vectors)} latents")
         with self._lock:
             ids = self._write_rows(records, vectors, failed=False)
             if vectors is not None:
-                self._vectors_add(np.array(ids, dtype=np.int64), vectors)
+                self._vectors_add(np.array(ids, dtype=np.int64), spec.to_index(vectors))
         return ids
 
     def mark_failed(self, records: Sequence[ImageRecord]) -> list[int]:
@@ -337,7 +348,8 @@ class LatentStore:
             raise ValueError("a failed image needs a failure_reason")
         with self._lock:
             ids = self._write_rows(records, None, failed=True)
-            self._vectors.remove(np.array(ids, dtype=np.int64))
+            removed = self._vectors.remove(np.array(ids, dtype=np.int64))
+            self._count_changes(removed)
         return ids
 
     def remove_images(self, ids: Sequence[int]) -> None:
@@ -346,7 +358,7 @@ class LatentStore:
             with self._writing() as session:
                 for row in rows_by_id(session, ids):
                     session.delete(row)
-            self._vectors.remove(np.array(ids, dtype=np.int64))
+            self._count_changes(self._vectors.remove(np.array(ids, dtype=np.int64)))
 
     def move_image(self, image_id: int, new_path: str) -> None:
         """Give an image a new path, keeping its id and vector; NotFound, StoreError if the path is taken."""
@@ -372,17 +384,34 @@ class LatentStore:
                 count = mark_for_reencode(session, f"awaiting re-encoding with model {model_id}")
                 set_meta(session, "model_id", model_id)
                 set_meta(session, "latent_dim", str(latent_dim))
+                set_meta(session, "whitening", "")  # fitted again on the new latents
+                set_meta(session, "whitening_changes", "0")
             self.model_id, self.latent_dim = model_id, latent_dim
+            self.whitening, self.whitening_changes = None, 0
             self._vectors = rebuild_vectors(self._catalog, self._spec, ReconcileReport())
             self.flush()
         return count
 
     def flush(self) -> None:
-        """Save the vectors atomically, record which generation they hold, and rewrite the manifest."""
+        """Save the vectors atomically, record which generation they hold, and rewrite the manifest.
+
+        A "whitened" store first refits its whitening when `whitening.needs_fit` says the library has
+        changed enough since the last fit (and rebuilds its vectors in the new space).
+        """
+        with self._lock:
+            if self.metric == "whitened" and self._whitening_due():
+                self._refit_whitening()
+            self._save()
+
+    def _save(self) -> None:
         with self._lock, self._writing(changes_images=False) as session:
             digest = self._vectors.save(self.folder / VECTORS_FILE)
             set_meta(session, "vectors_digest", digest)
             set_meta(session, "vectors_generation", get_meta(session, "generation") or "0")
+            set_meta(session, "vectors_whitening", self._spec.whitening_id)
+            if self._whitening_unsaved:
+                set_meta(session, "whitening", self.whitening.to_text() if self.whitening else "")
+                set_meta(session, "whitening_changes", str(self.whitening_changes))
             counts = status_counts(session)
             manifest = {
                 "format_version": FORMAT_VERSION,
@@ -393,11 +422,12 @@ class LatentStore:
                 "image_count": counts.get("ok", 0),
                 "failed_count": counts.get("failed", 0),
                 "updated_at": datetime.now(UTC).isoformat(),
+                "whitening": self._whitening_manifest(),
             }
             if is_database_url(self._catalog.location):
                 manifest["database"] = self._catalog.name
         write_bytes_atomic(self.folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
-        self._dirty = False
+        self._dirty = self._whitening_unsaved = False
 
     def start_run(self, root: str) -> int:
         """Record the start of an indexing run over `root`; return its id."""
@@ -417,16 +447,26 @@ class LatentStore:
             raise StoreError("the store is open read-only")
         return self._reconcile(None)
 
-    def rebuild(self, index_type: str | None = None) -> list[str]:
-        """Rebuild the vectors from the stored latents, optionally with another index type; return notes."""
+    def rebuild(self, index_type: str | None = None, metric: str | None = None) -> list[str]:
+        """Rebuild the vectors from the stored latents, optionally with another index type or metric;
+        return notes. A "whitened" store refits its whitening first (a store made before the whitened
+        metric moves to it with `metric="whitened"`)."""
+        if metric is not None and metric not in STORE_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(STORE_METRICS)}")
         with self._lock:
             report = ReconcileReport()
-            if index_type is not None:
-                with self._writing(changes_images=False) as session:
+            with self._writing(changes_images=False) as session:
+                if index_type is not None:
                     set_meta(session, "index_type", index_type)
-                self.index_type = index_type
-            self._vectors = rebuild_vectors(self._catalog, self._spec, report)
-            self.flush()
+                if metric is not None:
+                    set_meta(session, "metric", metric)
+            self.index_type = index_type or self.index_type
+            self.metric = metric or self.metric
+            if self.metric == "whitened":
+                report.notes += self._refit_whitening()
+            else:
+                self._vectors = rebuild_vectors(self._catalog, self._spec, report)
+            self._save()
             return report.notes
 
     def verify(self) -> VerifyReport:
@@ -443,21 +483,27 @@ class LatentStore:
         `where`: only images whose metadata passes this filter; k of them come back whenever the store
         holds k that pass. Raises DimensionMismatch, BadLatent, ValueError for k < 1.
         """
-        queries = check_vectors(latents, self.latent_dim, self.metric)
         with self._lock:
+            spec = self._spec
             approximate = self._vectors.kind == "ivfpq"
+        queries = spec.to_index(check_vectors(latents, self.latent_dim, spec.latent_metric))
         wanted = k * IVF_REFINE if approximate else k
         if where is None or where.is_empty:
             with self._lock:
                 scores, ids = self._vectors.search(queries, wanted)
         else:
-            scores, ids = self._filtered_search(queries, wanted, where)
+            scores, ids = self._filtered_search(queries, wanted, where, spec)
         if approximate:
-            scores, ids = rerank(queries, ids, self.all_latents, k, self.metric)
+
+            def indexed_vectors(wanted_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                found, stored = self.all_latents(wanted_ids)
+                return found, spec.to_index(stored)
+
+            scores, ids = rerank(queries, ids, indexed_vectors, k, spec.index_metric)
         results = []
         for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
             hits = [(i, s) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
-            if self.metric == "cosine":
+            if spec.index_metric == "cosine":
                 results.append([Match(i, max(0.0, 1.0 - score), score) for i, score in hits])
             else:  # FAISS gives squared L2
                 distances = [(i, max(score, 0.0) ** 0.5) for i, score in hits]
@@ -465,7 +511,7 @@ class LatentStore:
         return results
 
     def _filtered_search(
-        self, queries: np.ndarray, k: int, where: SearchFilter
+        self, queries: np.ndarray, k: int, where: SearchFilter, spec: VectorSpec
     ) -> tuple[np.ndarray, np.ndarray]:
         with self._catalog.reading() as session:
             allowed = matching_ids(session, where)
@@ -474,7 +520,9 @@ class LatentStore:
         short = (ids >= 0).sum(axis=1) < min(k, len(allowed))
         if short.any() and len(allowed) <= EXACT_FALLBACK_MAX:
             stored_ids, stored = self.all_latents(allowed)
-            exact_scores, exact_ids = exact_search(queries[short], stored_ids, stored, k, self.metric)
+            exact_scores, exact_ids = exact_search(
+                queries[short], stored_ids, spec.to_index(stored), k, spec.index_metric
+            )
             scores[short], ids[short] = exact_scores, exact_ids
         return scores, ids
 
@@ -577,6 +625,10 @@ class LatentStore:
         """(ids, latents) of every ok image (or of `ids`) with a usable stored latent, by id."""
         return usable_latents(self._catalog, ids, self._spec, ReconcileReport())
 
+    def whitening_summary(self) -> str:
+        """One line on the whitening a "whitened" store searches with, and when it refits."""
+        return describe_whitening(self.whitening, self.whitening_changes, self.vector_count, self.latent_dim)
+
     def count(self, status: str = "ok") -> int:
         """How many images have `status` ("ok" or "failed")."""
         with self._catalog.reading() as session:
@@ -611,6 +663,7 @@ class LatentStore:
                 ids = write_images(session, records, blobs, failed=failed, generation=generation)
                 if vectors is not None:
                     set_meta(session, "generation", str(generation))
+                    self._count_changes(len(ids), session)
                 return ids
         except IntegrityError as exc:
             raise StoreError(f"the catalog refused the change: {exc.orig}") from exc
@@ -625,7 +678,49 @@ class LatentStore:
 
     @property
     def _spec(self) -> VectorSpec:
-        return VectorSpec(self.model_id, self.latent_dim, self.metric, self.index_type)
+        return VectorSpec(self.model_id, self.latent_dim, self.metric, self.index_type, self.whitening)
+
+    def _count_changes(self, count: int, session: Session | None = None) -> None:
+        """Add `count` images added, changed or removed to the tally that decides a whitening refit."""
+        if not count or self.metric != "whitened":
+            return
+        self.whitening_changes += count
+        if session is not None:
+            set_meta(session, "whitening_changes", str(self.whitening_changes))
+        else:
+            with self._writing(changes_images=False) as own:
+                set_meta(own, "whitening_changes", str(self.whitening_changes))
+
+    def _whitening_due(self) -> bool:
+        return needs_fit(self._vectors.ntotal, self.latent_dim, self.whitening, self.whitening_changes)
+
+    def _refit_whitening(self) -> list[str]:
+        """Fit the whitening on every stored latent, record it, and rebuild the vectors in its space."""
+        _, latents = self.all_latents()
+        report = ReconcileReport()
+        if needs_fit(len(latents), self.latent_dim, None, 0):
+            fitted: Whitening | None = Whitening.fit(latents)
+        else:
+            fitted = None
+            report.notes.append(
+                f"whitening not fitted: {len(latents)} latents are too few; cosine on mu until there are more"
+            )
+        # The transform is recorded by `_save`, in the transaction that records the vectors built with it.
+        self.whitening, self.whitening_changes, self._whitening_unsaved = fitted, 0, True
+        self._vectors = rebuild_vectors(self._catalog, self._spec, report)
+        self._dirty = True
+        return report.notes
+
+    def _whitening_manifest(self) -> dict[str, Any] | None:
+        if self.metric != "whitened":
+            return None
+        fitted = self.whitening
+        return {
+            "id": fitted.id if fitted is not None else None,
+            "version": fitted.version if fitted is not None else None,
+            "fitted_count": fitted.fitted_count if fitted is not None else 0,
+            "changes_since_fit": self.whitening_changes,
+        }
 
     def _reconcile(self, load_error: str | None) -> ReconcileReport:
         with self._lock:

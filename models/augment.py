@@ -91,3 +91,51 @@ def color_jitter(images: torch.Tensor, generator: torch.Generator, strength: flo
     grey = out.mean(dim=1, keepdim=True)
     out = (out - grey) * factors() + grey
     return out.clamp(0, 1)
+
+
+STYLE_CHANGES = ("grey", "posterise", "channel_swap", "line_art", "saturate")
+
+
+def style_changes(images: torch.Tensor, generator: torch.Generator, probability: float = 0.5) -> torch.Tensor:
+    """Re-render a `probability` share of float [0, 1] images in another style, one of `STYLE_CHANGES`.
+
+    Views cut from one photo teach "the same photo"; these teach "the same subject drawn otherwise":
+    grey, posterised to 2..4 levels per channel, colour channels permuted, a line drawing of the edges
+    (dark strokes on white), or saturation pushed to 2..3x.
+    """
+    n = images.shape[0]
+    out = images.clone()
+    chosen = torch.rand(n, generator=generator) < probability
+    kinds = torch.randint(0, len(STYLE_CHANGES), (n,), generator=generator)
+    for index in chosen.nonzero().flatten().tolist():
+        kind = STYLE_CHANGES[int(kinds[index])]
+        image = images[index]
+        if kind == "grey":
+            out[index] = image.mean(dim=0, keepdim=True).expand_as(image)
+        elif kind == "posterise":
+            levels = int(torch.randint(2, 5, (1,), generator=generator))
+            out[index] = (image * levels).floor().clamp(max=levels - 1) / (levels - 1)
+        elif kind == "channel_swap":
+            order = torch.randperm(3, generator=generator)
+            if order.tolist() == [0, 1, 2]:
+                order = torch.tensor([2, 0, 1])
+            out[index] = image[order]
+        elif kind == "line_art":
+            out[index] = line_drawing(image[None])[0]
+        else:
+            factor = 2 + torch.rand(1, generator=generator).item()
+            grey = image.mean(dim=0, keepdim=True)
+            out[index] = ((image - grey) * factor + grey).clamp(0, 1)
+    return out
+
+
+def line_drawing(images: torch.Tensor) -> torch.Tensor:
+    """Dark strokes on white where float [0, 1] images (N, 3, H, W) have edges (Sobel magnitude)."""
+    grey = images.mean(dim=1, keepdim=True)
+    sobel_x = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=images.dtype)
+    kernels = torch.stack([sobel_x, sobel_x.T])[:, None]
+    gradients = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
+    magnitude = gradients.pow(2).sum(dim=1, keepdim=True).sqrt()
+    scale = magnitude.flatten(1).amax(dim=1).clamp_min(1e-6)[:, None, None, None]
+    strokes = (magnitude / scale * 2).clamp(0, 1)
+    return (1 - strokes).expand(-1, 3, -1, -1).contiguous()

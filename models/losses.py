@@ -73,6 +73,34 @@ def invariance_loss(mu_a: torch.Tensor, mu_b: torch.Tensor, temperature: float =
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
+def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """SimCLR's NT-Xent: each of the 2N views must pick its partner among the 2N - 1 others.
+
+    Unlike `invariance_loss`, a view's negatives include the other images' views from its own side too.
+    """
+    n = z_a.shape[0]
+    z = F.normalize(torch.cat([z_a, z_b]), dim=1)
+    logits = z @ z.T / temperature
+    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    partners = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, partners)
+
+
+class ProjectionHead(nn.Module):
+    """The small MLP that SimCLR puts between the representation (here mu) and the contrastive loss.
+
+    The loss then shapes the head's output, and mu keeps what the head throws away (colour, exact
+    position) for the decoder: contrasting mu itself trades reconstruction against invariance.
+    """
+
+    def __init__(self, latent_dim: int, width: int = 256, out_dim: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim, width), nn.ReLU(), nn.Linear(width, out_dim))
+
+    def forward(self, mu: torch.Tensor) -> torch.Tensor:
+        return self.net(mu)
+
+
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image, for images in [0, 1]."""
     mse = (reconstruction - target).pow(2).flatten(1).mean(dim=1).clamp_min(1e-10)

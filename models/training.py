@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from models import losses
 from models.atomic_files import atomic_output, write_text_atomic
-from models.augment import JpegRecompressor, altered_copies, random_crops
+from models.augment import JpegRecompressor, altered_copies, random_crops, style_changes
 from models.checkpoint import save_model
 from models.errors import BadCheckpoint
 from models.sheets import training_sheet
@@ -27,6 +27,7 @@ from models.vae import VAE, VAEConfig
 
 STATE_DIR = "train_state"
 SHEETS_DIR = "sheets"
+INVARIANCE_FORMS = ("mu_infonce", "head_ntxent")
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,24 @@ class TrainConfig:
     reconstruction: losses.ReconstructionKind = "mse"
     invariance_weight: float = 0.0
     invariance_temperature: float = 0.1
+    # "mu_infonce": InfoNCE on mu between the crop and one altered copy. "head_ntxent": SimCLR's NT-Xent
+    # between two altered copies, through a 2-layer projection head over mu (`losses.ProjectionHead`).
+    invariance_form: str = "mu_infonce"
+    # Share of altered copies also re-rendered in another style (`augment.style_changes`).
+    style_probability: float = 0.0
     adversarial_weight: float = 0.0
     adversarial_warmup_steps: int = 2000
     checkpoint_every: int = 500
     seed: int = 0
     grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.invariance_form not in INVARIANCE_FORMS:
+            raise ValueError(
+                f"invariance_form must be one of {INVARIANCE_FORMS}, got {self.invariance_form!r}"
+            )
+        if not 0 <= self.style_probability <= 1:
+            raise ValueError(f"style_probability must be in [0, 1], got {self.style_probability}")
 
 
 @dataclass
@@ -103,9 +117,13 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = VAE(model_config)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    head = (
+        losses.ProjectionHead(model_config.latent_dim)
+        if config.invariance_weight > 0 and config.invariance_form == "head_ntxent"
+        else None
     )
+    trained = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
     discriminator = losses.PatchDiscriminator() if config.adversarial_weight > 0 else None
     disc_optimizer = (
         torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate * 0.5, betas=(0.5, 0.9))
@@ -116,7 +134,7 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(config.warmup_steps, total_steps))
     state = _TrainState(out / STATE_DIR, model_config, config)
-    step, history = state.restore(model, optimizer, schedule, discriminator, disc_optimizer)
+    step, history = state.restore(model, head, optimizer, schedule, discriminator, disc_optimizer)
     started = time.perf_counter()
     model.train()
     while step < total_steps:
@@ -126,7 +144,7 @@ def train(
         batch_ids = order[offset * config.batch_size : (offset + 1) * config.batch_size]
         images = random_crops(train_images[batch_ids], model_config.image_size, batch_gen)
         metrics = _train_step(
-            model, optimizer, discriminator, disc_optimizer, images, config, step, batch_gen, jpeg
+            model, head, optimizer, discriminator, disc_optimizer, images, config, step, batch_gen, jpeg
         )
         schedule.step()
         step += 1
@@ -136,7 +154,7 @@ def train(
             on_step(metrics)
         if step % config.checkpoint_every == 0 or step == total_steps:
             _checkpoint(model, out, holdout_images, train_images, config, step, data_description, None)
-            state.save(step, history, model, optimizer, schedule, discriminator, disc_optimizer)
+            state.save(step, history, model, head, optimizer, schedule, discriminator, disc_optimizer)
     model.eval()
     holdout = holdout_psnr(model, holdout_images) if len(holdout_images) else None
     card = _checkpoint(model, out, holdout_images, train_images, config, step, data_description, holdout)
@@ -152,6 +170,7 @@ def train(
 
 def _train_step(
     model: VAE,
+    head: losses.ProjectionHead | None,
     optimizer: torch.optim.Optimizer,
     discriminator: losses.PatchDiscriminator | None,
     disc_optimizer: torch.optim.Optimizer | None,
@@ -167,9 +186,7 @@ def _train_step(
     loss = recon + config.beta * kl
     metrics = StepMetrics(0, 0, 0, 0.0, recon.item(), kl.item())
     if config.invariance_weight > 0:
-        copies = altered_copies(images, generator, jpeg=jpeg)
-        copy_mu, _ = model.encoder(copies)
-        invariance = losses.invariance_loss(posterior.mu, copy_mu, config.invariance_temperature)
+        invariance = _invariance(model, head, images, posterior.mu, config, generator, jpeg)
         loss = loss + config.invariance_weight * invariance
         metrics.invariance = invariance.item()
     adversarial_on = discriminator is not None and step >= config.adversarial_warmup_steps
@@ -181,7 +198,8 @@ def _train_step(
         metrics.adversarial = adversarial.item()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
     optimizer.step()
     if adversarial_on:
         assert discriminator is not None and disc_optimizer is not None
@@ -193,6 +211,30 @@ def _train_step(
         metrics.discriminator = disc_loss.item()
     metrics.loss = loss.item()
     return metrics
+
+
+def _invariance(
+    model: VAE,
+    head: losses.ProjectionHead | None,
+    images: torch.Tensor,
+    mu: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    jpeg: JpegRecompressor | None,
+) -> torch.Tensor:
+    def view() -> torch.Tensor:
+        copies = altered_copies(images, generator, jpeg=jpeg)
+        if config.style_probability > 0:
+            copies = style_changes(copies, generator, config.style_probability)
+        return copies
+
+    if head is None:
+        copy_mu, _ = model.encoder(view())
+        return losses.invariance_loss(mu, copy_mu, config.invariance_temperature)
+    views_mu, _ = model.encoder(torch.cat([view(), view()]))
+    projected = head(views_mu)
+    first, second = projected.chunk(2)
+    return losses.nt_xent(first, second, config.invariance_temperature)
 
 
 @torch.inference_mode()
@@ -255,7 +297,7 @@ class _TrainState:
         self.directory = directory
         self.signature = {"model": json.loads(model_config.to_json()), "train": asdict(config)}
 
-    def restore(self, model, optimizer, schedule, discriminator, disc_optimizer) -> tuple[int, list]:
+    def restore(self, model, head, optimizer, schedule, discriminator, disc_optimizer) -> tuple[int, list]:
         meta_path = self.directory / "state.json"
         if not meta_path.exists():
             return 0, []
@@ -267,6 +309,8 @@ class _TrainState:
             )
         tensors = load_file(str(self.directory / "state.safetensors"))
         model.load_state_dict(_prefixed(tensors, "model."))
+        if head is not None:
+            head.load_state_dict(_prefixed(tensors, "head."))
         optimizer.load_state_dict(_unflatten_optimizer(tensors, "opt.", meta["optimizer_groups"]))
         schedule.load_state_dict(meta["schedule"])
         if discriminator is not None:
@@ -276,9 +320,11 @@ class _TrainState:
             )
         return int(meta["step"]), list(meta.get("history", []))
 
-    def save(self, step, history, model, optimizer, schedule, discriminator, disc_optimizer) -> None:
+    def save(self, step, history, model, head, optimizer, schedule, discriminator, disc_optimizer) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+        if head is not None:
+            tensors |= {f"head.{k}": v.detach().clone() for k, v in head.state_dict().items()}
         opt_tensors, opt_groups = _flatten_optimizer(optimizer, "opt.")
         tensors |= opt_tensors
         meta: dict[str, Any] = {

@@ -19,6 +19,9 @@ from models.errors import BadCheckpoint, DimensionMismatch
 SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
 _BOTTOM_SIZE = 4  # spatial size where the encoder flattens into the latent vector
 _LOGVAR_RANGE = (-30.0, 20.0)
+ENCODER_STEMS = ("full", "strided")
+DECODER_UPSAMPLINGS = ("transposed", "nearest")
+_LEGACY_DEFAULTS = {"encoder_stem": "full", "decoder_upsampling": "transposed"}
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,19 @@ class VAEConfig:
     channels: tuple[int, ...] = (16, 64, 128, 256)
     blocks_per_level: int = 1
     groups: int = 8
+    # "strided": a stride-2 stem, so the first level runs at half resolution (about 3x fewer FLOPs).
+    encoder_stem: str = "full"
+    # "nearest": nearest-neighbour upsampling then a 3x3 convolution, which cannot draw the checkerboard
+    # that stride-2 transposed convolutions leave (Odena et al., Deconvolution and Checkerboard Artifacts).
+    decoder_upsampling: str = "transposed"
 
     def __post_init__(self) -> None:
+        if self.encoder_stem not in ENCODER_STEMS:
+            raise ValueError(f"encoder_stem must be one of {ENCODER_STEMS}, got {self.encoder_stem!r}")
+        if self.decoder_upsampling not in DECODER_UPSAMPLINGS:
+            raise ValueError(
+                f"decoder_upsampling must be one of {DECODER_UPSAMPLINGS}, got {self.decoder_upsampling!r}"
+            )
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
             raise ValueError(f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, got {self.image_size}")
         if self.groups < 1:
@@ -51,7 +65,13 @@ class VAEConfig:
         return (self.image_size // _BOTTOM_SIZE).bit_length() - 1
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The config as JSON; fields still at the value every model had before they existed are left
+        out, so the checkpoints made then keep their model_id."""
+        fields = asdict(self)
+        for name, legacy in _LEGACY_DEFAULTS.items():
+            if fields[name] == legacy:
+                del fields[name]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
@@ -68,15 +88,31 @@ class VAEConfig:
             raise BadCheckpoint(f"invalid model config: {exc}") from exc
 
     @classmethod
-    def for_size(cls, image_size: int, latent_dim: int = 128, base_channels: int = 32) -> VAEConfig:
+    def for_size(
+        cls,
+        image_size: int,
+        latent_dim: int = 128,
+        base_channels: int = 32,
+        *,
+        encoder_stem: str = "full",
+        decoder_upsampling: str = "transposed",
+    ) -> VAEConfig:
         """A config whose widths double per level from `base_channels`, capped at 8x.
 
-        The full-resolution level runs at half width: it dominates the compute and measured
-        twice as fast in training at no visible cost in reconstruction.
+        With the "full" stem the full-resolution level runs at half width: it dominates the compute and
+        measured twice as fast in training at no visible cost in reconstruction. The "strided" stem
+        skips that level's convolutions altogether, so every level keeps its full width.
         """
         levels = (image_size // _BOTTOM_SIZE).bit_length() - 1
-        channels = (base_channels // 2, *(base_channels * min(2**i, 8) for i in range(1, levels)))
-        return cls(image_size=image_size, latent_dim=latent_dim, channels=channels)
+        first = base_channels // 2 if encoder_stem == "full" else base_channels
+        channels = (first, *(base_channels * min(2**i, 8) for i in range(1, levels)))
+        return cls(
+            image_size=image_size,
+            latent_dim=latent_dim,
+            channels=channels,
+            encoder_stem=encoder_stem,
+            decoder_upsampling=decoder_upsampling,
+        )
 
 
 @dataclass
@@ -120,15 +156,26 @@ class ResidualBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Image (N, 3, S, S) in [0, 1] -> (mu, logvar), each (N, latent_dim)."""
+    """Image (N, 3, S, S) in [0, 1] -> (mu, logvar), each (N, latent_dim).
+
+    Level i works at S / 2**i ("full" stem) or S / 2**(i+1) ("strided"), ending at 4x4 either way: the
+    strided encoder has no downsampling after its last level, which holds residual blocks at 4x4.
+    """
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
         ch = config.channels
-        self.stem = nn.Conv2d(3, ch[0], 3, padding=1)
+        strided = config.encoder_stem == "strided"
+        if strided:
+            self.stem = nn.Conv2d(3, ch[0], 4, stride=2, padding=1)
+        else:
+            self.stem = nn.Conv2d(3, ch[0], 3, padding=1)
         stages: list[nn.Module] = []
         for level, width in enumerate(ch):
             stages.extend(ResidualBlock(width, config.groups) for _ in range(config.blocks_per_level))
+            last = level == len(ch) - 1
+            if strided and last:
+                break
             next_width = ch[min(level + 1, len(ch) - 1)]
             stages.append(nn.Conv2d(width, next_width, 4, stride=2, padding=1))
         self.stages = nn.Sequential(*stages)
@@ -153,7 +200,7 @@ class Decoder(nn.Module):
         stages: list[nn.Module] = []
         for level, width in enumerate(ch):
             next_width = ch[min(level + 1, len(ch) - 1)] if level + 1 < len(ch) else ch[-1]
-            stages.append(nn.ConvTranspose2d(width, next_width, 4, stride=2, padding=1))
+            stages.append(_upsampling(width, next_width, config.decoder_upsampling))
             stages.extend(ResidualBlock(next_width, config.groups) for _ in range(config.blocks_per_level))
         self.stages = nn.Sequential(*stages)
         self.norm_out = nn.GroupNorm(config.groups, ch[-1])
@@ -163,6 +210,15 @@ class Decoder(nn.Module):
         h = self.from_latent(z).view(-1, self.bottom_channels, _BOTTOM_SIZE, _BOTTOM_SIZE)
         h = self.stages(h)
         return torch.sigmoid(self.to_rgb(F.silu(self.norm_out(h))))
+
+
+def _upsampling(in_channels: int, out_channels: int, kind: str) -> nn.Module:
+    """Double the spatial size: a transposed convolution, or nearest-neighbour copies then a 3x3 conv."""
+    if kind == "transposed":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    )
 
 
 class VAE(nn.Module):

@@ -58,21 +58,33 @@ def passes(record: ImageRecord, where: SearchFilter) -> bool:
 
 
 def build(
-    folder: Path, n: int, index_type: str = "flat"
+    folder: Path, n: int, index_type: str = "flat", metric: str = "whitened"
 ) -> tuple[LatentStore, list[ImageRecord], np.ndarray]:
-    latents = np.random.default_rng(7).standard_normal((n, DIM)).astype(np.float32)
-    store = LatentStore.create(folder, model_id=MODEL, latent_dim=DIM)
+    """A store of `n` latents that are anisotropic and off-centre, so whitening changes the ranking."""
+    rng = np.random.default_rng(7)
+    scales = np.geomspace(4.0, 0.25, DIM).astype(np.float32)
+    latents = (rng.standard_normal((n, DIM)).astype(np.float32) * scales + 1.5).astype(np.float32)
+    store = LatentStore.create(folder, model_id=MODEL, latent_dim=DIM, metric=metric)
     stored = library(n)
     ids = store.upsert_images(stored, latents)
     if index_type != "flat":
         store.rebuild(index_type)
     store.flush()
+    assert (store.whitening is not None) == (metric == "whitened" and n >= 2 * DIM)
     return store, [ImageRecord(**{**vars(r), "id": i}) for r, i in zip(stored, ids, strict=True)], latents
 
 
 def exact_answer(
-    query: np.ndarray, stored: list[ImageRecord], latents: np.ndarray, where: SearchFilter, k: int
+    query: np.ndarray,
+    stored: list[ImageRecord],
+    latents: np.ndarray,
+    where: SearchFilter,
+    k: int,
+    store: LatentStore | None = None,
 ) -> list[int]:
+    """The filtered cosine ranking, in `store`'s whitened space when it has one, else on the latents."""
+    if store is not None and store.whitening is not None:
+        latents, query = store.whitening.apply(latents), store.whitening.apply(query[None])[0]
     unit = latents / np.linalg.norm(latents, axis=1, keepdims=True)
     scores = unit @ (query / np.linalg.norm(query))
     order = [i for i in np.argsort(-scores, kind="stable") if passes(stored[i], where)]
@@ -88,14 +100,17 @@ FILTERS = [
 ]
 
 
+@pytest.mark.parametrize("metric", ["whitened", "cosine"])
 @pytest.mark.parametrize("where", FILTERS, ids=lambda f: ",".join(k for k, v in vars(f).items() if v))
-def test_flat_filtered_search_is_the_exact_filtered_answer(tmp_path: Path, where: SearchFilter) -> None:
-    store, stored, latents = build(tmp_path / "store", 600)
-    queries = np.random.default_rng(1).standard_normal((5, DIM)).astype(np.float32)
+def test_flat_filtered_search_is_the_exact_filtered_answer(
+    tmp_path: Path, where: SearchFilter, metric: str
+) -> None:
+    store, stored, latents = build(tmp_path / "store", 600, metric=metric)
+    queries = latents[:5] + np.random.default_rng(1).standard_normal((5, DIM)).astype(np.float32)
     with store:
         results = store.search(queries, 10, where=where)
     for query, matches in zip(queries, results, strict=True):
-        assert [m.id for m in matches] == exact_answer(query, stored, latents, where, 10)
+        assert [m.id for m in matches] == exact_answer(query, stored, latents, where, 10, store)
         assert len(matches) == 10
 
 
@@ -128,7 +143,7 @@ def test_approximate_indexes_still_return_k_matches_under_a_narrow_filter(
     for query, matches in zip(queries, results, strict=True):
         assert len(matches) == 12 and {m.id for m in matches} <= admitted_ids
         # the nearest admitted image is found (IVF-PQ scores are approximate, so compare the set)
-        assert exact_answer(query, stored, latents, narrow, 1)[0] in [m.id for m in matches]
+        assert exact_answer(query, stored, latents, narrow, 1, store)[0] in [m.id for m in matches]
 
 
 def test_a_filter_checks_its_values() -> None:
@@ -151,21 +166,24 @@ def test_hits_leave_out_ids_without_an_ok_row(tmp_path: Path) -> None:
     assert record.path == stored[2].path and np.array_equal(latent, latents[2])
 
 
-def test_ivfpq_candidates_are_reranked_with_the_exact_stored_latents(tmp_path: Path) -> None:
+@pytest.mark.parametrize("metric", ["whitened", "cosine"])
+def test_ivfpq_candidates_are_reranked_with_the_exact_stored_latents(tmp_path: Path, metric: str) -> None:
     n = IVF_MIN_TRAINING + 500
     centres = np.random.default_rng(11).standard_normal((50, DIM)).astype(np.float32)
     picks = np.random.default_rng(12).integers(0, 50, n)
     latents = centres[picks] + 0.35 * np.random.default_rng(13).standard_normal((n, DIM)).astype(np.float32)
-    store = LatentStore.create(tmp_path / "store", model_id=MODEL, latent_dim=DIM)
+    store = LatentStore.create(tmp_path / "store", model_id=MODEL, latent_dim=DIM, metric=metric)
     ids = np.asarray(store.upsert_images(library(n), latents))
     store.rebuild("ivfpq")
     queries = latents[:40] + 0.05 * np.random.default_rng(14).standard_normal((40, DIM)).astype(np.float32)
     with store:
         assert store.vector_kind == "ivfpq"
         results = store.search(queries, 10)
-    unit = latents / np.linalg.norm(latents, axis=1, keepdims=True)
+        space = store.whitening.apply if store.whitening is not None else (lambda x: x)
+    assert (metric == "whitened") == (store.whitening is not None)
+    unit = space(latents) / np.linalg.norm(space(latents), axis=1, keepdims=True)
     recalls = []
-    for query, matches in zip(queries, results, strict=True):
+    for query, matches in zip(space(queries), results, strict=True):
         exact = unit @ (query / np.linalg.norm(query))
         truth = set(ids[np.argsort(-exact)[:10]].tolist())
         recalls.append(len(truth & {m.id for m in matches}) / 10)

@@ -112,7 +112,7 @@ def test_info_describes_model_store_and_limits(client: LatentdexClient, served: 
     info = client.info()
     assert info.model_id == served.codec.model_id and info.latent_dim == 128 and info.image_size == 64
     assert info.has_store and info.image_count == ALBUM + TRAVEL
-    assert (info.metric, info.index_type, info.vector_kind) == ("cosine", "flat", "flat")
+    assert (info.metric, info.index_type, info.vector_kind) == ("whitened", "flat", "flat")
     assert info.store_updated_at is not None and info.store_updated_at.year >= 2024
     assert (info.max_k, info.max_preview_size, info.max_image_pixels) == (1000, 256, PIXEL_CAP)
 

@@ -69,7 +69,7 @@ def test_create_open_close_round_trip_with_manifest(tmp_path: Path) -> None:
         )
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["image_count"] == 5 and manifest["failed_count"] == 1
-    assert (manifest["model_id"], manifest["latent_dim"], manifest["metric"]) == (MODEL, DIM, "cosine")
+    assert (manifest["model_id"], manifest["latent_dim"], manifest["metric"]) == (MODEL, DIM, "whitened")
     with LatentStore.open(folder) as store:
         assert not store.last_reconcile.changed
         assert store.count() == 5 and store.count("failed") == 1
@@ -152,11 +152,24 @@ def test_bad_latents_raise_and_write_nothing(store: LatentStore) -> None:
     bad[1, 3] = np.inf
     with pytest.raises(BadLatent):
         store.upsert_images(records(2), bad)
-    with pytest.raises(BadLatent, match="zero"):
-        store.upsert_images(records(1), np.zeros((1, DIM), np.float32))
     with pytest.raises(DimensionMismatch):
         store.search(latents(1)[:, :4], 1)
     assert store.count() == 0 and store.verify().ok
+
+
+@pytest.mark.parametrize("metric", ["whitened", "cosine"])
+def test_a_zero_latent_has_no_direction_and_is_refused(tmp_path: Path, metric: str) -> None:
+    with LatentStore.create(tmp_path / "s", model_id=MODEL, latent_dim=DIM, metric=metric) as store:
+        with pytest.raises(BadLatent, match="zero"):
+            store.upsert_images(records(1), np.zeros((1, DIM), np.float32))
+        assert store.count() == 0
+
+
+def test_a_zero_latent_is_a_point_under_l2(tmp_path: Path) -> None:
+    with LatentStore.create(tmp_path / "s", model_id=MODEL, latent_dim=DIM, metric="l2") as store:
+        store.upsert_images(records(1), np.zeros((1, DIM), np.float32))
+        store.flush()
+        assert store.count() == 1 and store.verify().ok
 
 
 def test_latents_from_another_model_are_refused(store: LatentStore) -> None:

@@ -86,7 +86,8 @@ def test_stats_prints_totals_model_index_disk_and_runs(indexed: tuple[Path, Path
         runs = opened.runs()
     lines = result.output.splitlines()
     assert f"model:       {model_id} (latent dim 8)" in lines
-    assert "metric:      cosine" in lines
+    assert "metric:      whitened" in lines
+    assert "whitening:   not fitted yet: needs 16 images, has 6 (cosine on mu until then)" in lines
     assert "index:       flat (configured: flat)" in lines
     assert "images:      6 ok, 1 failed" in lines
     assert f"on disk:     {size:,} bytes" in lines and size > 0

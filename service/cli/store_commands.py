@@ -18,7 +18,7 @@ from service.cli.progress import progress_bar
 from service.indexer_metrics import IndexerMetrics
 
 IndexType = Literal["flat", "hnsw", "ivfpq", "auto"]
-Metric = Literal["cosine", "l2"]
+Metric = Literal["whitened", "cosine", "l2"]
 StoreArgument = Annotated[Path, typer.Argument(help="Store folder.")]
 
 
@@ -31,7 +31,11 @@ def index(
         typer.Option(help="FAISS index: flat (exact), hnsw, ivfpq, auto. Default: the store's, or flat."),
     ] = None,
     metric: Annotated[
-        Metric | None, typer.Option(help="Distance for a new store (fixed once created). Default: cosine.")
+        Metric | None,
+        typer.Option(
+            help="Distance for a new store: whitened (cosine after a PCA whitening fitted on the store), "
+            "cosine or l2. Default: whitened; `latentdex rebuild --metric` changes it later."
+        ),
     ] = None,
     reencode: Annotated[
         bool, typer.Option("--reencode", help="Re-encode every image, e.g. with a model the store lacks.")
@@ -113,6 +117,8 @@ def stats(
         typer.echo(f"store:       {opened.folder}")
         typer.echo(f"model:       {opened.model_id} (latent dim {opened.latent_dim})")
         typer.echo(f"metric:      {opened.metric}")
+        if opened.metric == "whitened":
+            typer.echo(f"whitening:   {opened.whitening_summary()}")
         typer.echo(f"index:       {opened.vector_kind} (configured: {opened.index_type})")
         typer.echo(f"images:      {ok} ok, {failed} failed")
         typer.echo(f"on disk:     {opened.disk_bytes():,} bytes")
@@ -160,6 +166,28 @@ def verify(
     for problem in report.problems:
         typer.echo(f"  {problem}")
     raise typer.Exit(VERIFY_FAILED)
+
+
+def rebuild(
+    store: StoreArgument,
+    metric: Annotated[
+        Metric | None, typer.Option(help="Switch the store to this metric (whitened refits its transform).")
+    ] = None,
+    index_type: Annotated[IndexType | None, typer.Option(help="Switch to this FAISS index type.")] = None,
+) -> None:
+    """Rebuild a store's vectors from its stored latents; a whitened store refits its whitening first.
+
+    Stores made before the whitened metric keep searching by cosine until `--metric whitened`.
+    """
+    with LatentStore.open(store) as opened:
+        notes = opened.rebuild(index_type=index_type, metric=metric)
+        typer.echo(
+            f"rebuilt {opened.vector_count} vectors: {opened.vector_kind} index, {opened.metric} metric"
+        )
+        if opened.metric == "whitened":
+            typer.echo(f"whitening: {opened.whitening_summary()}")
+    for note in notes:
+        typer.echo(f"note: {note}")
 
 
 def export(

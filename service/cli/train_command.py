@@ -22,6 +22,12 @@ def train(
     image_size: Annotated[int, typer.Option(help="Model input size: 32, 64, 128 or 256.")] = 64,
     latent_dim: Annotated[int, typer.Option(help="Latent dimension.")] = 128,
     base_channels: Annotated[int, typer.Option(help="Width of the second encoder level.")] = 32,
+    encoder_stem: Annotated[
+        str, typer.Option(help="full (first level at full resolution) or strided (at half: ~3x fewer FLOPs).")
+    ] = "full",
+    decoder_upsampling: Annotated[
+        str, typer.Option(help="transposed (stride-2 transposed convs) or nearest (upsample + conv).")
+    ] = "transposed",
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 2e-3,
@@ -31,6 +37,13 @@ def train(
     reconstruction: Annotated[str, typer.Option(help="Reconstruction loss: mse or l1_ssim.")] = "mse",
     invariance_weight: Annotated[
         float, typer.Option(help="Weight of the augmentation-invariance term (0 = off).")
+    ] = 0.0,
+    invariance_form: Annotated[
+        str, typer.Option(help="mu_infonce (on mu) or head_ntxent (NT-Xent through a projection head).")
+    ] = "mu_infonce",
+    invariance_temperature: Annotated[float, typer.Option(help="Temperature of the invariance term.")] = 0.1,
+    style_probability: Annotated[
+        float, typer.Option(help="Share of altered views also re-rendered in another style.")
     ] = 0.0,
     adversarial_weight: Annotated[float, typer.Option(help="Weight of the patch-GAN term (0 = off).")] = 0.0,
     adversarial_warmup: Annotated[int, typer.Option(help="Steps before the GAN term starts.")] = 2000,
@@ -43,19 +56,31 @@ def train(
     if reconstruction not in ("mse", "l1_ssim"):
         raise typer.BadParameter("must be mse or l1_ssim", param_hint="--reconstruction")
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    model_config = VAEConfig.for_size(image_size, latent_dim, base_channels)
-    config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        beta=beta,
-        reconstruction=reconstruction,  # type: ignore[arg-type]
-        invariance_weight=invariance_weight,
-        adversarial_weight=adversarial_weight,
-        adversarial_warmup_steps=adversarial_warmup,
-        checkpoint_every=checkpoint_every,
-        seed=seed,
-    )
+    try:
+        model_config = VAEConfig.for_size(
+            image_size,
+            latent_dim,
+            base_channels,
+            encoder_stem=encoder_stem,
+            decoder_upsampling=decoder_upsampling,
+        )
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            beta=beta,
+            reconstruction=reconstruction,  # type: ignore[arg-type]
+            invariance_weight=invariance_weight,
+            invariance_form=invariance_form,
+            invariance_temperature=invariance_temperature,
+            style_probability=style_probability,
+            adversarial_weight=adversarial_weight,
+            adversarial_warmup_steps=adversarial_warmup,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     with progress_bar("img") as bar:
         task = bar.add_task("decoding", total=None, status="")
         data = load_training_set(

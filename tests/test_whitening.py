@@ -1,0 +1,240 @@
+"""The whitened search space: the transform itself, and a store that fits, persists, refits and uses it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from indexer.store import ImageRecord, LatentStore
+from indexer.whitening import MIN_FIT_PER_DIMENSION, REFIT_SHARE, VARIANCE_FLOOR, Whitening
+from models.errors import StoreError
+from service.cli import app
+
+DIM = 16
+MODEL = "vae-test"
+FIT_AT = MIN_FIT_PER_DIMENSION * DIM
+
+
+@pytest.fixture(autouse=True)
+def _one_faiss_thread() -> None:
+    faiss.omp_set_num_threads(1)
+
+
+def records(n: int, start: int = 0) -> list[ImageRecord]:
+    return [
+        ImageRecord(path=f"a/{i:05d}.jpg", size=10 + i, mtime_ns=i, content_hash=f"{i:064x}", model_id=MODEL)
+        for i in range(start, start + n)
+    ]
+
+
+MIXING = np.linalg.qr(np.random.default_rng(99).standard_normal((DIM, DIM)))[0]
+
+
+def skewed_latents(n: int, seed: int = 0) -> np.ndarray:
+    """Latents as a VAE gives them: off-centre, a few directions of large variance, many small ones."""
+    rng = np.random.default_rng(seed)
+    scales = np.geomspace(6.0, 0.5, DIM)
+    return ((rng.standard_normal((n, DIM)) * scales) @ MIXING.T + 3.0).astype(np.float32)
+
+
+def copies_of(latents: np.ndarray, seed: int = 1) -> np.ndarray:
+    """Altered copies: moved mostly along the two directions of largest variance, as brightness and
+    colour changes move mu, and a little along every other."""
+    rng = np.random.default_rng(seed)
+    nuisance = (rng.standard_normal((len(latents), 2)) * 4.0) @ MIXING[:, :2].T
+    return (latents + nuisance + 0.05 * rng.standard_normal(latents.shape)).astype(np.float32)
+
+
+def top1(store: LatentStore, queries: np.ndarray, ids: list[int]) -> float:
+    found = [row[0].id for row in store.search(queries, 1)]
+    return float(np.mean(np.array(found) == np.array(ids)))
+
+
+# --- the transform ------------------------------------------------------------------------------------
+
+
+def test_whitened_latents_are_centred_with_unit_variance_on_every_axis() -> None:
+    latents = skewed_latents(4000)
+    whitening = Whitening.fit(latents)
+    white = whitening.apply(latents)
+    assert np.abs(white.mean(axis=0)).max() < 1e-3
+    np.testing.assert_allclose(np.cov(white.T), np.eye(DIM), atol=0.02)
+
+
+def test_the_floor_stops_a_dead_axis_from_being_blown_up() -> None:
+    latents = skewed_latents(2000)
+    latents[:, 0] = 0.5 + 1e-4 * np.random.default_rng(3).standard_normal(len(latents))  # a collapsed unit
+    white = Whitening.fit(latents).apply(latents)
+    variances = np.sort(np.var(white, axis=0))
+    mean_variance = np.var(latents, axis=0).sum() / DIM
+    # the dead axis is scaled by the floor, not by its own deviation: it stays far below 1
+    assert variances[0] <= 1.01e-8 / (VARIANCE_FLOOR * mean_variance)
+    np.testing.assert_allclose(variances[1:], 1.0, atol=0.05)
+
+
+def test_the_transform_round_trips_through_text_and_keeps_its_id() -> None:
+    whitening = Whitening.fit(skewed_latents(500))
+    again = Whitening.from_text(whitening.to_text())
+    assert again.id == whitening.id and again.fitted_count == 500
+    np.testing.assert_array_equal(again.projection, whitening.projection)
+    assert Whitening.fit(skewed_latents(500, seed=5)).id != whitening.id
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d.update(version=99),
+        lambda d: d.update(mean="!!"),
+        lambda d: d.update(dim=3),
+        lambda d: d.pop("projection"),
+    ],
+    ids=["version", "base64", "shape", "missing"],
+)
+def test_a_damaged_transform_is_a_store_error(damage) -> None:
+    document = json.loads(Whitening.fit(skewed_latents(100)).to_text())
+    damage(document)
+    with pytest.raises(StoreError, match="whitening"):
+        Whitening.from_text(json.dumps(document))
+
+
+def test_fitting_needs_two_latents() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        Whitening.fit(skewed_latents(1))
+
+
+# --- the store ----------------------------------------------------------------------------------------
+
+
+def test_whitening_finds_copies_that_cosine_on_raw_latents_confuses(tmp_path: Path) -> None:
+    latents = skewed_latents(1500)
+    queries = copies_of(latents[:300])
+    rates = {}
+    for metric in ("whitened", "cosine"):
+        with LatentStore.create(tmp_path / metric, model_id=MODEL, latent_dim=DIM, metric=metric) as store:
+            ids = store.upsert_images(records(1500), latents)
+            store.flush()
+            rates[metric] = top1(store, queries, ids[:300])
+    assert rates["whitened"] >= 0.98 and rates["whitened"] > rates["cosine"] + 0.15, rates
+
+
+def test_a_store_fits_once_it_has_enough_latents_and_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as store:
+        store.upsert_images(records(FIT_AT - 1), skewed_latents(FIT_AT - 1))
+        store.flush()
+        assert store.whitening is None
+        assert json.loads((folder / "manifest.json").read_text())["whitening"]["id"] is None
+        store.upsert_images(records(1, start=FIT_AT), skewed_latents(1, seed=9))
+        store.flush()
+        assert store.whitening is not None and store.whitening.fitted_count == FIT_AT
+        fitted_id = store.whitening.id
+        assert store.verify().ok  # FAISS holds the whitened latents
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["metric"] == "whitened"
+    assert manifest["whitening"] == {
+        "id": fitted_id,
+        "version": 1,
+        "fitted_count": FIT_AT,
+        "changes_since_fit": 0,
+    }
+
+
+def test_the_transform_persists_and_a_reader_searches_as_the_writer_did(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    latents = skewed_latents(400)
+    queries = copies_of(latents[:50])
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as store:
+        store.upsert_images(records(400), latents)
+        store.flush()
+        written = [[(m.id, round(m.distance, 5)) for m in row] for row in store.search(queries, 5)]
+        fitted_id = store.whitening.id
+    with LatentStore.open(folder, read_only=True) as reader:
+        assert reader.whitening.id == fitted_id
+        read = [[(m.id, round(m.distance, 5)) for m in row] for row in reader.search(queries, 5)]
+    assert read == written
+
+
+def test_a_refit_comes_when_a_share_of_the_library_has_changed(tmp_path: Path) -> None:
+    with LatentStore.create(tmp_path / "s", model_id=MODEL, latent_dim=DIM) as store:
+        ids = store.upsert_images(records(500), skewed_latents(500))
+        store.flush()
+        first = store.whitening.id
+        below = int(REFIT_SHARE * 500) - 11
+        store.upsert_images(records(below, start=500), skewed_latents(below, seed=2))
+        store.remove_images(ids[:10])
+        store.flush()
+        assert store.whitening.id == first and store.whitening_changes == below + 10
+        store.remove_images(ids[10:12])  # now past the share
+        store.flush()
+        assert store.whitening.id != first and store.whitening.fitted_count == 500 + below - 12
+        assert store.whitening_changes == 0 and store.verify().ok
+
+
+def test_reencoding_drops_the_transform_and_fits_a_new_one(tmp_path: Path) -> None:
+    with LatentStore.create(tmp_path / "s", model_id=MODEL, latent_dim=DIM) as store:
+        store.upsert_images(records(100), skewed_latents(100))
+        store.flush()
+        assert store.whitening is not None
+        store.reset_model("vae-new", DIM)
+        assert store.whitening is None
+        new = [ImageRecord(**{**vars(r), "model_id": "vae-new"}) for r in records(100)]
+        store.upsert_images(new, skewed_latents(100, seed=4))
+        store.flush()
+        assert store.whitening is not None and store.whitening.fitted_count == 100 and store.verify().ok
+
+
+def test_vectors_built_with_another_transform_are_rebuilt_on_open(tmp_path: Path) -> None:
+    """A writer killed between fitting and saving leaves the catalog's transform and the file apart."""
+    folder = tmp_path / "s"
+    latents = skewed_latents(300)
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as store:
+        ids = store.upsert_images(records(300), latents)
+    with sqlite3.connect(folder / "catalog.sqlite") as db:
+        db.execute("UPDATE store_meta SET value = 'whiten-0000' WHERE key = 'vectors_whitening'")
+    with LatentStore.open(folder) as store:
+        assert store.last_reconcile.rebuilt
+        assert any("another whitening" in note for note in store.last_reconcile.notes)
+        assert store.verify().ok
+        assert top1(store, copies_of(latents[:50]), ids[:50]) >= 0.95
+
+
+def test_an_old_cosine_store_keeps_answering_until_rebuilt_as_whitened(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    latents = skewed_latents(1000)
+    queries = copies_of(latents[:200])
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM, metric="cosine") as store:
+        ids = store.upsert_images(records(1000), latents)
+        store.flush()
+        assert store.whitening is None
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.pop("whitening")  # as a store made before the whitened metric has it
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with LatentStore.open(folder, read_only=True) as old:
+        assert old.metric == "cosine" and old.info.whitening is None
+        before = top1(old, queries, ids[:200])
+    result = CliRunner().invoke(app, ["rebuild", str(folder), "--metric", "whitened"])
+    assert result.exit_code == 0, result.output
+    assert "whitened metric" in result.output and "fitted on 1000 images" in result.output
+    with LatentStore.open(folder, read_only=True) as new:
+        assert new.metric == "whitened" and new.info.whitening["fitted_count"] == 1000
+        after = top1(new, queries, ids[:200])
+        assert new.verify().ok
+    assert after > before
+    stats = CliRunner().invoke(app, ["stats", str(folder)])
+    assert "metric:      whitened" in stats.output and "whitening:   whiten-" in stats.output
+
+
+def test_an_unknown_metric_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="metric"):
+        LatentStore.create(tmp_path / "s", model_id=MODEL, latent_dim=DIM, metric="manhattan")
+    with (
+        LatentStore.create(tmp_path / "t", model_id=MODEL, latent_dim=DIM) as store,
+        pytest.raises(ValueError, match="unknown metric"),
+    ):
+        store.rebuild(metric="manhattan")
