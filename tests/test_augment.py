@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from indexer.training_data import jpeg_round_trip
-from models.augment import altered_copies, color_jitter, random_crops
+from models.augment import (
+    STYLE_CHANGES,
+    altered_copies,
+    color_jitter,
+    line_drawing,
+    random_crops,
+    style_changes,
+)
 
 
 def _uint8_images(n: int = 4, size: int = 40) -> torch.Tensor:
@@ -99,3 +106,27 @@ def test_color_jitter_with_zero_strength_is_identity() -> None:
     jittered = color_jitter(images, torch.Generator().manual_seed(0), 0.5)
     assert not torch.allclose(jittered, images, atol=1e-3)
     assert jittered.min() >= 0 and jittered.max() <= 1
+
+
+def test_style_changes_keep_shape_range_and_seed_and_touch_only_their_share() -> None:
+    images = _smooth_images(n=64).clamp(0, 1)
+    assert torch.equal(style_changes(images, torch.Generator().manual_seed(0), probability=0.0), images)
+    first = style_changes(images, torch.Generator().manual_seed(3), probability=0.5)
+    again = style_changes(images, torch.Generator().manual_seed(3), probability=0.5)
+    assert torch.equal(first, again) and first.shape == images.shape
+    assert first.min() >= 0 and first.max() <= 1
+    changed = (first - images).flatten(1).abs().amax(dim=1) > 1e-6
+    assert 16 <= int(changed.sum()) <= 48
+    every = style_changes(images, torch.Generator().manual_seed(4), probability=1.0)
+    assert ((every - images).flatten(1).abs().amax(dim=1) > 1e-6).all()
+    assert len(STYLE_CHANGES) == 5
+
+
+def test_a_line_drawing_is_white_where_flat_and_dark_on_edges() -> None:
+    image = torch.full((1, 3, 16, 16), 0.2)
+    image[:, :, :, 8:] = 0.9
+    drawing = line_drawing(image)
+    assert drawing.shape == image.shape
+    assert drawing[..., 2].min() > 0.999 and drawing[..., 13].min() > 0.999  # flat areas are paper
+    assert torch.all(drawing[..., 7:9] < 0.2)  # the step is a stroke
+    assert torch.equal(drawing[:, 0], drawing[:, 1])  # grey strokes

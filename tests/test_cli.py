@@ -56,7 +56,8 @@ def test_train_writes_a_loadable_model_dir(trained: Path) -> None:
     assert (trained / CONFIG_FILE).is_file() and (trained / WEIGHTS_FILE).is_file()
     card = read_card(trained)
     assert card.config.image_size == 32 and card.config.latent_dim == 8
-    assert card.config.channels == (8, 32, 64)
+    assert (card.config.encoder_stem, card.config.decoder_upsampling) == ("strided", "nearest")
+    assert card.config.channels == (16, 32, 64)
     assert card.training["steps"] == 10
     assert card.training["data"]["train_images"] == 46
     assert sorted(p.name for p in (trained / "sheets").iterdir()) == [
@@ -73,7 +74,7 @@ def test_model_info_prints_the_card_as_json(trained: Path) -> None:
     document = json.loads(result.stdout)
     card = read_card(trained)
     assert document["model_id"] == card.model_id
-    assert document["config"]["channels"] == [8, 32, 64]
+    assert document["config"]["channels"] == [16, 32, 64]
     assert document["parameters"] > 0
     assert document["training"]["steps"] == 10
     assert "train_config" not in document["training"]
@@ -124,3 +125,11 @@ def test_usage_error_exits_2_without_a_traceback() -> None:
     assert result.returncode == 2, result.stderr
     assert "Missing argument" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_refuses_an_unknown_architecture_or_invariance_form(tmp_path: Path, photos: list[Path]) -> None:
+    base = ["train", str(photos[0].parent), "--out", str(tmp_path / "m"), "--image-size", "32"]
+    for option, value in (("--encoder-stem", "dilated"), ("--invariance-form", "triplet")):
+        result = runner.invoke(app, [*base, option, value])
+        assert result.exit_code == 2 and option.strip("-").replace("-", "_") in result.output
+        assert not (tmp_path / "m").exists()

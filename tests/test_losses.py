@@ -10,10 +10,12 @@ import torch
 
 from models.losses import (
     PatchDiscriminator,
+    ProjectionHead,
     discriminator_loss,
     generator_adversarial_loss,
     invariance_loss,
     kl_divergence,
+    nt_xent,
     psnr,
     reconstruction_loss,
     ssim_map,
@@ -106,3 +108,25 @@ def test_adversarial_losses_match_log_sigmoid_formulas() -> None:
     expected_gen = (-torch.log(torch.sigmoid(fake))).mean()
     assert torch.allclose(discriminator_loss(real, fake), expected_disc, rtol=1e-10)
     assert torch.allclose(generator_adversarial_loss(fake), expected_gen, rtol=1e-10)
+
+
+def test_nt_xent_is_low_for_matched_views_and_near_chance_for_unrelated_ones() -> None:
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 8, generator=generator)
+    matched = nt_xent(a, a + 0.01 * torch.randn(16, 8, generator=generator), temperature=0.2)
+    unrelated = nt_xent(a, torch.randn(16, 8, generator=generator), temperature=0.2)
+    assert matched < 0.5 * unrelated
+    # with every similarity equal, each view picks its partner among 2N - 1 at chance
+    same = torch.ones(16, 8)
+    assert nt_xent(same, same).item() == pytest.approx(math.log(31), rel=1e-5)
+
+
+def test_nt_xent_treats_both_sides_alike_and_has_gradients() -> None:
+    generator = torch.Generator().manual_seed(1)
+    a, b = torch.randn(8, 4, generator=generator), torch.randn(8, 4, generator=generator)
+    assert nt_xent(a, b).item() == pytest.approx(nt_xent(b, a).item(), rel=1e-6)
+    head = ProjectionHead(4, width=16, out_dim=6)
+    projected = head(a.requires_grad_())
+    assert projected.shape == (8, 6)
+    nt_xent(projected, head(b)).backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0

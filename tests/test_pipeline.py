@@ -310,7 +310,7 @@ def test_errors_before_any_work(tmp_path: Path, codec: LatentCodec) -> None:
     with pytest.raises(StoreError, match="cannot write to the store folder"):
         run(tmp_path / "photos", tmp_path / "a-file" / "store", codec)
     run(tmp_path / "photos", tmp_path / "store", codec)
-    with pytest.raises(StoreError, match="whitened metric.*latentdex rebuild"):
+    with pytest.raises(StoreError, match=r"whitened metric.*latentdex rebuild"):
         run(tmp_path / "photos", tmp_path / "store", codec, metric="l2")
     with pytest.raises(ValueError, match="unknown index type"):
         run(tmp_path / "photos", tmp_path / "store", codec, index_type="annoy")

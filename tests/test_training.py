@@ -192,6 +192,43 @@ def test_invariance_and_adversarial_terms_are_trained(training_set: TrainingSet,
         assert entry["loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_the_projection_head_form_trains_on_two_styled_views_and_resumes(
+    training_set: TrainingSet, tmp_path: Path
+) -> None:
+    config = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        checkpoint_every=2,
+        warmup_steps=1,
+        invariance_weight=3.0,
+        invariance_form="head_ntxent",
+        invariance_temperature=0.2,
+        style_probability=0.5,
+    )
+    images = training_set.train[:24]
+    straight = train(images, training_set.holdout, tmp_path / "straight", TINY, config)
+    assert all(entry["invariance"] > 0 for entry in straight.history)
+    for entry in straight.history:
+        expected = entry["reconstruction"] + config.beta * entry["kl"] + 3.0 * entry["invariance"]
+        assert entry["loss"] == pytest.approx(expected, rel=1e-5)
+    out = tmp_path / "resumed"
+    with pytest.raises(_Interrupted):
+        train(images, training_set.holdout, out, TINY, config, on_step=_stop_after(3))
+    resumed = train(images, training_set.holdout, out, TINY, config)
+    assert resumed.history == straight.history  # the head's weights came back with the model's
+    assert resumed.model_id == straight.model_id
+    # the head is a training aid: the checkpoint holds the VAE alone
+    assert set(load_model(out)[0].state_dict()) == set(straight.model.state_dict())
+
+
+@pytest.mark.parametrize(
+    "override", [{"invariance_form": "triplet"}, {"style_probability": 1.5}], ids=["form", "style"]
+)
+def test_bad_invariance_settings_are_refused(override: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(override))):
+        TrainConfig(**override)
+
+
 # --- Training data --------------------------------------------------------------------------------
 
 

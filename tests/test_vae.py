@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
+from torch.utils.flop_counter import FlopCounterMode
 
 from models.errors import BadCheckpoint, DimensionMismatch
 from models.vae import VAE, DiagonalGaussian, VAEConfig
@@ -91,8 +93,9 @@ def test_from_dict_turns_invalid_values_into_bad_checkpoint(override: dict[str, 
         TINY,
         VAEConfig(image_size=64, latent_dim=6, channels=(4, 8, 8, 8), groups=4),
         VAEConfig(image_size=128, latent_dim=5, channels=(4, 4, 8, 8, 8), groups=4),
+        VAEConfig.for_size(64, 6, 8, encoder_stem="strided", decoder_upsampling="nearest"),
     ],
-    ids=lambda c: f"size{c.image_size}",
+    ids=lambda c: f"size{c.image_size}-{c.encoder_stem}-{c.decoder_upsampling}",
 )
 def test_encode_decode_shapes(config: VAEConfig) -> None:
     torch.manual_seed(0)
@@ -180,3 +183,42 @@ def test_logvar_is_clamped() -> None:
     assert torch.isfinite(posterior.std).all()
     assert math.isclose(float(posterior.std[0, 2]), math.exp(10.0))
     assert torch.isfinite(posterior.kl()).all()
+
+
+# --- Encoder stem and decoder upsampling ----------------------------------------------------------
+
+
+def test_the_strided_stem_and_nearest_decoder_are_options_that_change_the_network() -> None:
+    legacy = VAEConfig.for_size(64, 16, 16)
+    modern = VAEConfig.for_size(64, 16, 16, encoder_stem="strided", decoder_upsampling="nearest")
+    assert legacy.channels == (8, 32, 64, 128) and modern.channels == (16, 32, 64, 128)
+    convs = [m for m in VAE(modern).encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].stride == (2, 2)  # the stem halves the image before any residual block
+    decoder = VAE(modern).decoder
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in decoder.modules())
+    assert any(isinstance(m, torch.nn.Upsample) for m in decoder.modules())
+    flops = {}
+    for name, config in (("legacy", legacy), ("modern", modern)):
+        model = VAE(config).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model.encoder(torch.rand(1, 3, 64, 64))
+        flops[name] = counter.get_total_flops()
+    assert flops["modern"] < flops["legacy"] / 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("encoder_stem", "dilated"), ("decoder_upsampling", "pixelshuffle")]
+)
+def test_unknown_stem_or_upsampling_is_refused(field: str, value: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        VAEConfig(**{field: value})
+    with pytest.raises(BadCheckpoint, match=field):
+        VAEConfig.from_dict({**json.loads(VAEConfig().to_json()), field: value})
+
+
+def test_configs_from_before_the_options_keep_their_json_and_so_their_model_id() -> None:
+    legacy = VAEConfig()
+    assert "encoder_stem" not in legacy.to_json() and "decoder_upsampling" not in legacy.to_json()
+    assert VAEConfig.from_dict(json.loads(legacy.to_json())) == legacy
+    modern = VAEConfig.for_size(64, encoder_stem="strided", decoder_upsampling="nearest")
+    assert VAEConfig.from_dict(json.loads(modern.to_json())) == modern

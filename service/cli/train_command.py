@@ -24,10 +24,10 @@ def train(
     base_channels: Annotated[int, typer.Option(help="Width of the second encoder level.")] = 32,
     encoder_stem: Annotated[
         str, typer.Option(help="full (first level at full resolution) or strided (at half: ~3x fewer FLOPs).")
-    ] = "full",
+    ] = "strided",
     decoder_upsampling: Annotated[
         str, typer.Option(help="transposed (stride-2 transposed convs) or nearest (upsample + conv).")
-    ] = "transposed",
+    ] = "nearest",
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 2e-3,
@@ -40,8 +40,8 @@ def train(
     ] = 0.0,
     invariance_form: Annotated[
         str, typer.Option(help="mu_infonce (on mu) or head_ntxent (NT-Xent through a projection head).")
-    ] = "mu_infonce",
-    invariance_temperature: Annotated[float, typer.Option(help="Temperature of the invariance term.")] = 0.1,
+    ] = "head_ntxent",
+    invariance_temperature: Annotated[float, typer.Option(help="Temperature of the invariance term.")] = 0.2,
     style_probability: Annotated[
         float, typer.Option(help="Share of altered views also re-rendered in another style.")
     ] = 0.0,
