@@ -43,17 +43,48 @@ METHODS = {
     pb.DIRECTION_METHOD_MEAN_DIFFERENCE: "mean_difference",
     pb.DIRECTION_METHOD_PROBE: "probe",
 }
+PATH_METHODS = {
+    pb.PATH_METHOD_UNSPECIFIED: "slerp",
+    pb.PATH_METHOD_LINEAR: "linear",
+    pb.PATH_METHOD_SLERP: "slerp",
+}
+# Repeated fields that set how much work a call does; `Limits` caps the rest (k, batch, previews).
+MAX_GROUP_IDS = 100_000
+MAX_GROUP_GLOBS = 64
+MAX_GLOB_LENGTH = 1024
 # --- proto -> engine ---------------------------------------------------------------------------------
+
+
+def enum_value(table: dict[int, str], number: int, field: str, enum: str) -> str:
+    """The domain value of a proto enum number; InvalidQuery naming `field` and the allowed names.
+
+    proto3 enums are open: a client can send any number, so every enum is checked here, at the wire.
+    """
+    if number in table:
+        return table[number]
+    descriptor = pb.DESCRIPTOR.enum_types_by_name[enum]
+    allowed = ", ".join(f"{value.name} ({value.number})" for value in descriptor.values)
+    raise InvalidQuery(f"{field}: unknown {enum} value {number}; allowed: {allowed}")
 
 
 def values_of(latent: pb.Latent) -> np.ndarray:
     return np.asarray(latent.values, dtype=np.float32)
 
 
-def format_name(image_format: int) -> str:
-    if image_format not in FORMAT_NAMES:
-        raise InvalidQuery(f"unknown image format {image_format}")
-    return FORMAT_NAMES[image_format]
+def format_name(image_format: int, field: str = "format") -> str:
+    return enum_value(FORMAT_NAMES, image_format, field, "ImageFormat")
+
+
+def sample_source(number: int) -> str:
+    return enum_value(SOURCES, number, "source", "SampleSource")
+
+
+def path_method(number: int) -> str:
+    return enum_value(PATH_METHODS, number, "method", "PathMethod")
+
+
+def direction_method(number: int) -> str:
+    return enum_value(METHODS, number, "method", "DirectionMethod")
 
 
 def query_of(index: int, item: pb.Query, name: str | None = None) -> Query:
@@ -69,7 +100,7 @@ def query_of(index: int, item: pb.Query, name: str | None = None) -> Query:
 
 def frame_spec(message: pb.FrameOptions) -> FrameSpec:
     return FrameSpec(
-        format=format_name(message.format),
+        format=format_name(message.format, "frames.format"),
         size=message.size,
         nearest_k=message.nearest_k,
         where=search_filter(message.filter) if message.HasField("filter") else None,
@@ -78,6 +109,14 @@ def frame_spec(message: pb.FrameOptions) -> FrameSpec:
 
 
 def image_group(message: pb.ImageGroup, name: str) -> ImageGroup:
+    if len(message.ids) > MAX_GROUP_IDS:
+        raise InvalidQuery(f"{name}.ids: at most {MAX_GROUP_IDS} ids, got {len(message.ids)}")
+    if len(message.path_globs) > MAX_GROUP_GLOBS:
+        raise InvalidQuery(
+            f"{name}.path_globs: at most {MAX_GROUP_GLOBS} patterns, got {len(message.path_globs)}"
+        )
+    if any(len(glob) > MAX_GLOB_LENGTH for glob in message.path_globs):
+        raise InvalidQuery(f"{name}.path_globs: each pattern at most {MAX_GLOB_LENGTH} characters")
     return ImageGroup(
         ids=tuple(message.ids),
         path_globs=tuple(message.path_globs),
@@ -92,7 +131,11 @@ def query_spec(options: pb.QueryOptions) -> QuerySpec:
         k=options.k,
         where=search_filter(options.filter) if options.HasField("filter") else None,
         preview=PreviewSpec(
-            preview.matches, preview.query, format_name(preview.format), preview.size, preview.thumbnails
+            preview.matches,
+            preview.query,
+            format_name(preview.format, "options.preview.format"),
+            preview.size,
+            preview.thumbnails,
         ),
         include_latents=options.include_latents,
     )

@@ -23,6 +23,7 @@ from indexer.filters import SearchFilter
 from indexer.store import LatentStore
 from models import latent_space
 from models.errors import DimensionMismatch, LatentdexError, NotFound
+from service.call_guard import stop_if_abandoned
 from service.live_store import NoStore
 from service.previews import EncodedPicture, encode_picture, thumbnail_image
 from service.queries import (
@@ -40,6 +41,10 @@ MAX_SAMPLES = 64
 MAX_STRENGTHS = 64
 MAX_STRENGTH = 100.0
 MAX_TRAVERSE_DIMENSIONS = 32
+MAX_FRAMES = 512  # decoded frames in one call (traverse: dimensions x values)
+MAX_NEAREST_HITS = 8192  # frames x nearest_k: each hit can carry a thumbnail read from disk
+MAX_ATLAS_PIXELS = 4096 * 4096  # a map's (columns x cell) x (rows x cell)
+DECODE_BATCH = 16  # frames decoded between two checks that the call is still wanted
 DEFAULT_STEPS = 8
 DEFAULT_TOP = 8
 DEFAULT_VALUES = (-3.0, -1.5, 0.0, 1.5, 3.0)
@@ -289,10 +294,17 @@ class LatentExplorer:
         ):
             raise InvalidQuery(f"at most {MAX_STRENGTHS} values, each finite and within +-{MAX_STRENGTH:g}")
         dim = self.engine.codec.latent_dim
+        if len(dimensions) > MAX_TRAVERSE_DIMENSIONS:
+            raise InvalidQuery(f"at most {MAX_TRAVERSE_DIMENSIONS} dimensions, got {len(dimensions)}")
         if bad := [d for d in dimensions if not 0 <= d < dim]:
             raise InvalidQuery(f"dimensions must be in 0..{dim - 1}, got {bad[:5]}")
         if not dimensions and not 1 <= top <= MAX_TRAVERSE_DIMENSIONS:
             raise InvalidQuery(f"top must be between 1 and {MAX_TRAVERSE_DIMENSIONS}, got {top}")
+        rows_wanted = len(dimensions) or top
+        if rows_wanted * len(values) > MAX_FRAMES:
+            raise InvalidQuery(
+                f"dimensions x values = {rows_wanted} x {len(values)} frames; at most {MAX_FRAMES} a call"
+            )
         with self.engine.searchable_store() as store:
             latent = self.engine.query_latents([source], store)[0]
             stats = self.library_stats(store)
@@ -347,6 +359,11 @@ class LatentExplorer:
         if not MAP_CELL_LIMITS[0] <= cell <= MAP_CELL_LIMITS[1]:
             smallest, largest = MAP_CELL_LIMITS
             raise InvalidQuery(f"cell must be between {smallest} and {largest}, got {cell}")
+        if (columns * cell) * (rows * cell) > MAX_ATLAS_PIXELS:
+            raise InvalidQuery(
+                f"a {columns * cell} x {rows * cell} px map is over the {MAX_ATLAS_PIXELS:,}-pixel cap: "
+                "fewer cells or smaller ones"
+            )
         self._check_frames(FrameSpec(image_format, 0))
         with self.engine.searchable_store() as store:
             ids, latents = store.all_latents(store.select_ids(where) if where is not None else None)
@@ -397,6 +414,10 @@ class LatentExplorer:
     def _frames(
         self, latents: np.ndarray, positions: list[float], spec: FrameSpec, store: LatentStore | None
     ) -> list[Frame]:
+        if len(latents) * spec.nearest_k > MAX_NEAREST_HITS:
+            raise InvalidQuery(
+                f"{len(latents)} frames x nearest_k {spec.nearest_k}: at most {MAX_NEAREST_HITS} nearest"
+            )
         pictures = self._pictures(latents, spec)
         nearest: list[list[Hit]] = [[] for _ in positions]
         if spec.nearest_k:
@@ -412,8 +433,14 @@ class LatentExplorer:
         ]
 
     def _pictures(self, latents: np.ndarray, spec: FrameSpec) -> list[EncodedPicture]:
-        decoded = self.engine.codec.decode(np.ascontiguousarray(latents, dtype=np.float32))
-        return [encode_picture(pixels, spec.format, spec.size) for pixels in decoded]
+        pictures: list[EncodedPicture] = []
+        for start in range(0, len(latents), DECODE_BATCH):
+            stop_if_abandoned()
+            batch = np.ascontiguousarray(latents[start : start + DECODE_BATCH], dtype=np.float32)
+            pictures += [
+                encode_picture(pixels, spec.format, spec.size) for pixels in self.engine.codec.decode(batch)
+            ]
+        return pictures
 
     def _group_ids(self, group: ImageGroup, store: LatentStore, label: str) -> np.ndarray:
         if group.is_empty:

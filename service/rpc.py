@@ -8,18 +8,19 @@ from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
 from service.convert import (
-    METHODS,
-    SOURCES,
     direction_message,
+    direction_method,
     format_name,
     frame_message,
     frame_spec,
     image_group,
     latent_message,
+    path_method,
     picture_message,
     query_of,
     query_response,
     query_spec,
+    sample_source,
     search_filter,
     timestamp_message,
     values_of,
@@ -104,7 +105,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
                 seed=request.seed if request.HasField("seed") else None,
                 around=query_of(-1, request.around) if request.HasField("around") else None,
                 spread=request.spread or 1.0,
-                source=SOURCES[request.source],
+                source=sample_source(request.source),
                 frames=frame_spec(request.frames),
             )
             return self._frames(frames)
@@ -115,7 +116,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
                 query_of(0, request.start, "start"),
                 query_of(1, request.end, "end"),
                 steps=request.steps or DEFAULT_STEPS,
-                method="linear" if request.method == pb.PATH_METHOD_LINEAR else "slerp",
+                method=path_method(request.method),
                 frames=frame_spec(request.frames),
             )
             return self._frames(frames)
@@ -140,7 +141,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
                 request.name,
                 image_group(request.positive, "positive"),
                 image_group(request.negative, "negative"),
-                method=METHODS[request.method],
+                method=direction_method(request.method),
                 replace=request.replace,
                 description=request.description,
             )

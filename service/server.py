@@ -10,12 +10,15 @@ then shuts down gracefully: health turns NOT_SERVING, new calls are refused, cal
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import faiss
 import grpc
@@ -160,14 +163,34 @@ def _store_images(engine: QueryEngine) -> float:
     return float(info.store.image_count) if info.store is not None else 0.0
 
 
-def serve_forever(engine: QueryEngine, config: ServerConfig) -> None:
-    """Run a server until SIGTERM or SIGINT, then stop gracefully (must run in the main thread)."""
+EXIT_MARGIN_SECONDS = 0.5
+
+
+def _exit_now(signum: int) -> None:
+    log.warning("calls still running %.1f s after the grace period: exiting now", EXIT_MARGIN_SECONDS)
+    exit_process(128 + signum)
+
+
+def serve_forever(engine: QueryEngine, config: ServerConfig) -> int | None:
+    """Run a server until SIGTERM or SIGINT, then stop gracefully (must run in the main thread).
+
+    Returns the signal that stopped it (None if the server stopped otherwise). A caller that is the
+    whole process then ends it with `exit_process`: calls still running after the grace period, or a
+    slow interpreter teardown, must not keep a stopped server's process alive.
+    """
     running = start_server(engine, config)
+    received: list[int] = []
 
     def shut_down(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         log.info("signal %d: shutting down (grace %.1f s)", signum, config.grace_seconds)
         # stop() blocks on the grace period: not inside a signal handler
         threading.Thread(target=running.stop, args=(config.grace_seconds,), daemon=True).start()
+        # A handler still busy after the grace period would hold the interpreter's exit (it joins
+        # every worker thread): the process ends then, whatever its threads are doing.
+        watchdog = threading.Timer(config.grace_seconds + EXIT_MARGIN_SECONDS, _exit_now, args=(signum,))
+        watchdog.daemon = True
+        watchdog.start()
 
     previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -176,3 +199,12 @@ def serve_forever(engine: QueryEngine, config: ServerConfig) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         running.stop(0)
+    return received[0] if received else None
+
+
+def exit_process(code: int = 0) -> NoReturn:
+    """End the process now, after flushing output and logs, without waiting for other threads."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

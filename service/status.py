@@ -22,6 +22,7 @@ from models.errors import (
     NotFound,
     StoreError,
 )
+from service.call_guard import CallCancelled, checking
 from service.latent_features import DirectionExists
 from service.live_store import NoStore
 from service.queries import EmptyStore, InvalidQuery
@@ -45,6 +46,8 @@ def status_of(error: LatentdexError) -> grpc.StatusCode:
     """The gRPC status code a latentdex error is answered with."""
     if isinstance(error, DeadlinePassed):
         return grpc.StatusCode.DEADLINE_EXCEEDED
+    if isinstance(error, CallCancelled):
+        return grpc.StatusCode.CANCELLED
     for kinds, code in _STATUS:
         if isinstance(error, kinds):
             return code
@@ -53,8 +56,10 @@ def status_of(error: LatentdexError) -> grpc.StatusCode:
 
 @contextmanager
 def answering(context: grpc.ServicerContext) -> Iterator[None]:
+    """Map errors to statuses, and let long loops inside stop once the call is cancelled or late."""
     try:
-        yield
+        with checking(call_check(context)):
+            yield
     except LatentdexError as exc:
         abort_with(context, status_of(exc), str(exc))
     except (ValueError, OverflowError) as exc:  # a proto value our checks did not foresee
@@ -67,6 +72,18 @@ def answering(context: grpc.ServicerContext) -> Iterator[None]:
 def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
     context.abort(code, message)
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+
+def call_check(context: grpc.ServicerContext) -> Callable[[], None]:
+    """A check that raises CallCancelled once the client has gone, DeadlinePassed once time is up."""
+    deadline = deadline_check(context)
+
+    def check() -> None:
+        if not context.is_active():
+            raise CallCancelled("the client cancelled the call")
+        deadline()
+
+    return check
 
 
 def deadline_check(context: grpc.ServicerContext) -> Callable[[], None]:

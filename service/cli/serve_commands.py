@@ -32,7 +32,15 @@ from service.contact_sheet import SheetTile, contact_sheet
 from service.health_check import check_health
 from service.live_store import LiveStore, NoStore
 from service.queries import Limits, QueryEngine
-from service.server import DEFAULT_PORT, LOOPBACK, MiB, ServerConfig, TlsFiles, serve_forever
+from service.server import (
+    DEFAULT_PORT,
+    LOOPBACK,
+    MiB,
+    ServerConfig,
+    TlsFiles,
+    exit_process,
+    serve_forever,
+)
 
 
 def serve(
@@ -62,6 +70,13 @@ def serve(
         int, typer.Option(min=1, help="Calls in progress beyond which new ones get RESOURCE_EXHAUSTED.")
     ] = 64,
     max_message_mb: Annotated[int, typer.Option(min=1, help="Largest request or reply, MiB.")] = 32,
+    max_preview_size: Annotated[
+        int, typer.Option(min=16, max=4096, help="Largest preview or frame side, pixels.")
+    ] = Limits.max_preview_size,
+    grace: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds calls in flight get after SIGTERM; then the process exits."),
+    ] = ServerConfig.grace_seconds,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Largest image accepted, in pixels.")
     ] = DEFAULT_MAX_PIXELS,
@@ -124,15 +139,18 @@ def serve(
         tls=tls,
         faiss_threads=faiss_threads,
         metrics_port=metrics_port,
+        grace_seconds=grace,
     )
-    engine = QueryEngine(codec, live, Limits(max_image_pixels=max_pixels))
+    engine = QueryEngine(codec, live, Limits(max_image_pixels=max_pixels, max_preview_size=max_preview_size))
     typer.echo(
         f"serving on {host}:{port} (model {codec.model_id}, {codec.precision}); Ctrl-C or SIGTERM stops"
     )
     try:
-        serve_forever(engine, config)
+        stopped_by = serve_forever(engine, config)
     finally:
         live.close()
+    if stopped_by is not None:
+        exit_process(0)
 
 
 def query(
