@@ -23,6 +23,7 @@ from datetime import datetime
 import numpy as np
 
 from indexer.load import fit_square, load_image
+from indexer.parent_watch import die_with_parent, helper_context
 from models.errors import BadImage
 
 HASH_CHUNK = 1 << 20
@@ -72,8 +73,10 @@ def read_failure(error: OSError) -> str:
 
 def worker_init() -> None:
     """Run once in each worker process: Ctrl-C reaches the whole process group, but stopping is the
-    parent's decision (it finishes the current batch first), so workers ignore it."""
+    parent's decision (it finishes the current batch first), so workers ignore it. A worker dies with
+    the process that forked it (the forkserver, which dies with the indexer)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
 
 
 def decode_for_index(path: str, image_size: int) -> DecodedFile:
@@ -185,13 +188,8 @@ class DecodePool:
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers fork from a small server that imported only the decoder (fast restarts after a
-    # crash, no copy of torch or of this process's threads); spawn where there is no forkserver.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["indexer.decoding"])
-        return context
-    return multiprocessing.get_context("spawn")
+    # Workers fork from a server that imported only the decoder: fast restarts after a crash.
+    return helper_context(["indexer.decoding"])
 
 
 class _NotRegular(OSError):

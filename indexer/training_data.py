@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 
 from indexer.load import load_for_model, load_image
+from indexer.parent_watch import die_with_parent, helper_context
 from indexer.scan import iter_image_files
 from models.errors import BadImage
 
@@ -73,8 +73,8 @@ def load_training_set(
     train: list[np.ndarray] = []
     holdout: list[np.ndarray] = []
     failed: list[tuple[str, str]] = []
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    context = helper_context(["indexer.load"])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent) as pool:
         results = pool.map(_decode, [str(p) for p in paths], [cached] * len(paths), chunksize=64)
         for done, (path, (pixels, reason)) in enumerate(zip(paths, results, strict=True), start=1):
             relative = path.relative_to(base)
