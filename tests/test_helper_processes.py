@@ -102,7 +102,8 @@ def test_arming_the_signal_where_the_parent_is_already_gone_exits_at_once() -> N
     """A helper whose parent died before it armed the signal would never get it: it exits instead."""
     code = (
         "import os; from indexer.parent_watch import die_with_parent; "
-        "print(die_with_parent(os.getppid()), flush=True); print(die_with_parent(os.getppid() + 1), flush=True)"
+        "print(die_with_parent(os.getppid()), flush=True); "
+        "print(die_with_parent(os.getppid() + 1), flush=True)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
