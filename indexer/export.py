@@ -1,20 +1,30 @@
-"""Writes a store's indexed images (ids, paths, metadata, latents) to one .npz file; builds a store from one.
+"""Writes a store's images (ids, paths, metadata, latents) to Parquet or .npz; builds a store from one.
 
-The file loads with `np.load(path, allow_pickle=False)`; one array per column, row i describing one image:
-`ids` (int64), `paths` (bytes: the exact relative path, UTF-8 with surrogate escapes undone), `display_paths`
-(text), `sizes`, `mtime_ns`, `content_hashes`, `widths`/`heights` (-1 unknown), `formats`, `capture_times`
-(datetime64[s], NaT unknown), `camera_makes`, `camera_models` ("" unknown) and `latents` (float32, n x d);
-plus 0-d arrays `format`, `version`, `model_id`, `latent_dim`, `metric`, `index_type`. Only ok images are
-exported: failed ones have no latent.
+Parquet (`.parquet`), the layout embedding tools read (clip-retrieval's embedding-reader, autofaiss): one
+row per image; columns `id` (int64), `path` (binary: the exact relative path bytes), `display_path`,
+`size`, `mtime_ns`, `content_hash`, `width`, `height`, `format`, `capture_time` (timestamp[s], naive UTC),
+`camera_make`, `camera_model` (null where unknown) and `latent` (fixed-size list of float32). The file's
+key-value metadata holds `format`, `version`, `model_id`, `latent_dim`, `metric` and `index_type`. Written
+in row groups of `ROW_GROUP` images, so a large store is never held in memory whole.
+
+.npz (`.npz`): loads with `np.load(path, allow_pickle=False)`; one array per column: `ids`, `paths`
+(bytes), `display_paths`, `sizes`, `mtime_ns`, `content_hashes`, `widths`/`heights` (-1 unknown),
+`formats`, `capture_times` (datetime64[s], NaT unknown), `camera_makes`, `camera_models` ("" unknown) and
+`latents` (float32, n x d); plus 0-d arrays for the facts Parquet keeps in its metadata.
+
+Only ok images are exported: failed ones have no latent.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from indexer.store import ImageRecord, LatentStore
 from models.atomic_files import atomic_output
@@ -22,25 +32,203 @@ from models.errors import StoreError
 
 EXPORT_FORMAT = "latentdex-export"
 EXPORT_VERSION = 1
+EXPORT_FORMATS = {".parquet": "parquet", ".npz": "npz"}
+ROW_GROUP = 10_000
 _CHUNK = 1000
+_TEXT_COLUMNS = ("content_hash", "format", "camera_make", "camera_model")
 
 
-def export_store(store: LatentStore, out: str | os.PathLike[str]) -> int:
-    """Write every ok image of `store` to the .npz file `out` (replaced atomically); return how many."""
+def export_format(out: str | os.PathLike[str], chosen: str | None = None) -> str:
+    """ "parquet" or "npz": `chosen`, else by the file's suffix; ValueError for anything else."""
+    if chosen is not None:
+        if chosen not in EXPORT_FORMATS.values():
+            raise ValueError(f"unknown export format {chosen!r}; choose parquet or npz")
+        return chosen
+    suffix = Path(out).suffix.lower()
+    if suffix not in EXPORT_FORMATS:
+        raise ValueError(
+            f"cannot tell the format of {Path(out).name!r}: name it .parquet or .npz, or pass --format"
+        )
+    return EXPORT_FORMATS[suffix]
+
+
+def export_store(store: LatentStore, out: str | os.PathLike[str], format: str | None = None) -> int:
+    """Write every ok image of `store` to `out` (replaced atomically) as Parquet or .npz (see
+    `export_format`); return how many. ValueError for an unknown format."""
+    chosen = export_format(out, format)
+    facts = {
+        "format": EXPORT_FORMAT,
+        "version": str(EXPORT_VERSION),
+        "model_id": store.model_id,
+        "latent_dim": str(store.latent_dim),
+        "metric": store.metric,
+        "index_type": store.index_type,
+    }
     ids = [entry.id for entry in store.entries() if entry.status == "ok"]
+    with atomic_output(Path(out)) as tmp:
+        if chosen == "parquet":
+            _write_parquet(tmp, facts, _chunks(store, ids, ROW_GROUP))
+        else:
+            _write_npz(tmp, facts, _chunks(store, ids, _CHUNK))
+    return len(ids)
+
+
+def import_store(
+    source: str | os.PathLike[str], folder: str | os.PathLike[str], index_type: str | None = None
+) -> int:
+    """Create a store in `folder` holding the images of the export `source` (Parquet or .npz, told by
+    its content); return how many. Paths, metadata and latents are kept; ids are assigned anew.
+
+    Raises StoreError for a file that is not a latentdex export (or a folder already holding a store).
+    """
+    facts, batches = _read_parquet(source) if _is_parquet(source) else _read_npz(source)
+    if facts.get("format") != EXPORT_FORMAT:
+        raise StoreError(f"{source} is not a latentdex export")
+    if facts.get("version") != str(EXPORT_VERSION):
+        raise StoreError(
+            f"{source} is export version {facts.get('version')}; this build reads {EXPORT_VERSION}"
+        )
+    model_id, latent_dim = facts["model_id"], int(facts["latent_dim"])
+    count = 0
+    with LatentStore.create(
+        folder,
+        model_id=model_id,
+        latent_dim=latent_dim,
+        metric=facts["metric"],
+        index_type=index_type or facts["index_type"],
+    ) as store:
+        for records, latents in batches:
+            for record in records:
+                record.model_id = model_id
+            for start in range(0, len(records), _CHUNK):
+                store.upsert_images(records[start : start + _CHUNK], latents[start : start + _CHUNK])
+            count += len(records)
+    return count
+
+
+# --- reading the store ---------------------------------------------------------------------------------
+
+
+def _chunks(
+    store: LatentStore, ids: list[int], size: int
+) -> Iterator[tuple[list[int], list[ImageRecord], np.ndarray]]:
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        yield chunk, store.get(chunk), store.latents(chunk)
+
+
+# --- Parquet -------------------------------------------------------------------------------------------
+
+
+def _parquet_schema(latent_dim: int, facts: dict[str, str]) -> pa.Schema:
+    return pa.schema(
+        [
+            ("id", pa.int64()),
+            ("path", pa.binary()),
+            ("display_path", pa.string()),
+            ("size", pa.int64()),
+            ("mtime_ns", pa.int64()),
+            ("content_hash", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("format", pa.string()),
+            ("capture_time", pa.timestamp("s")),
+            ("camera_make", pa.string()),
+            ("camera_model", pa.string()),
+            ("latent", pa.list_(pa.float32(), latent_dim)),
+        ],
+        metadata={key: value.encode() for key, value in facts.items()},
+    )
+
+
+def _write_parquet(
+    path: Path, facts: dict[str, str], chunks: Iterator[tuple[list[int], list[ImageRecord], np.ndarray]]
+) -> None:
+    latent_dim = int(facts["latent_dim"])
+    schema = _parquet_schema(latent_dim, facts)
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for ids, records, latents in chunks:
+            flat = pa.array(np.ascontiguousarray(latents, np.float32).reshape(-1), pa.float32())
+            columns = {
+                "id": pa.array(ids, pa.int64()),
+                "path": pa.array([r.path.encode("utf-8", "surrogateescape") for r in records], pa.binary()),
+                "display_path": pa.array([r.display_path for r in records], pa.string()),
+                "size": pa.array([r.size for r in records], pa.int64()),
+                "mtime_ns": pa.array([r.mtime_ns for r in records], pa.int64()),
+                "width": pa.array([r.width for r in records], pa.int32()),
+                "height": pa.array([r.height for r in records], pa.int32()),
+                "capture_time": pa.array([_naive(r.capture_time) for r in records], pa.timestamp("s")),
+                "latent": pa.FixedSizeListArray.from_arrays(flat, latent_dim),
+            }
+            for name in _TEXT_COLUMNS:
+                columns[name] = pa.array([getattr(r, name) for r in records], pa.string())
+            writer.write_table(pa.table(columns, schema=schema))
+
+
+def _is_parquet(source: str | os.PathLike[str]) -> bool:
+    try:
+        with open(source, "rb") as handle:
+            return handle.read(4) == b"PAR1"
+    except OSError as exc:
+        raise StoreError(f"cannot read {source}: {exc}") from exc
+
+
+def _read_parquet(
+    source: str | os.PathLike[str],
+) -> tuple[dict[str, str], Iterator[tuple[list[ImageRecord], np.ndarray]]]:
+    try:
+        parquet = pq.ParquetFile(str(source))
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{source} is not a readable Parquet export: {exc}") from exc
+    metadata = parquet.schema_arrow.metadata or {}
+    facts = {key.decode(): value.decode() for key, value in metadata.items()}
+
+    def batches() -> Iterator[tuple[list[ImageRecord], np.ndarray]]:
+        latent_dim = int(facts["latent_dim"])
+        for batch in parquet.iter_batches(batch_size=_CHUNK):
+            rows = batch.to_pydict()
+            latent_column = batch.column("latent")
+            latents = latent_column.values.to_numpy(zero_copy_only=False).reshape(-1, latent_dim)
+            records = [
+                ImageRecord(
+                    path=rows["path"][i].decode("utf-8", "surrogateescape"),
+                    size=rows["size"][i],
+                    mtime_ns=rows["mtime_ns"][i],
+                    content_hash=rows["content_hash"][i],
+                    width=rows["width"][i],
+                    height=rows["height"][i],
+                    format=rows["format"][i],
+                    capture_time=rows["capture_time"][i],
+                    camera_make=rows["camera_make"][i],
+                    camera_model=rows["camera_model"][i],
+                )
+                for i in range(batch.num_rows)
+            ]
+            yield records, np.ascontiguousarray(latents, np.float32)
+
+    return facts, batches()
+
+
+# --- .npz ----------------------------------------------------------------------------------------------
+
+
+def _write_npz(
+    path: Path, facts: dict[str, str], chunks: Iterator[tuple[list[int], list[ImageRecord], np.ndarray]]
+) -> None:
+    ids: list[int] = []
     records: list[ImageRecord] = []
-    latents = [np.empty((0, store.latent_dim), np.float32)]
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        records += store.get(chunk)
-        latents.append(store.latents(chunk))
+    latents = [np.empty((0, int(facts["latent_dim"])), np.float32)]
+    for chunk_ids, chunk_records, chunk_latents in chunks:
+        ids += chunk_ids
+        records += chunk_records
+        latents.append(chunk_latents)
     columns = {
-        "format": np.array(EXPORT_FORMAT),
-        "version": np.array(EXPORT_VERSION),
-        "model_id": np.array(store.model_id),
-        "latent_dim": np.array(store.latent_dim),
-        "metric": np.array(store.metric),
-        "index_type": np.array(store.index_type),
+        "format": np.array(facts["format"]),
+        "version": np.array(int(facts["version"])),
+        "model_id": np.array(facts["model_id"]),
+        "latent_dim": np.array(int(facts["latent_dim"])),
+        "metric": np.array(facts["metric"]),
+        "index_type": np.array(facts["index_type"]),
         "ids": np.array(ids, dtype=np.int64),
         "paths": np.array([r.path.encode("utf-8", "surrogateescape") for r in records], dtype=bytes),
         "display_paths": np.array([r.display_path for r in records], dtype=str),
@@ -55,45 +243,28 @@ def export_store(store: LatentStore, out: str | os.PathLike[str]) -> int:
         "camera_models": np.array([r.camera_model or "" for r in records], dtype=str),
         "latents": np.concatenate(latents),
     }
-    out = Path(out)
-    with atomic_output(out) as tmp, open(tmp, "wb") as handle:
+    with open(path, "wb") as handle:
         np.savez(handle, **columns)
-    return len(ids)
 
 
-def import_store(
-    source: str | os.PathLike[str], folder: str | os.PathLike[str], index_type: str | None = None
-) -> int:
-    """Create a store in `folder` holding the images of the export `source`; return how many.
-
-    Paths, metadata and latents are kept; ids are assigned anew. Raises StoreError for a file that is not
-    a latentdex export (or a folder already holding a store).
-    """
+def _read_npz(
+    source: str | os.PathLike[str],
+) -> tuple[dict[str, str], Iterator[tuple[list[ImageRecord], np.ndarray]]]:
     try:
         data = np.load(source, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise StoreError(f"{source} is not a readable .npz export: {exc}") from exc
     with data:
-        if "format" not in data.files or str(data["format"]) != EXPORT_FORMAT:
-            raise StoreError(f"{source} is not a latentdex export")
-        if int(data["version"]) != EXPORT_VERSION:
-            raise StoreError(f"{source} is export version {int(data['version'])}; this build reads 1")
-        model_id, metric = str(data["model_id"]), str(data["metric"])
         columns = {name: data[name] for name in data.files}
-    records = [_record(columns, row, model_id) for row in range(len(columns["ids"]))]
-    with LatentStore.create(
-        folder,
-        model_id=model_id,
-        latent_dim=int(columns["latent_dim"]),
-        metric=metric,
-        index_type=index_type or str(columns["index_type"]),
-    ) as store:
-        for start in range(0, len(records), _CHUNK):
-            store.upsert_images(records[start : start + _CHUNK], columns["latents"][start : start + _CHUNK])
-    return len(records)
+    facts_names = ("format", "version", "model_id", "latent_dim", "metric", "index_type")
+    facts = {name: str(columns[name]) for name in facts_names if name in columns}
+    if "ids" not in columns:
+        return facts, iter(())
+    records = [_npz_record(columns, row) for row in range(len(columns["ids"]))]
+    return facts, iter([(records, columns["latents"])])
 
 
-def _record(columns: dict[str, np.ndarray], row: int, model_id: str) -> ImageRecord:
+def _npz_record(columns: dict[str, np.ndarray], row: int) -> ImageRecord:
     def text(name: str) -> str | None:
         return str(columns[name][row]) or None
 
@@ -113,8 +284,11 @@ def _record(columns: dict[str, np.ndarray], row: int, model_id: str) -> ImageRec
         capture_time=None if np.isnat(capture) else capture.astype(datetime),
         camera_make=text("camera_makes"),
         camera_model=text("camera_models"),
-        model_id=model_id,
     )
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=None)
 
 
 def _to_datetime64(value: datetime | None) -> np.datetime64:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from indexer.export import export_store, import_store
+from indexer.export import export_format, export_store, import_store
 from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
 from indexer.store import LatentStore
 from models.errors import ModelMismatch
@@ -192,16 +192,28 @@ def rebuild(
 
 def export(
     store: StoreArgument,
-    out: Annotated[Path, typer.Option("--out", help="The .npz file to write.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write: .parquet or .npz.")],
+    format: Annotated[
+        Literal["parquet", "npz"] | None,
+        typer.Option("--format", help="parquet or npz; default: told by the --out suffix."),
+    ] = None,
 ) -> None:
-    """Write every indexed image's id, path, metadata and latent to one .npz file."""
+    """Write every indexed image's id, path, metadata and latent to one Parquet or .npz file.
+
+    Parquet holds one row per image with the latent as a fixed-size list of float32 and the model id
+    and latent dimension in the file's metadata: the layout embedding tools read.
+    """
+    try:
+        export_format(out, format)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--out") from exc
     with LatentStore.open(store, read_only=True) as opened:
-        count = export_store(opened, out)
+        count = export_store(opened, out, format)
     typer.echo(f"exported {count} images to {out}")
 
 
 def import_(
-    source: Annotated[Path, typer.Argument(help="An .npz file written by `latentdex export`.")],
+    source: Annotated[Path, typer.Argument(help="A Parquet or .npz file written by `latentdex export`.")],
     store: Annotated[Path, typer.Option("--store", help="The new store folder.")],
     index_type: Annotated[
         IndexType | None, typer.Option(help="FAISS index for the new store. Default: the exported store's.")

@@ -1,0 +1,146 @@
+"""Export and import: real Parquet that other tools read, .npz, round trips, and refused formats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from indexer.export import export_store, import_store
+from indexer.store import ImageRecord, LatentStore
+from models.errors import StoreError
+from service.cli import app
+
+DIM = 16
+MODEL = "vae-test"
+ODD_PATH = b"albums/caf\xe9 \xff/1.jpg".decode("utf-8", "surrogateescape")  # not valid UTF-8 on disk
+runner = CliRunner()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    folder = tmp_path / "store"
+    records = [
+        ImageRecord(
+            path=f"album/{i:03d}.jpg",
+            size=1000 + i,
+            mtime_ns=10**18 + i,
+            content_hash=f"{i:064x}",
+            width=640 if i % 2 else None,
+            height=480 if i % 2 else None,
+            format="JPEG",
+            capture_time=datetime(2021, 6, 1 + i % 28, 12, 30) if i % 3 else None,
+            camera_make="Acme" if i % 4 == 0 else None,
+            camera_model=None,
+            model_id=MODEL,
+        )
+        for i in range(40)
+    ]
+    records.append(ImageRecord(path=ODD_PATH, size=5, mtime_ns=1, content_hash="ab" * 32, model_id=MODEL))
+    latents = np.random.default_rng(0).standard_normal((len(records), DIM)).astype(np.float32)
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as created:
+        created.upsert_images(records, latents)
+        created.mark_failed(
+            [ImageRecord(path="bad.jpg", size=1, mtime_ns=1, content_hash=None, failure_reason="broken")]
+        )
+    return folder
+
+
+def contents(folder: Path) -> dict[str, tuple]:
+    """path -> (metadata..., latent bytes) of every ok image: what a round trip must keep."""
+    with LatentStore.open(folder, read_only=True) as opened:
+        ids = [e.id for e in opened.entries() if e.status == "ok"]
+        records = opened.get(ids)
+        latents = opened.latents(ids)
+    return {
+        r.path: (
+            r.size,
+            r.mtime_ns,
+            r.content_hash,
+            r.width,
+            r.height,
+            r.format,
+            r.capture_time,
+            r.camera_make,
+            r.camera_model,
+            latent.tobytes(),
+        )
+        for r, latent in zip(records, latents, strict=True)
+    }
+
+
+def test_parquet_has_one_row_per_image_the_metadata_as_columns_and_a_fixed_size_latent(
+    store: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "lib.parquet"
+    result = runner.invoke(app, ["export", str(store), "--out", str(out)])
+    assert result.exit_code == 0 and "exported 41 images" in result.output, result.output
+    table = pq.read_table(out)
+    assert table.num_rows == 41
+    latent_type = table.schema.field("latent").type
+    assert pa.types.is_fixed_size_list(latent_type) and latent_type.list_size == DIM
+    assert latent_type.value_type == pa.float32()
+    assert table.schema.metadata[b"model_id"] == MODEL.encode()
+    assert table.schema.metadata[b"latent_dim"] == str(DIM).encode()
+    assert {"id", "path", "display_path", "size", "mtime_ns", "content_hash", "width", "capture_time"} <= set(
+        table.column_names
+    )
+    rows = table.to_pydict()
+    odd = rows["path"].index(ODD_PATH.encode("utf-8", "surrogateescape"))
+    assert rows["width"][odd] is None and rows["camera_make"][odd] is None
+    latents = np.stack([np.asarray(v, np.float32) for v in rows["latent"]])
+    assert latents.shape == (41, DIM) and latents.dtype == np.float32
+    expected = contents(store)
+    for path, latent in zip(rows["path"], latents, strict=True):
+        assert latent.tobytes() == expected[path.decode("utf-8", "surrogateescape")][-1]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".npz"])
+def test_export_then_import_keeps_every_path_field_and_latent(
+    store: Path, tmp_path: Path, suffix: str
+) -> None:
+    out = tmp_path / f"lib{suffix}"
+    with LatentStore.open(store, read_only=True) as opened:
+        assert export_store(opened, out) == 41
+    assert import_store(out, tmp_path / "copy") == 41
+    assert contents(tmp_path / "copy") == contents(store)
+    with LatentStore.open(tmp_path / "copy", read_only=True) as copy:
+        assert copy.model_id == MODEL and copy.verify().ok
+        assert copy.get_by_path(ODD_PATH).size == 5
+
+
+def test_the_format_follows_the_suffix_or_the_option(store: Path, tmp_path: Path) -> None:
+    forced = tmp_path / "lib.data"
+    result = runner.invoke(app, ["export", str(store), "--out", str(forced), "--format", "parquet"])
+    assert result.exit_code == 0, result.output
+    assert forced.read_bytes()[:4] == b"PAR1"
+    npz = tmp_path / "lib.npz"
+    assert runner.invoke(app, ["export", str(store), "--out", str(npz)]).exit_code == 0
+    assert npz.read_bytes()[:2] == b"PK"
+    copied = runner.invoke(app, ["import", str(forced), "--store", str(tmp_path / "copy")])
+    assert copied.exit_code == 0 and "imported 41 images" in copied.output, copied.output
+
+
+@pytest.mark.parametrize("name", ["lib.csv", "lib", "lib.parquet.tmp"])
+def test_an_unknown_export_format_exits_2_and_writes_nothing(store: Path, tmp_path: Path, name: str) -> None:
+    result = runner.invoke(app, ["export", str(store), "--out", str(tmp_path / name)])
+    message = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and ".parquet or .npz" in message, message
+    assert not (tmp_path / name).exists()
+    bad = runner.invoke(app, ["export", str(store), "--out", str(tmp_path / "x.parquet"), "--format", "csv"])
+    assert bad.exit_code == 2
+
+
+def test_importing_a_file_that_is_not_an_export_is_a_store_error(tmp_path: Path) -> None:
+    table_file = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), table_file)
+    with pytest.raises(StoreError, match="not a latentdex export"):
+        import_store(table_file, tmp_path / "s")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(StoreError, match=r"not a readable \.npz export"):
+        import_store(tmp_path / "junk.npz", tmp_path / "t")
