@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 DATA := data
 DEMO_OUT := demo-out
 
-.PHONY: venv test lint format demo bench proto data default-model clean
+.PHONY: venv test lint format demo bench fuzz proto data default-model clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ format: venv
 
 test: venv lint
 	$(BIN)/python -m pytest -q
+
+# The RPC fuzz test of `make test`, longer: FUZZ_EXAMPLES requests per RPC, another seed with FUZZ_SEED.
+FUZZ_EXAMPLES ?= 2000
+fuzz: venv
+	LATENTDEX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(if $(FUZZ_SEED),LATENTDEX_FUZZ_SEED=$(FUZZ_SEED)) \
+		$(BIN)/python -m pytest -q tests/test_fuzz_rpc.py
 
 proto: venv
 	$(BIN)/python -m service.protogen
