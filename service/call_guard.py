@@ -11,14 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from models.errors import LatentdexError
-
 StopCheck = Callable[[], None]
 _current: ContextVar[StopCheck | None] = ContextVar("latentdex_call_check", default=None)
-
-
-class CallCancelled(LatentdexError):
-    """The client cancelled the call (or went away) while it was being answered."""
 
 
 @contextmanager

@@ -7,11 +7,13 @@
             print(match.path, match.distance)
 
 Failed calls raise `ServerError` carrying the gRPC status code's name ("INVALID_ARGUMENT", "NOT_FOUND",
-...) and the server's message. The client imports no torch: it runs wherever numpy and grpcio do.
+...) and the server's message; where the server names the kind, the exception is that kind too
+(`NotFound`, `InvalidQuery`, ...). The client imports no torch: it runs wherever numpy and grpcio do.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +29,7 @@ from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
 from indexer.filters import SearchFilter
-from models.errors import LatentdexError
+from models.errors import ERROR_KIND_KEY, ERROR_KINDS, LatentdexError
 from service.previews import EncodedPicture
 
 ImageSource = str | os.PathLike[str] | bytes
@@ -38,12 +40,30 @@ DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 class ServerError(LatentdexError):
-    """A call the server answered with an error (or could not be reached: "UNAVAILABLE")."""
+    """A call the server answered with an error (or could not be reached: "UNAVAILABLE").
+
+    Where the server names the error's kind, the exception raised is also that kind (a `NotFound`, an
+    `InvalidQuery`, ...: see `models.errors`), with its exit code; `code` is the gRPC status's name.
+    """
+
+    exit_code = 10
 
     def __init__(self, code: str, details: str) -> None:
         super().__init__(f"{code}: {details}")
         self.code = code
         self.details = details
+
+
+def server_error(code: str, details: str, kind_name: str | None) -> ServerError:
+    """The exception for a failed call: a ServerError that is also the named domain kind, if known."""
+    kind = ERROR_KINDS.get(kind_name or "")
+    return ServerError(code, details) if kind is None else _remote_kind(kind)(code, details)
+
+
+@functools.cache
+def _remote_kind(kind: type[LatentdexError]) -> type[ServerError]:
+    attributes = {"status": kind.status, "exit_code": kind.exit_code, "__doc__": kind.__doc__}
+    return type(kind.__name__, (ServerError, kind), attributes)
 
 
 @dataclass(frozen=True)
@@ -491,7 +511,9 @@ def _raising_server_errors() -> Iterator[None]:
     except grpc.RpcError as exc:
         code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
         details = exc.details() if hasattr(exc, "details") else str(exc)
-        raise ServerError(code.name, details or "") from exc
+        trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+        kind = dict(trailing or ()).get(ERROR_KIND_KEY)
+        raise server_error(code.name, details or "", kind) from exc
 
 
 def _message(options: QueryOptions | None, k: int) -> pb.QueryOptions:

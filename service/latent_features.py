@@ -22,9 +22,8 @@ from indexer.directions import Direction, DirectionBook, check_name, new_directi
 from indexer.filters import SearchFilter
 from indexer.store import LatentStore
 from models import latent_space
-from models.errors import DimensionMismatch, LatentdexError, NotFound
+from models.errors import DimensionMismatch, DirectionExists, NoStore, NotFound
 from service.call_guard import stop_if_abandoned
-from service.live_store import NoStore
 from service.previews import EncodedPicture, encode_picture, thumbnail_image
 from service.queries import (
     EmptyStore,
@@ -51,10 +50,6 @@ DEFAULT_VALUES = (-3.0, -1.5, 0.0, 1.5, 3.0)
 MAP_GRID_LIMITS = (2, 64)
 MAP_CELL_LIMITS = (16, 256)
 ACTIVE_SHARE = 0.01  # a dimension is "active" if it carries at least this share of the total variance
-
-
-class DirectionExists(LatentdexError):
-    """A direction of that name exists already (and replacing it was not asked for)."""
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.store import MANIFEST_FILE, LatentStore
-from models.errors import LatentdexError, StoreError
+from models.errors import NoStore, StoreError
 
 log = logging.getLogger(__name__)
-
-
-class NoStore(LatentdexError):
-    """The server has no store to answer from (none configured, or none indexed yet at its folder)."""
 
 
 @dataclass

@@ -20,9 +20,18 @@ from indexer.filters import SearchFilter
 from indexer.load import DEFAULT_MAX_PIXELS, load_for_model
 from indexer.store import ImageRecord, LatentStore, StoreInfo
 from indexer.vectors import check_vectors
-from models.errors import BadImage, BadLatent, DimensionMismatch, LatentdexError, ModelMismatch, NotFound
+from models.errors import (
+    BadImage,
+    BadLatent,
+    DimensionMismatch,
+    EmptyStore,
+    InvalidQuery,
+    ModelMismatch,
+    NoStore,
+    NotFound,
+)
 from models.inference import LatentCodec
-from service.live_store import LiveStore, NoStore
+from service.live_store import LiveStore
 from service.previews import (
     DEFAULT_THUMBNAIL_SIZE,
     FORMATS,
@@ -33,14 +42,6 @@ from service.previews import (
 
 DEFAULT_K = 10
 STAGES = ("image_decode", "encode", "search", "metadata", "preview", "thumbnail")
-
-
-class InvalidQuery(LatentdexError):
-    """A request that cannot be answered as asked (k out of range, a bad preview size, ...)."""
-
-
-class EmptyStore(LatentdexError):
-    """The store holds no searchable image yet."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Domain errors to gRPC status codes, in one place, and the guard every handler runs inside.
+"""The guard every handler runs inside: domain errors out as their status codes, long calls stopped.
 
-`answering` turns each `LatentdexError` into its status code (see the proto's header) and anything
-unexpected into INTERNAL with a log line, so no request takes the server down.
+`answering` answers each `LatentdexError` with its kind's status (`models.errors` holds the table) and
+names the kind in the trailing metadata; anything unexpected becomes INTERNAL with a log line, so no
+request takes the server down.
 """
 
 from __future__ import annotations
@@ -13,45 +14,15 @@ from typing import NoReturn
 
 import grpc
 
-from models.errors import (
-    BadImage,
-    BadLatent,
-    DimensionMismatch,
-    LatentdexError,
-    ModelMismatch,
-    NotFound,
-    StoreError,
-)
-from service.call_guard import CallCancelled, checking
-from service.latent_features import DirectionExists
-from service.live_store import NoStore
-from service.queries import EmptyStore, InvalidQuery
+from models.errors import ERROR_KIND_KEY, CallCancelled, DeadlinePassed, LatentdexError
+from service.call_guard import checking
 
 log = logging.getLogger(__name__)
 
-_STATUS = (
-    ((InvalidQuery, BadImage, DimensionMismatch, BadLatent), grpc.StatusCode.INVALID_ARGUMENT),
-    ((NotFound,), grpc.StatusCode.NOT_FOUND),
-    ((DirectionExists,), grpc.StatusCode.ALREADY_EXISTS),
-    ((NoStore, EmptyStore, ModelMismatch), grpc.StatusCode.FAILED_PRECONDITION),
-    ((StoreError,), grpc.StatusCode.UNAVAILABLE),
-)
-
-
-class DeadlinePassed(LatentdexError):
-    """The caller's deadline passed while the answer was being computed."""
-
 
 def status_of(error: LatentdexError) -> grpc.StatusCode:
-    """The gRPC status code a latentdex error is answered with."""
-    if isinstance(error, DeadlinePassed):
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    if isinstance(error, CallCancelled):
-        return grpc.StatusCode.CANCELLED
-    for kinds, code in _STATUS:
-        if isinstance(error, kinds):
-            return code
-    return grpc.StatusCode.INTERNAL
+    """The gRPC status code a latentdex error is answered with: its kind's `status`."""
+    return grpc.StatusCode[error.status]
 
 
 @contextmanager
@@ -61,6 +32,8 @@ def answering(context: grpc.ServicerContext) -> Iterator[None]:
         with checking(call_check(context)):
             yield
     except LatentdexError as exc:
+        # the kind's name lets the client raise the same kind (and the CLI exit with its code)
+        context.set_trailing_metadata(((ERROR_KIND_KEY, type(exc).__name__),))
         abort_with(context, status_of(exc), str(exc))
     except (ValueError, OverflowError) as exc:  # a proto value our checks did not foresee
         abort_with(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))

@@ -12,7 +12,7 @@ import typer
 
 from indexer.filters import SearchFilter
 from indexer.load import DEFAULT_MAX_PIXELS
-from models.errors import ModelMismatch
+from models.errors import ModelMismatch, NoStore
 from models.inference import LatentCodec
 from service.cli.connection import (
     TOKEN_ENV,
@@ -30,7 +30,7 @@ from service.cli.model_commands import ModelOption, PrecisionOption
 from service.client import LatentdexClient, Match, QueryOptions, QueryResult
 from service.contact_sheet import SheetTile, contact_sheet
 from service.health_check import check_health
-from service.live_store import LiveStore, NoStore
+from service.live_store import LiveStore
 from service.queries import Limits, QueryEngine
 from service.server import (
     DEFAULT_PORT,
