@@ -49,7 +49,6 @@ DEFAULT_TOP = 8
 DEFAULT_VALUES = (-3.0, -1.5, 0.0, 1.5, 3.0)
 MAP_GRID_LIMITS = (2, 64)
 MAP_CELL_LIMITS = (16, 256)
-ACTIVE_SHARE = 0.01  # a dimension is "active" if it carries at least this share of the total variance
 
 
 @dataclass(frozen=True)
@@ -87,19 +86,26 @@ class ImageGroup:
 
 @dataclass(frozen=True)
 class LibraryStats:
-    """Per-dimension mean, standard deviation and variance of the store's latents; `order`: most variance
-    first."""
+    """Per-dimension mean and standard deviation of the store's latents, and how active each dimension
+    is (`latent_space.active_dimensions`, the one definition: variance of mu over the store)."""
 
     count: int
     mean: np.ndarray
     std: np.ndarray
-    variance: np.ndarray
-    order: np.ndarray
+    activity: latent_space.DimensionActivity
+
+    @property
+    def variance(self) -> np.ndarray:
+        return self.activity.variance
+
+    @property
+    def order(self) -> np.ndarray:
+        """Dimensions, most active first."""
+        return self.activity.order
 
     @property
     def active_count(self) -> int:
-        total = float(self.variance.sum()) or 1.0
-        return int((self.variance / total >= ACTIVE_SHARE).sum())
+        return len(self.activity.active())
 
 
 @dataclass(frozen=True)
@@ -325,13 +331,12 @@ class LatentExplorer:
             _, latents = opened.all_latents()
         if len(latents) == 0:
             raise NotFound("the store holds no usable latent")
-        variance = latents.var(axis=0)
+        activity = latent_space.active_dimensions(latents)
         stats = LibraryStats(
             count=len(latents),
             mean=latents.mean(axis=0),
-            std=np.sqrt(variance) + 1e-6,
-            variance=variance,
-            order=np.argsort(-variance, kind="stable"),
+            std=np.sqrt(activity.variance) + 1e-6,
+            activity=activity,
         )
         self._cache.key, self._cache.stats = key, stats
         return stats

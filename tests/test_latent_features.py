@@ -16,6 +16,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from indexer.pipeline import IndexOptions, index_folder
+from indexer.store import LatentStore
+from models import latent_space
 from models.inference import LatentCodec
 from service.client import FrameOptions, ImageGroup, LatentdexClient, QueryOptions, ServerError, connect
 from service.live_store import LiveStore
@@ -186,10 +188,15 @@ def test_generate_is_seeded_and_lands_near_its_anchor(client: LatentdexClient, l
     assert len(stored) == 3
 
 
-def test_traverse_moves_one_dimension_per_row(client: LatentdexClient, library: Path) -> None:
+def test_traverse_moves_one_dimension_per_row(
+    client: LatentdexClient, library: Path, served: tuple[RunningServer, LatentCodec, Path]
+) -> None:
     rows = client.traverse(library / "mid" / "mid08.png", top=3, values=[-2.0, 0.0, 2.0], size=32)
     dims, active, count = client.latent_stats()
     assert count == 48 and 1 <= active <= 128
+    with LatentStore.open(served[2], read_only=True) as store:
+        # one definition of an active dimension, the model's: the server's count is the same
+        assert active == len(latent_space.active_dimensions(store.all_latents()[1]).active())
     variances = [v for _, _, v in dims]
     assert variances == sorted(variances, reverse=True)
     assert [d for d, _ in rows] == [d for d, _, _ in dims[:3]]
