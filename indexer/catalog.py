@@ -43,7 +43,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from indexer import schema
 from models.errors import NotFound, StoreError
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 PG_WRITE_LOCK = (
     0x6C61_7465_6E74  # "latent": the advisory lock key that orders writers of a PostgreSQL catalog
@@ -270,12 +269,12 @@ class Catalog:
 
     @classmethod
     def create(cls, location: CatalogLocation, meta: dict[str, str]) -> Catalog:
-        """Create the schema in a new file or an empty database; record `meta` and the schema version."""
+        """Create the schema (every migration) in a new file or an empty database; record `meta`."""
         catalog = cls(location)
         try:
             schema.upgrade(catalog.engine)
             with catalog.writing() as session:
-                for key, value in {"schema_version": str(SCHEMA_VERSION), **meta}.items():
+                for key, value in meta.items():
                     session.add(MetaRow(key=key, value=value))
         except SQLAlchemyError as exc:
             catalog.close()
@@ -284,30 +283,35 @@ class Catalog:
 
     @classmethod
     def open(cls, location: CatalogLocation, *, read_only: bool = False) -> Catalog:
-        """Open an existing catalog (migrating its schema to this build's unless `read_only`); raises
-        StoreError if it is missing, unreachable or of another schema version."""
+        """Open an existing catalog; unless `read_only`, migrate it to this build's schema (Alembic alone
+        decides the schema). Raises StoreError if it is missing, unreachable, not a latentdex catalog, or
+        at a revision this build does not know (made by a newer one)."""
         if not is_database_url(location) and not Path(location).is_file():
             raise StoreError(f"{location} is missing: the store's catalog is gone")
         catalog = cls(location, read_only=read_only)
         try:
             with catalog.reading() as session:
-                version = get_meta(session, "schema_version")
-            if not read_only and version == str(SCHEMA_VERSION):
+                if get_meta(session, "model_id") is None:
+                    raise StoreError(f"{catalog.name} is not a latentdex catalog (it names no model)")
+            schema.check_known(catalog.engine)
+            if not read_only:
                 schema.upgrade(catalog.engine)
         except SQLAlchemyError as exc:
             catalog.close()
             raise StoreError(f"{catalog.name} is not a readable latentdex catalog: {exc}") from exc
-        if version != str(SCHEMA_VERSION):
+        except StoreError:
             catalog.close()
-            raise StoreError(
-                f"{catalog.name} has schema version {version}, this build reads {SCHEMA_VERSION}"
-            )
+            raise
         return catalog
 
     @contextmanager
-    def writing(self) -> Iterator[Session]:
-        """A session in one write transaction, committed on success and rolled back on error."""
-        if self.read_only:
+    def writing(self, *, annotations: bool = False) -> Iterator[Session]:
+        """A session in one write transaction, committed on success and rolled back on error.
+
+        `annotations`: a write of the users' own annotations (directions), which a read-only opener may
+        make: they are no part of the index that the store's one writer keeps consistent.
+        """
+        if self.read_only and not annotations:
             raise StoreError("the store is open read-only")
         with self._sessions.begin() as session:
             yield session

@@ -1,11 +1,11 @@
-"""Named latent directions ("smiling", "sunset", ...), kept in the store's SQLite database.
+"""Named latent directions ("smiling", "sunset", ...), kept in the store's catalog; reached through
+`LatentStore.directions`.
 
 A direction is a latent-space vector learnt from two groups of images (see `models.latent_space`); it
 belongs to the model whose latents it was learnt on. Directions live in their own table of the catalog
-and do not touch images or vectors, so they are written through a connection of their own while a
-server reads the store or an indexer writes it: SQLite's write lock (BEGIN IMMEDIATE, with the busy
-timeout) orders them with the indexer's transactions. Stores made before this table existed get it on the
-first write.
+(migration 0002) and do not touch images or vectors, so a server that opened the store read-only may still
+write them (`Catalog.writing(annotations=True)`) while an indexer writes the store: the catalog's write
+lock orders them with the indexer's transactions.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 from sqlalchemy import Float, LargeBinary, Select, String, Text, UniqueConstraint, delete, inspect, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from indexer.catalog import Base, Catalog, CatalogLocation, UTCDateTime
-from models.errors import NotFound
+from indexer.catalog import Base, Catalog, UTCDateTime
+from models.errors import NotFound, StoreError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -66,19 +66,21 @@ def check_name(name: str) -> str:
 
 
 class DirectionBook:
-    """The directions of one store's catalog; opens its own writable connection to the file."""
+    """The directions of one store's catalog, through the store's own catalog connection."""
 
-    def __init__(self, location: CatalogLocation) -> None:
-        self._catalog = Catalog.open(location)
-
-    def close(self) -> None:
-        self._catalog.close()
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
 
     def save(self, direction: Direction, *, replace: bool = False) -> None:
-        """Store `direction`; ValueError if one of that name (for that model) exists and not `replace`."""
+        """Store `direction`; ValueError if one of that name (for that model) exists and not `replace`;
+        StoreError if the catalog predates directions (open the store writable once to migrate it)."""
         check_name(direction.name)
-        self._ensure_table()
-        with self._catalog.writing() as session:
+        if not self._has_table():
+            raise StoreError(
+                f"{self._catalog.name} predates directions: open the store writable once "
+                "(e.g. `latentdex verify STORE`) to bring its schema up to date"
+            )
+        with self._catalog.writing(annotations=True) as session:
             existing = session.scalar(self._by_name(direction.name, direction.model_id))
             if existing is not None and not replace:
                 raise ValueError(f"a direction named {direction.name!r} exists: delete it or replace it")
@@ -112,7 +114,7 @@ class DirectionBook:
     def delete(self, name: str, model_id: str) -> None:
         """Remove the direction `name` of `model_id`; NotFound if there is none."""
         if self._has_table():
-            with self._catalog.writing() as session:
+            with self._catalog.writing(annotations=True) as session:
                 deleted = session.execute(
                     delete(DirectionRow).where(DirectionRow.name == name, DirectionRow.model_id == model_id)
                 ).rowcount
@@ -126,10 +128,6 @@ class DirectionBook:
 
     def _has_table(self) -> bool:
         return inspect(self._catalog.engine).has_table(DirectionRow.__tablename__)
-
-    def _ensure_table(self) -> None:
-        if not self._has_table():
-            Base.metadata.create_all(self._catalog.engine, tables=[DirectionRow.__table__])
 
 
 def new_direction(

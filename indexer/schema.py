@@ -13,7 +13,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, inspect
+
+from models.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_REVISION = "0001"
@@ -37,6 +40,22 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the catalog is at (None: not managed by Alembic yet)."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def check_known(engine: Engine) -> None:
+    """StoreError if the catalog is at a revision this build's migrations do not know (a newer build's)."""
+    revision = current_revision(engine)
+    if revision is None:
+        return  # made before Alembic, or being created: `upgrade` handles both
+    try:
+        known = ScriptDirectory.from_config(_config(None)).get_revision(revision)  # type: ignore[arg-type]
+    except CommandError:
+        known = None
+    if known is None:
+        raise StoreError(
+            f"the catalog's schema is at revision {revision!r}, which this build does not know "
+            f"(its newest is {head_revision()!r}): it was made by a newer latentdex"
+        )
 
 
 def upgrade(engine: Engine) -> None:

@@ -73,6 +73,7 @@ from indexer.consistency import (
     usable_latents,
     verify_store,
 )
+from indexer.directions import DirectionBook
 from indexer.filters import SearchFilter, glob_ids, matching_ids
 from indexer.vectors import IVF_REFINE, VectorIndex, check_vectors, exact_search, rerank
 from indexer.whitening import STORE_METRICS, Whitening, needs_fit
@@ -163,6 +164,7 @@ class LatentStore:
         self.whitening = Whitening.from_text(meta["whitening"]) if meta["whitening"] else None
         self.whitening_changes = int(meta["whitening_changes"] or 0)
         self._whitening_unsaved = False
+        self._directions: DirectionBook | None = None
 
     @classmethod
     def create(
@@ -624,6 +626,14 @@ class LatentStore:
     def all_latents(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, latents) of every ok image (or of `ids`) with a usable stored latent, by id."""
         return usable_latents(self._catalog, ids, self._spec, ReconcileReport())
+
+    @property
+    def directions(self) -> DirectionBook:
+        """The named latent directions kept in this store's catalog (writable even when the store is
+        opened read-only: see `indexer.directions`)."""
+        if self._directions is None:
+            self._directions = DirectionBook(self._catalog)
+        return self._directions
 
     def whitening_summary(self) -> str:
         """One line on the whitening a "whitened" store searches with, and when it refits."""

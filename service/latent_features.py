@@ -9,7 +9,6 @@ math is in `models.latent_space`; directions are stored by `indexer.directions`.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -125,13 +124,10 @@ class LibraryMap:
 
 @dataclass
 class _StatsCache:
-    """What the explorer keeps between calls: library statistics per store state, one direction book."""
+    """What the explorer keeps between calls: library statistics per store state."""
 
     key: tuple[str, str, int] | None = None
     stats: LibraryStats | None = None
-    book: DirectionBook | None = None
-    book_location: object = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -485,16 +481,8 @@ class LatentExplorer:
 
     @contextmanager
     def _book(self) -> Iterator[DirectionBook]:
-        """The directions of the current store's catalog; one connection kept per catalog location (opening
-        one checks the schema, which would cost more than an edit's lookup)."""
+        """The directions of the current store's catalog, through the store itself."""
         if self.engine.store is None:
             raise NoStore("directions live in the store's database: start the server with --store")
         with self.engine.store.use() as store:
-            location = store.catalog_location
-        with self._cache.lock:
-            if self._cache.book_location != location:
-                if self._cache.book is not None:
-                    self._cache.book.close()
-                self._cache.book, self._cache.book_location = DirectionBook(location), location
-            book = self._cache.book
-        yield book
+            yield store.directions
