@@ -36,7 +36,7 @@ fuzz: venv
 		$(BIN)/python -m pytest -q tests/test_fuzz_rpc.py
 
 proto: venv
-	$(BIN)/python -m service.protogen
+	$(BIN)/python -m latentdex.service.protogen
 
 demo: venv
 	$(BIN)/latentdex demo --out $(DEMO_OUT)
@@ -48,13 +48,17 @@ data: venv
 bench: venv data
 	$(BIN)/python -m bench --data $(DATA) --results bench/results
 
-# Reproduces the shipped default checkpoint in models/default/ (see README: "Default model").
+# Reproduces the shipped default checkpoint in models/default/ (see README: "Default model"). The run's
+# checkpoints and optimiser state live outside the work tree (RUNS), so an interrupted run continues when
+# this is run again on the same machine. One torch thread: the weights come out bit-identical per build.
+RUNS ?= $(HOME)/.cache/latentdex/runs
 default-model: venv data
 	$(BIN)/python -m bench.datasets training-crops --root $(DATA) --out $(DATA)/train-crops
-	$(BIN)/latentdex train $(DATA)/train-crops --out runs/default --image-size 64 --latent-dim 128 \
-		--epochs 8 --batch-size 64 --seed 0 --invariance-weight 20
+	$(BIN)/latentdex train $(DATA)/train-crops --out $(RUNS)/default-v2 --image-size 64 --latent-dim 128 \
+		--base-channels 32 --encoder-stem strided --decoder-upsampling nearest --epochs 8 --batch-size 64 \
+		--seed 0 --invariance-weight 100 --invariance-form head_ntxent --invariance-temperature 0.2 --threads 1
 	mkdir -p models/default
-	cp runs/default/config.json runs/default/model.safetensors models/default/
+	cp $(RUNS)/default-v2/config.json $(RUNS)/default-v2/model.safetensors models/default/
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -22,11 +22,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from latentdex.indexer.load import load_image
+from latentdex.indexer.scan import iter_image_files
+from latentdex.models.errors import BadImage
 from PIL import Image
-
-from indexer.load import load_image
-from indexer.scan import iter_image_files
-from models.errors import BadImage
 
 PACKAGES = (
     "tuxpaint-stamps-default",

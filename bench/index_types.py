@@ -28,12 +28,19 @@ from typing import Any
 
 import faiss
 import numpy as np
+from latentdex.indexer.store import LatentStore
+from latentdex.indexer.vectors import (
+    FACTORIES,
+    IVF_MIN_TRAINING,
+    IVF_REFINE,
+    VectorIndex,
+    ivfpq_factory,
+    rerank,
+)
 
 from bench.machine import time_call
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
-from indexer.store import LatentStore
-from indexer.vectors import FACTORIES, IVF_MIN_TRAINING, IVF_REFINE, VectorIndex, ivfpq_factory, rerank
 
 NAME = "index_types"
 # "ivfpq+rerank": IVF-PQ asked for K * IVF_REFINE candidates, re-ranked exactly (`indexer.vectors.rerank`),

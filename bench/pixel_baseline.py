@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from indexer.load import fit_square
+from latentdex.indexer.load import fit_square
 
 PIXEL_SIZE = 32  # the unwhitened baseline's thumbnail side
 PIXEL_SIZES = (16, 32)  # the whitened baseline tries each of these ...

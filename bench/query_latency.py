@@ -72,19 +72,19 @@ import grpc
 import numpy as np
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
+from latentdex.models.inference import LatentCodec
+from latentdex.service.client import LatentdexClient, QueryOptions, connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import Limits, QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, start_server
 from PIL import Image
 
 from bench.machine import time_interleaved
 from bench.photo_folders import _crop_box, _ensure, _write_files, source_photos
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
-from indexer.store import ImageRecord, LatentStore
-from models.checkpoint import DEFAULT_MODEL_DIR, read_card
-from models.inference import LatentCodec
-from service.client import LatentdexClient, QueryOptions, connect
-from service.live_store import LiveStore
-from service.queries import Limits, QueryEngine
-from service.server import RunningServer, ServerConfig, start_server
 
 NAME = "query_latency"
 K = 10

@@ -8,9 +8,8 @@ from typing import Any
 import faiss
 import numpy as np
 import torch
-
-from models import image_quality
-from models.inference import LatentCodec
+from latentdex.models import image_quality
+from latentdex.models.inference import LatentCodec
 
 
 def search(base: np.ndarray, queries: np.ndarray, k: int, normalise: bool) -> np.ndarray:

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.catalog import CatalogEntry
-from indexer.decoding import file_sha256, read_failure
-from indexer.scan import iter_image_files
+from latentdex.indexer.catalog import CatalogEntry
+from latentdex.indexer.decoding import file_sha256, read_failure
+from latentdex.indexer.scan import iter_image_files
 
 HashFile = Callable[[Path], str]
 _PROGRESS_EVERY = 500

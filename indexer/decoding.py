@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-
-from indexer.load import fit_square, load_image
-from indexer.parent_watch import die_with_parent, helper_context
-from models.errors import BadImage
+from latentdex.indexer.load import fit_square, load_image
+from latentdex.indexer.parent_watch import die_with_parent, helper_context
+from latentdex.models.errors import BadImage
 
 HASH_CHUNK = 1 << 20
 WORKER_DIED = "the decoder crashed (its worker process died)"
@@ -189,7 +188,7 @@ class DecodePool:
 
 def _process_context() -> multiprocessing.context.BaseContext:
     # Workers fork from a server that imported only the decoder: fast restarts after a crash.
-    return helper_context(["indexer.decoding"])
+    return helper_context([__name__])
 
 
 class _NotRegular(OSError):

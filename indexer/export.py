@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from indexer.store import ImageRecord, LatentStore
-from models.atomic_files import atomic_output
-from models.errors import StoreError
+from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.models.atomic_files import atomic_output
+from latentdex.models.errors import StoreError
 
 EXPORT_FORMAT = "latentdex-export"
 EXPORT_VERSION = 1

@@ -18,9 +18,8 @@ from datetime import datetime
 from typing import BinaryIO
 
 import numpy as np
+from latentdex.models.errors import BadImage
 from PIL import Image, ImageOps, UnidentifiedImageError, features
-
-from models.errors import BadImage
 
 try:
     import pillow_heif

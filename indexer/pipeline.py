@@ -27,17 +27,16 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 import torch
-
-from indexer.catalog import display_path, path_key, public_url
-from indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, scan_folder
-from indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index
-from indexer.store import MANIFEST_FILE, ImageRecord, LatentStore, RunCounts
-from indexer.vectors import resolve_index_type
-from models.errors import LatentdexError, ModelMismatch, NotFound, StoreError
-from models.inference import LatentCodec
+from latentdex.indexer.catalog import display_path, path_key, public_url
+from latentdex.indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, scan_folder
+from latentdex.indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index
+from latentdex.indexer.store import MANIFEST_FILE, ImageRecord, LatentStore, RunCounts
+from latentdex.indexer.vectors import resolve_index_type
+from latentdex.models.errors import LatentdexError, ModelMismatch, NotFound, StoreError
+from latentdex.models.inference import LatentCodec
 
 if TYPE_CHECKING:
-    from indexer.ray_engine import RayEngine
+    from latentdex.indexer.ray_engine import RayEngine
 
 ProgressFn = Callable[["IndexProgress"], None]
 
@@ -262,7 +261,7 @@ class _Run:
 
     def _decoder(self, jobs: int) -> DecodePool | RayEngine:
         if self.options.engine == "ray":
-            from indexer.ray_engine import RayEngine  # Ray is heavy to import: only when asked for
+            from latentdex.indexer.ray_engine import RayEngine  # Ray is heavy to import: only when asked for
 
             return RayEngine(self.codec, self.options.model_dir, self.options.ray_address)
         # The window lets workers run a batch ahead while this process encodes and writes the last one.

@@ -18,11 +18,10 @@ from types import TracebackType
 import numpy as np
 import ray
 import torch
-
-from indexer.decoding import DecodedFile, decode_for_index
-from models.checkpoint import DEFAULT_MODEL_DIR
-from models.errors import ModelMismatch
-from models.inference import LatentCodec
+from latentdex.indexer.decoding import DecodedFile, decode_for_index
+from latentdex.models.checkpoint import DEFAULT_MODEL_DIR
+from latentdex.models.errors import ModelMismatch
+from latentdex.models.inference import LatentCodec
 
 CHUNK = 16  # files per task: enough to batch the encoder, few enough to keep every actor busy
 IN_FLIGHT_PER_ACTOR = 2

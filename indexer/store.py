@@ -29,11 +29,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, bindparam, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
-from indexer.catalog import (
+from latentdex.indexer.catalog import (
     RECORD_FIELDS,
     Catalog,
     CatalogEntry,
@@ -62,7 +58,7 @@ from indexer.catalog import (
     to_record,
     write_images,
 )
-from indexer.consistency import (
+from latentdex.indexer.consistency import (
     ReconcileReport,
     VectorSpec,
     VerifyReport,
@@ -73,13 +69,16 @@ from indexer.consistency import (
     usable_latents,
     verify_store,
 )
-from indexer.directions import DirectionBook
-from indexer.filters import SearchFilter, glob_ids, matching_ids
-from indexer.vectors import IVF_REFINE, VectorIndex, check_vectors, exact_search, rerank
-from indexer.whitening import STORE_METRICS, Whitening, needs_fit
-from indexer.whitening import describe as describe_whitening
-from models.atomic_files import write_bytes_atomic
-from models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
+from latentdex.indexer.directions import DirectionBook
+from latentdex.indexer.filters import SearchFilter, glob_ids, matching_ids
+from latentdex.indexer.vectors import IVF_REFINE, VectorIndex, check_vectors, exact_search, rerank
+from latentdex.indexer.whitening import STORE_METRICS, Whitening, needs_fit
+from latentdex.indexer.whitening import describe as describe_whitening
+from latentdex.models.atomic_files import write_bytes_atomic
+from latentdex.models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
+from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 __all__ = [
     "ImageRecord",

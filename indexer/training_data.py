@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from latentdex.indexer.load import load_for_model, load_image
+from latentdex.indexer.parent_watch import die_with_parent, helper_context
+from latentdex.indexer.scan import iter_image_files
+from latentdex.models.errors import BadImage
 from PIL import Image
-
-from indexer.load import load_for_model, load_image
-from indexer.parent_watch import die_with_parent, helper_context
-from indexer.scan import iter_image_files
-from models.errors import BadImage
 
 GROUP_SEPARATOR = "__"
 CROP_MARGIN = 1.25  # cached images are this much larger than the model input, for random crops
@@ -73,7 +72,7 @@ def load_training_set(
     train: list[np.ndarray] = []
     holdout: list[np.ndarray] = []
     failed: list[tuple[str, str]] = []
-    context = helper_context(["indexer.load"])
+    context = helper_context([load_for_model.__module__])
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent) as pool:
         results = pool.map(_decode, [str(p) for p in paths], [cached] * len(paths), chunksize=64)
         for done, (path, (pixels, reason)) in enumerate(zip(paths, results, strict=True), start=1):

@@ -17,8 +17,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-
-from models.errors import StoreError
+from latentdex.models.errors import StoreError
 
 WHITENING_VERSION = 1
 STORE_METRICS = ("whitened", "cosine", "l2")

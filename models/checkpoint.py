@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from latentdex.models.atomic_files import atomic_output, write_text_atomic
+from latentdex.models.errors import BadCheckpoint
+from latentdex.models.vae import VAE, VAEConfig
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-
-from models.atomic_files import atomic_output, write_text_atomic
-from models.errors import BadCheckpoint
-from models.vae import VAE, VAEConfig
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -8,11 +8,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-
-from models.checkpoint import ModelCard, load_model
-from models.errors import BadLatent, DimensionMismatch
-from models.sheets import to_uint8_hwc
-from models.vae import VAE
+from latentdex.models.checkpoint import ModelCard, load_model
+from latentdex.models.errors import BadLatent, DimensionMismatch
+from latentdex.models.sheets import to_uint8_hwc
+from latentdex.models.vae import VAE
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")

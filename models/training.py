@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from latentdex.models import losses
+from latentdex.models.atomic_files import atomic_output, write_text_atomic
+from latentdex.models.augment import JpegRecompressor, altered_copies, random_crops, style_changes
+from latentdex.models.checkpoint import save_model
+from latentdex.models.errors import BadCheckpoint
+from latentdex.models.sheets import training_sheet
+from latentdex.models.vae import VAE, VAEConfig
 from safetensors.torch import load_file, save_file
-
-from models import losses
-from models.atomic_files import atomic_output, write_text_atomic
-from models.augment import JpegRecompressor, altered_copies, random_crops, style_changes
-from models.checkpoint import save_model
-from models.errors import BadCheckpoint
-from models.sheets import training_sheet
-from models.vae import VAE, VAEConfig
 
 STATE_DIR = "train_state"
 SHEETS_DIR = "sheets"

@@ -1,6 +1,6 @@
 """A typed Python client for a latentdex server: plain dataclasses and numpy arrays in and out.
 
-    from service.client import connect
+    from latentdex.service.client import connect
     with connect("127.0.0.1:50051") as client:
         result = client.query_by_image("holiday.jpg", k=12, options=QueryOptions(previews=True))
         for match in result.matches:
@@ -25,12 +25,11 @@ from types import TracebackType
 import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
+from latentdex.indexer.filters import SearchFilter
+from latentdex.models.errors import ERROR_KIND_KEY, ERROR_KINDS, LatentdexError
+from latentdex.service.previews import EncodedPicture
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
-
-from indexer.filters import SearchFilter
-from models.errors import ERROR_KIND_KEY, ERROR_KINDS, LatentdexError
-from service.previews import EncodedPicture
 
 ImageSource = str | os.PathLike[str] | bytes
 QueryInput = ImageSource | np.ndarray | int

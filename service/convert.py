@@ -6,14 +6,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
-from latentdex.v1 import latentdex_pb2 as pb
-
-from indexer.directions import Direction
-from indexer.filters import SearchFilter
-from indexer.store import ImageRecord
-from service.latent_features import Frame, FrameSpec, ImageGroup
-from service.previews import EncodedPicture
-from service.queries import (
+from latentdex.indexer.directions import Direction
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.store import ImageRecord
+from latentdex.service.latent_features import Frame, FrameSpec, ImageGroup
+from latentdex.service.previews import EncodedPicture
+from latentdex.service.queries import (
     Answer,
     Hit,
     IdQuery,
@@ -24,6 +22,7 @@ from service.queries import (
     Query,
     QuerySpec,
 )
+from latentdex.v1 import latentdex_pb2 as pb
 
 FORMAT_NAMES = {
     pb.IMAGE_FORMAT_UNSPECIFIED: "PNG",

@@ -15,16 +15,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from PIL import Image
-
-from indexer.directions import Direction, DirectionBook, check_name, new_direction
-from indexer.filters import SearchFilter
-from indexer.store import LatentStore
-from models import latent_space
-from models.errors import DimensionMismatch, DirectionExists, NoStore, NotFound
-from service.call_guard import stop_if_abandoned
-from service.previews import EncodedPicture, encode_picture, thumbnail_image
-from service.queries import (
+from latentdex.indexer.directions import Direction, DirectionBook, check_name, new_direction
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.store import LatentStore
+from latentdex.models import latent_space
+from latentdex.models.errors import DimensionMismatch, DirectionExists, NoStore, NotFound
+from latentdex.service.call_guard import stop_if_abandoned
+from latentdex.service.previews import EncodedPicture, encode_picture, thumbnail_image
+from latentdex.service.queries import (
     EmptyStore,
     Hit,
     IdQuery,
@@ -34,6 +32,7 @@ from service.queries import (
     Query,
     QueryEngine,
 )
+from PIL import Image
 
 MAX_SAMPLES = 64
 MAX_STRENGTHS = 64

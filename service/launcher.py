@@ -10,6 +10,6 @@ from __future__ import annotations
 
 def main() -> None:
     """Run the `latentdex` command line."""
-    from service.cli import main as run_command_line
+    from latentdex.service.cli import main as run_command_line
 
     run_command_line()

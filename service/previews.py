@@ -7,10 +7,9 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_image
+from latentdex.models.errors import BadImage
 from PIL import Image
-
-from indexer.load import DEFAULT_MAX_PIXELS, load_image
-from models.errors import BadImage
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 DEFAULT_THUMBNAIL_SIZE = 128

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-
-from indexer.filters import SearchFilter
-from indexer.load import DEFAULT_MAX_PIXELS, load_for_model
-from indexer.store import ImageRecord, LatentStore, StoreInfo
-from indexer.vectors import check_vectors
-from models.errors import (
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
+from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo
+from latentdex.indexer.vectors import check_vectors
+from latentdex.models.errors import (
     BadImage,
     BadLatent,
     DimensionMismatch,
@@ -30,9 +29,9 @@ from models.errors import (
     NoStore,
     NotFound,
 )
-from models.inference import LatentCodec
-from service.live_store import LiveStore
-from service.previews import (
+from latentdex.models.inference import LatentCodec
+from latentdex.service.live_store import LiveStore
+from latentdex.service.previews import (
     DEFAULT_THUMBNAIL_SIZE,
     FORMATS,
     EncodedPicture,

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from indexer.load import load_for_model
-from models.errors import BadImage
-from models.inference import LatentCodec
-from models.losses import psnr
-from models.sheets import image_grid
+from latentdex.indexer.load import load_for_model
+from latentdex.models.errors import BadImage
+from latentdex.models.inference import LatentCodec
+from latentdex.models.losses import psnr
+from latentdex.models.sheets import image_grid
 
 
 @dataclass

@@ -4,10 +4,7 @@ proto messages out. Handlers stay thin: `service.convert` translates, `service.s
 from __future__ import annotations
 
 import grpc
-from latentdex.v1 import latentdex_pb2 as pb
-from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
-
-from service.convert import (
+from latentdex.service.convert import (
     direction_message,
     direction_method,
     format_name,
@@ -25,9 +22,11 @@ from service.convert import (
     timestamp_message,
     values_of,
 )
-from service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, Frame, LatentExplorer
-from service.queries import IdQuery, ImageQuery, InvalidQuery, LatentQuery, Query, QueryEngine
-from service.status import answering, deadline_check
+from latentdex.service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, Frame, LatentExplorer
+from latentdex.service.queries import IdQuery, ImageQuery, InvalidQuery, LatentQuery, Query, QueryEngine
+from latentdex.service.status import answering, deadline_check
+from latentdex.v1 import latentdex_pb2 as pb
+from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
 SERVER_VERSION = "0.1.0"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Latentdex"].full_name

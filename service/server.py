@@ -24,12 +24,11 @@ import faiss
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from latentdex.service.auth import TokenInterceptor
+from latentdex.service.observability import ObservabilityInterceptor, ServerMetrics, serve_metrics
+from latentdex.service.queries import QueryEngine
+from latentdex.service.rpc import SERVICE_NAME, LatentdexServicer
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
-
-from service.auth import TokenInterceptor
-from service.observability import ObservabilityInterceptor, ServerMetrics, serve_metrics
-from service.queries import QueryEngine
-from service.rpc import SERVICE_NAME, LatentdexServicer
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 import grpc
-
-from models.errors import ERROR_KIND_KEY, CallCancelled, DeadlinePassed, LatentdexError
-from service.call_guard import checking
+from latentdex.models.errors import ERROR_KIND_KEY, CallCancelled, DeadlinePassed, LatentdexError
+from latentdex.service.call_guard import checking
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,9 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from latentdex.service.client import Frame
+from latentdex.service.contact_sheet import SheetTile, contact_sheet
 from PIL import Image, ImageDraw
-
-from service.client import Frame
-from service.contact_sheet import SheetTile, contact_sheet
 
 ANIMATED_SUFFIXES = (".gif", ".webp")
 FRAME_MS = 120

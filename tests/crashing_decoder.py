@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 
-from indexer.decoding import DecodedFile, decode_for_index
+from latentdex.indexer.decoding import DecodedFile, decode_for_index
 
 
 def decode_or_crash(path: str, image_size: int) -> DecodedFile:

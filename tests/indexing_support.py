@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 from conftest import shape_image
-
-from models.checkpoint import save_model
-from models.vae import VAE, VAEConfig
+from latentdex.models.checkpoint import save_model
+from latentdex.models.vae import VAE, VAEConfig
 
 
 def save_tiny_model(folder: Path, seed: int = 0, latent_dim: int = 8) -> Path:

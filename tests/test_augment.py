@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-
-from indexer.training_data import jpeg_round_trip
-from models.augment import (
+from latentdex.indexer.training_data import jpeg_round_trip
+from latentdex.models.augment import (
     STYLE_CHANGES,
     altered_copies,
     color_jitter,

@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from indexer.catalog import REENCODE_SIZE, CatalogEntry
-from indexer.changes import EncodeJob, ScannedFile, detect_changes, scan_folder
-from indexer.decoding import file_sha256
+from latentdex.indexer.catalog import REENCODE_SIZE, CatalogEntry
+from latentdex.indexer.changes import EncodeJob, ScannedFile, detect_changes, scan_folder
+from latentdex.indexer.decoding import file_sha256
 
 MODEL = "vae-test"
 

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
-from models.checkpoint import (
+from latentdex.models.checkpoint import (
     CONFIG_FILE,
     DEFAULT_MODEL_DIR,
     FORMAT_NAME,
@@ -22,8 +20,9 @@ from models.checkpoint import (
     read_card,
     save_model,
 )
-from models.errors import BadCheckpoint
-from models.vae import VAE, VAEConfig
+from latentdex.models.errors import BadCheckpoint
+from latentdex.models.vae import VAE, VAEConfig
+from safetensors.torch import load_file, save_file
 
 TINY = VAEConfig(image_size=32, latent_dim=8, channels=(8, 16, 16), groups=4)
 

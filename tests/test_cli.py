@@ -9,11 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_card
+from latentdex.service.cli import app
 from PIL import Image
 from typer.testing import CliRunner
-
-from models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_card
-from service.cli import app
 
 ImageFolderFactory = Callable[..., list[Path]]
 runner = CliRunner()
@@ -40,7 +39,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]) -> Pat
 
 
 def _latentdex(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from service.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from latentdex.service.cli import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 from conftest import shape_image
 from indexing_support import save_tiny_model, write_photos
+from latentdex.indexer.catalog import Catalog, list_runs
+from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.models.errors import StoreError
+from latentdex.service.cli import app
 from typer.testing import CliRunner
-
-from indexer.catalog import Catalog, list_runs
-from indexer.store import ImageRecord, LatentStore
-from models.errors import StoreError
-from service.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -142,7 +141,7 @@ def test_sigkilled_index_runs_leave_a_store_that_verifies_and_completes(tmp_path
     photos, store = tmp_path / "photos", tmp_path / "store"
     write_photos(photos, 60, size=48)
     model = save_tiny_model(tmp_path / "model")
-    command = [sys.executable, "-m", "service.cli", "index", str(photos), "--store", str(store)]
+    command = [sys.executable, "-m", "latentdex.service.cli", "index", str(photos), "--store", str(store)]
     command += ["--model", str(model), "--workers", "1", "--batch-size", "2", "--flush-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rng = random.Random(20240611)

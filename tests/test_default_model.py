@@ -6,12 +6,11 @@ import re
 from pathlib import Path
 
 import numpy as np
+from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, WEIGHTS_FILE, load_model
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli import app
 from PIL import Image
 from typer.testing import CliRunner
-
-from models.checkpoint import DEFAULT_MODEL_DIR, WEIGHTS_FILE, load_model
-from models.inference import LatentCodec
-from service.cli import app
 
 # Generated scenes are unlike the training photos and clip art; the floor is a few dB under what the
 # shipped model measures on them, so a broken or badly retrained model fails here.

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from indexer.directions import new_direction
-from indexer.store import ImageRecord, LatentStore
-from models.errors import NotFound, StoreError
+from latentdex.indexer.directions import new_direction
+from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.models.errors import NotFound, StoreError
 
 DIM = 8
 

@@ -11,14 +11,13 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import shape_image
-
-from indexer.pipeline import IndexOptions, index_folder
-from models.errors import ERROR_KINDS, LatentdexError
-from models.inference import LatentCodec
-from service.cli import main
-from service.cli.exit_codes import exit_code_for
-from service.client import ServerError, _raising_server_errors
-from service.status import answering
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.models.errors import ERROR_KINDS, LatentdexError
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli import main
+from latentdex.service.cli.exit_codes import exit_code_for
+from latentdex.service.client import ServerError, _raising_server_errors
+from latentdex.service.status import answering
 
 REPO = Path(__file__).resolve().parents[1]
 METHOD = "/latentdex.test.Raise/Raise"

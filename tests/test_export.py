@@ -9,12 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from latentdex.indexer.export import export_store, import_store
+from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.models.errors import StoreError
+from latentdex.service.cli import app
 from typer.testing import CliRunner
-
-from indexer.export import export_store, import_store
-from indexer.store import ImageRecord, LatentStore
-from models.errors import StoreError
-from service.cli import app
 
 DIM = 16
 MODEL = "vae-test"

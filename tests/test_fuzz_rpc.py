@@ -29,14 +29,13 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.models.inference import LatentCodec
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import Limits, QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, start_server
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
-
-from indexer.pipeline import IndexOptions, index_folder
-from models.inference import LatentCodec
-from service.live_store import LiveStore
-from service.queries import Limits, QueryEngine
-from service.server import RunningServer, ServerConfig, start_server
 
 FUZZ_EXAMPLES = int(os.environ.get("LATENTDEX_FUZZ_EXAMPLES", "60"))
 FUZZ_SEED = int(os.environ.get("LATENTDEX_FUZZ_SEED", "20261129"))

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import shape_image
-
-from indexer.parent_watch import PARENT_ENV
+from latentdex.indexer.parent_watch import PARENT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
@@ -60,7 +59,15 @@ def test_a_sigkilled_indexer_leaves_no_helper_running(tmp_path: Path) -> None:
     photos.mkdir()
     for i in range(600):
         shape_image(i, i % 4, 160).save(photos / f"p{i:04d}.jpg", quality=90)
-    command = [sys.executable, "-m", "service.cli", "index", str(photos), "--store", str(tmp_path / "store")]
+    command = [
+        sys.executable,
+        "-m",
+        "latentdex.service.cli",
+        "index",
+        str(photos),
+        "--store",
+        str(tmp_path / "store"),
+    ]
     command += ["--workers", "2", "--batch-size", "8"]
     process = subprocess.Popen(
         command,
@@ -84,7 +91,16 @@ def test_a_sigkilled_indexer_leaves_no_helper_running(tmp_path: Path) -> None:
 
 
 def test_a_sigkilled_server_leaves_no_process_behind(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "service.cli", "serve", "--store", str(tmp_path / "none"), "--port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "latentdex.service.cli",
+        "serve",
+        "--store",
+        str(tmp_path / "none"),
+        "--port",
+        "0",
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert process.stdout is not None
@@ -101,7 +117,7 @@ def test_a_sigkilled_server_leaves_no_process_behind(tmp_path: Path) -> None:
 def test_arming_the_signal_where_the_parent_is_already_gone_exits_at_once() -> None:
     """A helper whose parent died before it armed the signal would never get it: it exits instead."""
     code = (
-        "import os; from indexer.parent_watch import die_with_parent; "
+        "import os; from latentdex.indexer.parent_watch import die_with_parent; "
         "print(die_with_parent(os.getppid()), flush=True); "
         "print(die_with_parent(os.getppid() + 1), flush=True)"
     )
@@ -117,7 +133,7 @@ def test_the_import_arms_the_signal_only_in_a_helper_of_the_marked_process(
 ) -> None:
     """The forkserver imports the module with its parent marked; anything else importing it is untouched."""
     code = (
-        "import ctypes, indexer.parent_watch; value = ctypes.c_int(); "
+        "import ctypes, latentdex.indexer.parent_watch; value = ctypes.c_int(); "
         "ctypes.CDLL(None).prctl(2, ctypes.byref(value), 0, 0, 0); print(value.value)"  # PR_GET_PDEATHSIG
     )
     env = {k: v for k, v in os.environ.items() if k != PARENT_ENV}

@@ -8,16 +8,15 @@ import sys
 import numpy as np
 import pytest
 from conftest import shape_image
-
-from models.inference import LatentCodec, resolve_precision
+from latentdex.models.inference import LatentCodec, resolve_precision
 
 
 def test_precision_names_are_checked_and_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("fp16")
-    monkeypatch.setattr("models.inference.cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr("latentdex.models.inference.cpu_has_fast_bf16", lambda: True)
     assert resolve_precision("auto") == "bf16"
-    monkeypatch.setattr("models.inference.cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("latentdex.models.inference.cpu_has_fast_bf16", lambda: False)
     assert resolve_precision("auto") == "fp32"
     assert resolve_precision("bf16") == "bf16"
 
@@ -48,6 +47,9 @@ def test_bf16_latents_and_decodes_stay_close_to_fp32() -> None:
 
 def test_the_console_entry_point_loads_no_torch_faiss_or_sqlalchemy() -> None:
     # decode workers re-import the parent's main script: it must stay this light
-    probe = "import sys, service.launcher; print(sorted({'torch', 'faiss', 'sqlalchemy'} & set(sys.modules)))"
+    probe = (
+        "import sys, latentdex.service.launcher; "
+        "print(sorted({'torch', 'faiss', 'sqlalchemy'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 from conftest import shape_image
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli import app
 from PIL import Image
 from typer.testing import CliRunner
-
-from indexer.pipeline import IndexOptions, index_folder
-from models.inference import LatentCodec
-from service.cli import app
 
 runner = CliRunner()
 

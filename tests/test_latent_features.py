@@ -13,16 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.store import LatentStore
+from latentdex.models import latent_space
+from latentdex.models.inference import LatentCodec
+from latentdex.service.client import (
+    FrameOptions,
+    ImageGroup,
+    LatentdexClient,
+    QueryOptions,
+    ServerError,
+    connect,
+)
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, start_server
 from PIL import Image, ImageDraw
-
-from indexer.pipeline import IndexOptions, index_folder
-from indexer.store import LatentStore
-from models import latent_space
-from models.inference import LatentCodec
-from service.client import FrameOptions, ImageGroup, LatentdexClient, QueryOptions, ServerError, connect
-from service.live_store import LiveStore
-from service.queries import QueryEngine
-from service.server import RunningServer, ServerConfig, start_server
 
 
 def factor_image(t: float, seed: int, size: int = 64) -> Image.Image:

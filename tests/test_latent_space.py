@@ -7,9 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-
-from models import latent_space
-from models.latent_space import (
+from latentdex.models import latent_space
+from latentdex.models.latent_space import (
     MAX_STEPS,
     active_dimensions,
     apply_direction,

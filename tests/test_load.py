@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
-
-from indexer.load import (
+from latentdex.indexer.load import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_FORMATS,
     DecodedImage,
@@ -26,7 +24,8 @@ from indexer.load import (
     load_for_model,
     load_image,
 )
-from models.errors import BadImage
+from latentdex.models.errors import BadImage
+from PIL import Image, ImageFile
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

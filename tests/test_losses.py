@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from models.losses import (
+from latentdex.models.losses import (
     PatchDiscriminator,
     ProjectionHead,
     discriminator_loss,

@@ -12,16 +12,15 @@ import grpc
 import numpy as np
 import pytest
 from indexing_support import write_photos
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli.logs import JsonFormatter
+from latentdex.service.client import ServerError, connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, start_server
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
-
-from indexer.pipeline import IndexOptions, index_folder
-from models.inference import LatentCodec
-from service.cli.logs import JsonFormatter
-from service.client import ServerError, connect
-from service.live_store import LiveStore
-from service.queries import QueryEngine
-from service.server import RunningServer, ServerConfig, start_server
 
 TOKEN = "metrics-test-token"
 

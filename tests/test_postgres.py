@@ -14,29 +14,28 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import latentdex.indexer.directions  # noqa: F401  (the directions table on the models' metadata)
 import numpy as np
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import shape_image
+from latentdex.indexer import schema
+from latentdex.indexer.catalog import Base
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.store import LatentStore
+from latentdex.models.errors import StoreError
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli import app
+from latentdex.service.client import ImageGroup, QueryOptions, connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import ServerConfig, start_server
 from postgres_support import PostgresServer, start_postgres
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
-
-import indexer.directions  # noqa: F401  (the directions table on the models' metadata)
-from indexer import schema
-from indexer.catalog import Base
-from indexer.filters import SearchFilter
-from indexer.pipeline import IndexOptions, index_folder
-from indexer.store import LatentStore
-from models.errors import StoreError
-from models.inference import LatentCodec
-from service.cli import app
-from service.client import ImageGroup, QueryOptions, connect
-from service.live_store import LiveStore
-from service.queries import QueryEngine
-from service.server import ServerConfig, start_server
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -180,7 +179,17 @@ def test_an_indexer_killed_mid_run_leaves_a_postgres_store_the_next_run_complete
     url = postgres.new_database()
     photos, store = tmp_path / "photos", tmp_path / "store"
     write_album(photos, range(40))
-    command = [sys.executable, "-m", "service.cli", "index", str(photos), "--store", str(store), "--db", url]
+    command = [
+        sys.executable,
+        "-m",
+        "latentdex.service.cli",
+        "index",
+        str(photos),
+        "--store",
+        str(store),
+        "--db",
+        url,
+    ]
     command += ["--workers", "1", "--batch-size", "2", "--flush-every", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(

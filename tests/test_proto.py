@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.protogen import PACKAGE_DIR, generated_drift, proto_files
+from latentdex.service.protogen import PACKAGE_DIR, generated_drift, proto_files
 
 
 def test_generated_code_matches_the_proto() -> None:

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shape_image
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.store import LatentStore
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli import app
 from typer.testing import CliRunner
-
-from indexer.pipeline import IndexOptions, index_folder
-from indexer.store import LatentStore
-from models.inference import LatentCodec
-from service.cli import app
 
 ray = pytest.importorskip("ray")
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
-from indexer.filters import SearchFilter
-from indexer.store import ImageRecord, LatentStore
-from indexer.vectors import IVF_MIN_TRAINING
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.indexer.vectors import IVF_MIN_TRAINING
 
 DIM = 16
 MODEL = "vae-test"

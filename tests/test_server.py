@@ -19,18 +19,17 @@ import grpc
 import numpy as np
 import pytest
 from conftest import shape_image
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.store import LatentStore
+from latentdex.models.inference import LatentCodec
+from latentdex.service.client import LatentdexClient, QueryOptions, ServerError, connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import Limits, QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, start_server
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 from PIL import Image
-
-from indexer.filters import SearchFilter
-from indexer.pipeline import IndexOptions, index_folder
-from indexer.store import LatentStore
-from models.inference import LatentCodec
-from service.client import LatentdexClient, QueryOptions, ServerError, connect
-from service.live_store import LiveStore
-from service.queries import Limits, QueryEngine
-from service.server import RunningServer, ServerConfig, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 PIXEL_CAP = 200_000
@@ -418,7 +417,16 @@ def test_sixteen_concurrent_clients_of_200_queries_each_see_no_error(served: Ser
 
 
 def test_serve_command_answers_and_stops_gracefully_on_sigterm(served: Served) -> None:
-    command = [sys.executable, "-m", "service.cli", "serve", "--store", str(served.store), "--port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "latentdex.service.cli",
+        "serve",
+        "--store",
+        str(served.store),
+        "--port",
+        "0",
+    ]
     process = subprocess.Popen(
         command,
         cwd=REPO,

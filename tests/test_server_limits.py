@@ -16,16 +16,15 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import shape_image
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.models.inference import LatentCodec
+from latentdex.service.convert import MAX_GROUP_GLOBS, MAX_GROUP_IDS
+from latentdex.service.latent_features import MAX_FRAMES, MAX_TRAVERSE_DIMENSIONS
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import Limits, QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, start_server
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
-
-from indexer.pipeline import IndexOptions, index_folder
-from models.inference import LatentCodec
-from service.convert import MAX_GROUP_GLOBS, MAX_GROUP_IDS
-from service.latent_features import MAX_FRAMES, MAX_TRAVERSE_DIMENSIONS
-from service.live_store import LiveStore
-from service.queries import Limits, QueryEngine
-from service.server import RunningServer, ServerConfig, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY_PREVIEW = 512  # frames encoded as 512-px PNGs: a traverse of MAX_FRAMES takes seconds
@@ -171,7 +170,16 @@ def test_a_call_past_its_deadline_stops_between_batches(served: Served) -> None:
 
 def test_sigterm_during_a_heavy_call_ends_the_process_within_grace_and_a_second(served: Served) -> None:
     grace = 1.0
-    command = [sys.executable, "-m", "service.cli", "serve", "--store", str(served.store), "--port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "latentdex.service.cli",
+        "serve",
+        "--store",
+        str(served.store),
+        "--port",
+        "0",
+    ]
     command += ["--grace", str(grace), "--max-preview-size", str(HEAVY_PREVIEW)]
     process = subprocess.Popen(
         command,

@@ -20,13 +20,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from indexing_support import write_photos
-
-from indexer.pipeline import IndexOptions, index_folder
-from models.inference import LatentCodec
-from service.client import ServerError, TlsConfig, connect
-from service.live_store import LiveStore
-from service.queries import QueryEngine
-from service.server import RunningServer, ServerConfig, TlsFiles, start_server
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.models.inference import LatentCodec
+from latentdex.service.client import ServerError, TlsConfig, connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, TlsFiles, start_server
 
 TOKEN = "s3cret-token"
 SERVICE = "latentdex.v1.Latentdex"

@@ -14,12 +14,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
-from indexer.catalog import RunCounts
-from indexer.store import ImageRecord, LatentStore
-from indexer.vectors import VectorIndex
-from models import atomic_files
-from models.errors import BadLatent, DimensionMismatch, ModelMismatch, NotFound, StoreError
+from latentdex.indexer.catalog import RunCounts
+from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.indexer.vectors import VectorIndex
+from latentdex.models import atomic_files
+from latentdex.models.errors import BadLatent, DimensionMismatch, ModelMismatch, NotFound, StoreError
 
 DIM = 16
 MODEL = "vae-test"
@@ -199,7 +198,7 @@ def test_rows_committed_but_vectors_not_saved_are_readded(tmp_path: Path) -> Non
 KILLED_WRITER = """
 import os, sys
 import faiss, numpy as np
-from indexer.store import ImageRecord, LatentStore
+from latentdex.indexer.store import ImageRecord, LatentStore
 faiss.omp_set_num_threads(1)
 rows = np.random.default_rng(0).normal(size=(15, {dim})).astype(np.float32)
 recs = [ImageRecord(path=f"{{i}}.jpg", size=1, mtime_ns=1, content_hash=None, model_id="{model}")

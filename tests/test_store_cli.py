@@ -9,11 +9,10 @@ import faiss
 import numpy as np
 import pytest
 from indexing_support import save_tiny_model, write_photos
+from latentdex.indexer.store import LatentStore
+from latentdex.indexer.vectors import VectorIndex
+from latentdex.service.cli import app, main
 from typer.testing import CliRunner
-
-from indexer.store import LatentStore
-from indexer.vectors import VectorIndex
-from service.cli import app, main
 
 runner = CliRunner()
 

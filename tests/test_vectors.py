@@ -8,11 +8,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
-from indexer import vectors
-from indexer.vectors import VectorIndex, resolve_index_type
-from models import atomic_files
-from models.errors import BadLatent, DimensionMismatch, StoreError
+from latentdex.indexer import vectors
+from latentdex.indexer.vectors import VectorIndex, resolve_index_type
+from latentdex.models import atomic_files
+from latentdex.models.errors import BadLatent, DimensionMismatch, StoreError
 
 DIM = 16
 

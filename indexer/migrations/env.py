@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-
-from indexer.catalog import Base
+from latentdex.indexer.catalog import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import typer
-
-from models.errors import LatentdexError
-from service.cli import (
+from latentdex.models.errors import LatentdexError
+from latentdex.service.cli import (
     demo_command,
     latent_commands,
     model_commands,
@@ -15,7 +14,7 @@ from service.cli import (
     store_commands,
     train_command,
 )
-from service.cli.exit_codes import exit_code_for
+from latentdex.service.cli.exit_codes import exit_code_for
 
 app = typer.Typer(
     name="latentdex",

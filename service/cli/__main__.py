@@ -1,5 +1,5 @@
-"""`python -m service.cli`: the `latentdex` command without the installed script."""
+"""`python -m latentdex.service.cli`: the `latentdex` command without the installed script."""
 
-from service.cli import main
+from latentdex.service.cli import main
 
 main()

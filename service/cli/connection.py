@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from models.inference import LatentCodec
-from service.client import LatentdexClient, TlsConfig, connect
-from service.live_store import LiveStore
-from service.queries import QueryEngine
-from service.server import DEFAULT_PORT, LOOPBACK, ServerConfig, start_server
+from latentdex.models.inference import LatentCodec
+from latentdex.service.client import LatentdexClient, TlsConfig, connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import DEFAULT_PORT, LOOPBACK, ServerConfig, start_server
 
 TOKEN_ENV = "LATENTDEX_TOKEN"
 ServerOption = Annotated[

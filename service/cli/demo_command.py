@@ -7,18 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from indexer.pipeline import index_folder
-from models.inference import LatentCodec
-from service.cli.model_commands import ModelOption
-from service.client import FrameOptions, QueryOptions, connect
-from service.contact_sheet import SheetTile, contact_sheet
-from service.live_store import LiveStore
-from service.queries import QueryEngine
-from service.reconstruction import reconstruct_files
-from service.sample_collection import write_sample_collection
-from service.server import ServerConfig, start_server
-from service.strips import write_frames
+from latentdex.indexer.pipeline import index_folder
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli.model_commands import ModelOption
+from latentdex.service.client import FrameOptions, QueryOptions, connect
+from latentdex.service.contact_sheet import SheetTile, contact_sheet
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.reconstruction import reconstruct_files
+from latentdex.service.sample_collection import write_sample_collection
+from latentdex.service.server import ServerConfig, start_server
+from latentdex.service.strips import write_frames
 
 
 def demo(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.errors import INTERRUPTED, VERIFY_FAILED, LatentdexError
+from latentdex.models.errors import INTERRUPTED, VERIFY_FAILED, LatentdexError
 
 __all__ = ["INTERRUPTED", "VERIFY_FAILED", "exit_code_for"]
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-
-from service.cli.connection import ServerOption, StoreOption, TimeoutOption, TokenOption, connected
-from service.cli.model_commands import ModelOption
-from service.client import FrameOptions, ImageGroup, QueryInput
-from service.strips import write_frames, write_grid
+from latentdex.service.cli.connection import ServerOption, StoreOption, TimeoutOption, TokenOption, connected
+from latentdex.service.cli.model_commands import ModelOption
+from latentdex.service.client import FrameOptions, ImageGroup, QueryInput
+from latentdex.service.strips import write_frames, write_grid
 
 SourceArgument = Annotated[str, typer.Argument(help="An image file, or id:N for an indexed image.")]
 OutOption = Annotated[Path, typer.Option("--out", help="PNG sheet, or .gif / .webp for an animated strip.")]

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-
-from models.checkpoint import load_model
-from service.reconstruction import reconstruct_files
+from latentdex.models.checkpoint import load_model
+from latentdex.service.reconstruction import reconstruct_files
 
 ModelOption = Annotated[
     Path | None, typer.Option("--model", help="Model directory (default: the shipped model).")

@@ -9,12 +9,11 @@ from typing import Annotated, Literal
 
 import torch
 import typer
-
-from indexer.filters import SearchFilter
-from indexer.load import DEFAULT_MAX_PIXELS
-from models.errors import ModelMismatch, NoStore
-from models.inference import LatentCodec
-from service.cli.connection import (
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.load import DEFAULT_MAX_PIXELS
+from latentdex.models.errors import ModelMismatch, NoStore
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli.connection import (
     TOKEN_ENV,
     ServerOption,
     StoreOption,
@@ -25,14 +24,14 @@ from service.cli.connection import (
     TokenOption,
     connected,
 )
-from service.cli.logs import configure_logging
-from service.cli.model_commands import ModelOption, PrecisionOption
-from service.client import LatentdexClient, Match, QueryOptions, QueryResult
-from service.contact_sheet import SheetTile, contact_sheet
-from service.health_check import check_health
-from service.live_store import LiveStore
-from service.queries import Limits, QueryEngine
-from service.server import (
+from latentdex.service.cli.logs import configure_logging
+from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
+from latentdex.service.client import LatentdexClient, Match, QueryOptions, QueryResult
+from latentdex.service.contact_sheet import SheetTile, contact_sheet
+from latentdex.service.health_check import check_health
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import Limits, QueryEngine
+from latentdex.service.server import (
     DEFAULT_PORT,
     LOOPBACK,
     MiB,

@@ -6,16 +6,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-
-from indexer.export import export_format, export_store, import_store
-from indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
-from indexer.store import LatentStore
-from models.errors import ModelMismatch
-from models.inference import LatentCodec
-from service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
-from service.cli.model_commands import ModelOption, PrecisionOption
-from service.cli.progress import progress_bar
-from service.indexer_metrics import IndexerMetrics
+from latentdex.indexer.export import export_format, export_store, import_store
+from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
+from latentdex.indexer.store import LatentStore
+from latentdex.models.errors import ModelMismatch
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
+from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
+from latentdex.service.cli.progress import progress_bar
+from latentdex.service.indexer_metrics import IndexerMetrics
 
 IndexType = Literal["flat", "hnsw", "ivfpq", "auto"]
 Metric = Literal["whitened", "cosine", "l2"]

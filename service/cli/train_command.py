@@ -8,12 +8,11 @@ from typing import Annotated
 
 import torch
 import typer
-
-from indexer.training_data import jpeg_round_trip, load_training_set
-from models.training import StepMetrics, TrainConfig
-from models.training import train as train_model
-from models.vae import VAEConfig
-from service.cli.progress import progress_bar
+from latentdex.indexer.training_data import jpeg_round_trip, load_training_set
+from latentdex.models.training import StepMetrics, TrainConfig
+from latentdex.models.training import train as train_model
+from latentdex.models.vae import VAEConfig
+from latentdex.service.cli.progress import progress_bar
 
 
 def train(

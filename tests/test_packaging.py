@@ -1,0 +1,116 @@
+"""The wheel installs one import name, `latentdex`: an application with its own `models` and `service`
+packages embeds the client and runs the demo from the installed wheel without either shadowing the other."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project built as a wheel and installed (without dependencies: those of this venv serve) into a
+    folder of its own; returns that folder."""
+    root = tmp_path_factory.mktemp("wheel")
+    build = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        str(REPO),
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(root),
+    ]
+    subprocess.run(build, check=True, capture_output=True, timeout=600)
+    [wheel] = root.glob("latentdex-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/", 1)[0] for name in archive.namelist() if not name.startswith("latentdex-")}
+    assert tops == {"latentdex"}, f"the wheel installs more than one top-level name: {sorted(tops)}"
+    target = root / "site"
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, timeout=600)
+    return target
+
+
+@pytest.fixture
+def application(tmp_path: Path) -> Path:
+    """A folder like a web app's: its own `models` and `service` packages."""
+    for name in ("models", "service", "indexer"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"OWNER = 'the application'\nNAME = {name!r}\n")
+    return tmp_path
+
+
+def run_python(code: str, cwd: Path, site: Path, *args: str, timeout: float = 300) -> str:
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, *(["-c", code] if code else []), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+APPLICATION_PROBE = """
+import sys
+import models, service
+import latentdex.models.errors as errors
+import latentdex.service.client as client
+
+print(models.OWNER, service.OWNER)
+print(client.__file__.startswith(SITE), errors.__file__.startswith(SITE))
+print(sorted(name for name in ("models.errors", "service.client", "indexer.store") if name in sys.modules))
+"""
+
+CLIENT_PROBE = """
+import models
+from latentdex.models.inference import LatentCodec
+from latentdex.service.client import connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import ServerConfig, start_server
+
+live = LiveStore("demo/store")
+running = start_server(QueryEngine(LatentCodec.load(), live), ServerConfig(port=0))
+with connect(f"127.0.0.1:{running.port}") as client:
+    match = client.query_by_image("demo/samples/scene-000.jpg", 1).matches[0]
+    print(client.info().image_count, match.path, models.OWNER)
+running.stop(0)
+live.close()
+"""
+
+
+@pytest.mark.slow
+def test_the_application_and_latentdex_each_import_their_own_packages(
+    installed: Path, application: Path
+) -> None:
+    code = f"SITE = {str(installed)!r}\n" + APPLICATION_PROBE
+    lines = run_python(code, application, installed).splitlines()
+    assert lines == ["the application the application", "True True", "[]"]
+
+
+@pytest.mark.slow
+def test_the_installed_demo_runs_and_its_client_answers_beside_the_applications_packages(
+    installed: Path, application: Path
+) -> None:
+    out = run_python("", application, installed, "-m", "latentdex.service.cli", "demo", "--out", "demo")
+    assert "serving on 127.0.0.1" in out and (application / "demo" / "contact-sheet.png").is_file()
+    assert run_python(CLIENT_PROBE, application, installed).split() == [
+        "24",
+        "scene-000.jpg",
+        "the",
+        "application",
+    ]
