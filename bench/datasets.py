@@ -22,10 +22,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from latentdex.indexer.load import load_image
 from latentdex.indexer.scan import iter_image_files
 from latentdex.models.errors import BadImage
-from PIL import Image
 
 PACKAGES = (
     "tuxpaint-stamps-default",

@@ -28,6 +28,10 @@ from typing import Any
 
 import faiss
 import numpy as np
+
+from bench.machine import time_call
+from bench.report import table
+from bench.synthetic_latents import LatentMixture
 from latentdex.indexer.store import LatentStore
 from latentdex.indexer.vectors import (
     FACTORIES,
@@ -37,10 +41,6 @@ from latentdex.indexer.vectors import (
     ivfpq_factory,
     rerank,
 )
-
-from bench.machine import time_call
-from bench.report import table
-from bench.synthetic_latents import LatentMixture
 
 NAME = "index_types"
 # "ivfpq+rerank": IVF-PQ asked for K * IVF_REFINE candidates, re-ranked exactly (`indexer.vectors.rerank`),

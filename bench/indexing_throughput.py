@@ -30,17 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from latentdex.indexer.decoding import DecodePool, decode_for_index
-from latentdex.indexer.pipeline import _WINDOW_PER_WORKER, IndexOptions, index_folder, split_cores
-from latentdex.indexer.scan import iter_image_files
-from latentdex.indexer.store import LatentStore
-from latentdex.models.inference import LatentCodec
 from PIL import Image
 
 from bench.datasets import fetch
 from bench.memory import PeakMemory
 from bench.photo_folders import jpeg_folder, png_folder
 from bench.report import table
+from latentdex.indexer.decoding import DecodePool, decode_for_index
+from latentdex.indexer.pipeline import _WINDOW_PER_WORKER, IndexOptions, index_folder, split_cores
+from latentdex.indexer.scan import iter_image_files
+from latentdex.indexer.store import LatentStore
+from latentdex.models.inference import LatentCodec
 
 NAME = "indexing_throughput"
 GOAL = 0.8  # indexing images/s over decode-only images/s

@@ -29,18 +29,18 @@ from typing import Any
 import faiss
 import numpy as np
 import torch
-from latentdex.indexer.store import LatentStore
-from latentdex.models.inference import LatentCodec
-from latentdex.service.client import FrameOptions, ImageGroup, connect
-from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import QueryEngine
-from latentdex.service.server import ServerConfig, start_server
 
 from bench.machine import time_call
 from bench.query_latency import WORK_DIR as STORE_WORK_DIR
 from bench.query_latency import ensure_store
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
+from latentdex.indexer.store import LatentStore
+from latentdex.models.inference import LatentCodec
+from latentdex.service.client import FrameOptions, ImageGroup, connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import ServerConfig, start_server
 
 NAME = "latent_latency"
 STORE_SIZE = 100_000

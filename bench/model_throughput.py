@@ -13,17 +13,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.machine import Timing, device_sync, matmul_gflops, time_call, time_interleaved
+from bench.report import table
 from latentdex.indexer.training_data import jpeg_round_trip
 from latentdex.models.checkpoint import load_model
 from latentdex.models.inference import cpu_has_fast_bf16
 from latentdex.models.losses import ProjectionHead
 from latentdex.models.training import TrainConfig, _train_step
 from latentdex.models.vae import VAE
-from torch.nn import functional as F
-from torch.utils.flop_counter import FlopCounterMode
-
-from bench.machine import Timing, device_sync, matmul_gflops, time_call, time_interleaved
-from bench.report import table
 
 NAME = "model_throughput"
 INVARIANCE_WEIGHT = 100.0  # the default model's setting (Makefile: default-model), NT-Xent through a head

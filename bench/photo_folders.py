@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from latentdex.indexer.load import load_image
 from PIL import Image
 
 from bench.datasets import photo_sources
+from latentdex.indexer.load import load_image
 
 JPEG_SIZES = ((3000, 2000), (4000, 3000), (4032, 3024), (3024, 4032))
 JPEG_QUALITY = 90

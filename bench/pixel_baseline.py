@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from latentdex.indexer.load import fit_square
 
 PIXEL_SIZE = 32  # the unwhitened baseline's thumbnail side

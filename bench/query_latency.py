@@ -72,6 +72,12 @@ import grpc
 import numpy as np
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
+
+from bench.machine import time_interleaved
+from bench.photo_folders import _crop_box, _ensure, _write_files, source_photos
+from bench.report import table
+from bench.synthetic_latents import LatentMixture
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
 from latentdex.models.inference import LatentCodec
@@ -79,12 +85,6 @@ from latentdex.service.client import LatentdexClient, QueryOptions, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import Limits, QueryEngine
 from latentdex.service.server import RunningServer, ServerConfig, start_server
-from PIL import Image
-
-from bench.machine import time_interleaved
-from bench.photo_folders import _crop_box, _ensure, _write_files, source_photos
-from bench.report import table
-from bench.synthetic_latents import LatentMixture
 
 NAME = "query_latency"
 K = 10

@@ -15,12 +15,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from latentdex.indexer.load import fit_square, load_for_model, load_image
-from latentdex.models.errors import BadImage
 from PIL import Image
 
 from bench.alterations import QUERY_KINDS, alter, cap_source, choose_ops
 from bench.datasets import MAX_SOURCE_PIXELS
+from latentdex.indexer.load import fit_square, load_for_model, load_image
+from latentdex.models.errors import BadImage
 
 SEED = 0  # every random choice of the retrieval benchmark derives from it
 SOURCE_GROUPS = ("photo", "clipart", "stamp")  # the values of `Source.kind`

@@ -8,6 +8,7 @@ from typing import Any
 import faiss
 import numpy as np
 import torch
+
 from latentdex.models import image_quality
 from latentdex.models.inference import LatentCodec
 

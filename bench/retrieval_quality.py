@@ -27,9 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from latentdex.indexer.whitening import Whitening
-from latentdex.models.checkpoint import load_model
-from latentdex.models.inference import LatentCodec
 
 from bench.alterations import QUERY_KINDS
 from bench.datasets import clipart_sources, fetch, photo_sources, stamp_categories
@@ -51,6 +48,9 @@ from bench.retrieval_metrics import (
     reconstruction_quality,
     search,
 )
+from latentdex.indexer.whitening import Whitening
+from latentdex.models.checkpoint import load_model
+from latentdex.models.inference import LatentCodec
 
 NAME = "retrieval_quality"
 CROP_SCALE = (0.15, 1.0)  # photo crop side as a share of the photo's shorter side

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
-from latentdex.models.errors import BadCheckpoint
 
 from bench import (
     index_types,
@@ -28,6 +26,8 @@ from bench import (
 )
 from bench.machine import machine_facts
 from bench.report import write_result
+from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
+from latentdex.models.errors import BadCheckpoint
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from latentdex.indexer import schema
-from latentdex.models.errors import NotFound, StoreError
 from sqlalchemy import (
     URL,
     BigInteger,
@@ -41,6 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from latentdex.indexer import schema
+from latentdex.models.errors import NotFound, StoreError
 
 BUSY_TIMEOUT_MS = 30_000
 PG_WRITE_LOCK = (

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+
 from latentdex.indexer.load import fit_square, load_image
 from latentdex.indexer.parent_watch import die_with_parent, helper_context
 from latentdex.models.errors import BadImage

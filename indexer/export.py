@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.models.atomic_files import atomic_output
 from latentdex.models.errors import StoreError

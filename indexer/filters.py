@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from latentdex.indexer.catalog import ImageRow, path_key
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
+
+from latentdex.indexer.catalog import ImageRow, path_key
 
 
 @dataclass(frozen=True)

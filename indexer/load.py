@@ -18,8 +18,9 @@ from datetime import datetime
 from typing import BinaryIO
 
 import numpy as np
-from latentdex.models.errors import BadImage
 from PIL import Image, ImageOps, UnidentifiedImageError, features
+
+from latentdex.models.errors import BadImage
 
 try:
     import pillow_heif

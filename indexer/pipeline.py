@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 import torch
+
 from latentdex.indexer.catalog import display_path, path_key, public_url
 from latentdex.indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, scan_folder
 from latentdex.indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index

@@ -18,6 +18,7 @@ from types import TracebackType
 import numpy as np
 import ray
 import torch
+
 from latentdex.indexer.decoding import DecodedFile, decode_for_index
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR
 from latentdex.models.errors import ModelMismatch

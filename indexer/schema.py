@@ -14,8 +14,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from latentdex.models.errors import StoreError
 from sqlalchemy import Connection, Engine, inspect
+
+from latentdex.models.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_REVISION = "0001"

@@ -29,6 +29,10 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from latentdex.indexer.catalog import (
     RECORD_FIELDS,
     Catalog,
@@ -76,9 +80,6 @@ from latentdex.indexer.whitening import STORE_METRICS, Whitening, needs_fit
 from latentdex.indexer.whitening import describe as describe_whitening
 from latentdex.models.atomic_files import write_bytes_atomic
 from latentdex.models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
-from sqlalchemy import Select, bindparam, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 __all__ = [
     "ImageRecord",

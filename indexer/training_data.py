@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
 from latentdex.indexer.load import load_for_model, load_image
 from latentdex.indexer.parent_watch import die_with_parent, helper_context
 from latentdex.indexer.scan import iter_image_files
 from latentdex.models.errors import BadImage
-from PIL import Image
 
 GROUP_SEPARATOR = "__"
 CROP_MARGIN = 1.25  # cached images are this much larger than the model input, for random crops

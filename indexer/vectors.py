@@ -23,6 +23,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
 from latentdex.models.atomic_files import write_bytes_atomic
 from latentdex.models.errors import BadLatent, DimensionMismatch, StoreError
 

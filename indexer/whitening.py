@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+
 from latentdex.models.errors import StoreError
 
 WHITENING_VERSION = 1

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
 from latentdex.models.atomic_files import atomic_output, write_text_atomic
 from latentdex.models.errors import BadCheckpoint
 from latentdex.models.vae import VAE, VAEConfig
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

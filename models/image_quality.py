@@ -6,6 +6,7 @@ All functions take float images in [0, 1], shape (N, 3, H, W), and return one va
 from __future__ import annotations
 
 import torch
+
 from latentdex.models.losses import psnr, ssim_map
 
 __all__ = ["checkerboard_energy", "high_frequency_energy", "psnr", "ssim"]

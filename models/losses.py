@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from latentdex.models.vae import DiagonalGaussian
 from torch import nn
 from torch.nn import functional as F
+
+from latentdex.models.vae import DiagonalGaussian
 
 ReconstructionKind = Literal["mse", "l1_ssim"]
 

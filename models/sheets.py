@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from latentdex.models.vae import VAE
 from PIL import Image
+
+from latentdex.models.vae import VAE
 
 
 def image_grid(rows: list[torch.Tensor], padding: int = 2, background: int = 255) -> Image.Image:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
+
 from latentdex.models import losses
 from latentdex.models.atomic_files import atomic_output, write_text_atomic
 from latentdex.models.augment import JpegRecompressor, altered_copies, random_crops, style_changes
@@ -22,7 +24,6 @@ from latentdex.models.checkpoint import save_model
 from latentdex.models.errors import BadCheckpoint
 from latentdex.models.sheets import training_sheet
 from latentdex.models.vae import VAE, VAEConfig
-from safetensors.torch import load_file, save_file
 
 STATE_DIR = "train_state"
 SHEETS_DIR = "sheets"

@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from latentdex.models.errors import BadCheckpoint, DimensionMismatch
 from torch import nn
 from torch.nn import functional as F
+
+from latentdex.models.errors import BadCheckpoint, DimensionMismatch
 
 SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
 _BOTTOM_SIZE = 4  # spatial size where the encoder flattens into the latent vector

@@ -18,23 +18,29 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
 import grpc
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
+
 from latentdex.indexer.filters import SearchFilter
 from latentdex.models.errors import ERROR_KIND_KEY, ERROR_KINDS, LatentdexError
 from latentdex.service.previews import EncodedPicture
+from latentdex.service.wire import (
+    FORMAT_NUMBERS,
+    aware_utc,
+    filter_message,
+    latent_message,
+    latent_values,
+    picture_of,
+)
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
 ImageSource = str | os.PathLike[str] | bytes
 QueryInput = ImageSource | np.ndarray | int
-_FORMATS = {"PNG": pb.IMAGE_FORMAT_PNG, "JPEG": pb.IMAGE_FORMAT_JPEG, "WEBP": pb.IMAGE_FORMAT_WEBP}
-_FORMAT_NAMES = {value: name for name, value in _FORMATS.items()}
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
@@ -149,7 +155,7 @@ class QueryOptions:
             include_latents=self.include_latents,
         )
         if self.where is not None:
-            options.filter.CopyFrom(_filter(self.where))
+            options.filter.CopyFrom(filter_message(self.where))
         return options
 
 
@@ -182,7 +188,7 @@ class FrameOptions:
             thumbnails=self.thumbnails,
         )
         if self.where is not None:
-            options.filter.CopyFrom(_filter(self.where))
+            options.filter.CopyFrom(filter_message(self.where))
         return options
 
 
@@ -288,7 +294,9 @@ class LatentdexClient:
             metric=reply.metric,
             index_type=reply.index_type,
             vector_kind=reply.vector_kind,
-            store_updated_at=_aware(reply.store_updated_at) if reply.HasField("store_updated_at") else None,
+            store_updated_at=aware_utc(reply.store_updated_at)
+            if reply.HasField("store_updated_at")
+            else None,
             server_version=reply.server_version,
             max_k=reply.max_k,
             max_preview_size=reply.max_preview_size,
@@ -298,18 +306,18 @@ class LatentdexClient:
     def encode(self, image: ImageSource) -> np.ndarray:
         """The image's latent (the encoder's posterior mean), float32 (D,)."""
         reply = self._call(self._stub.Encode, pb.EncodeRequest(image=_image_bytes(image)))
-        return _array(reply.mu)
+        return latent_values(reply.mu)
 
     def encode_posterior(self, image: ImageSource) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar) of the image's posterior, float32 (D,) each."""
         request = pb.EncodeRequest(image=_image_bytes(image), include_logvar=True)
         reply = self._call(self._stub.Encode, request)
-        return _array(reply.mu), _array(reply.logvar)
+        return latent_values(reply.mu), latent_values(reply.logvar)
 
     def decode(self, latent: np.ndarray, image_format: str = "PNG", size: int = 0) -> EncodedPicture:
         """A latent decoded by the server's VAE into an encoded image (size 0: the model's size)."""
-        request = pb.DecodeRequest(latent=_latent(latent), format=_format(image_format), size=size)
-        return _picture(self._call(self._stub.Decode, request).image)
+        request = pb.DecodeRequest(latent=latent_message(latent), format=_format(image_format), size=size)
+        return picture_of(self._call(self._stub.Decode, request).image)
 
     # --- queries -------------------------------------------------------------------------------------
 
@@ -324,7 +332,7 @@ class LatentdexClient:
         self, latent: np.ndarray, k: int = 10, options: QueryOptions | None = None
     ) -> QueryResult:
         """The `k` stored images nearest to `latent`."""
-        request = pb.QueryByLatentRequest(latent=_latent(latent), options=_message(options, k))
+        request = pb.QueryByLatentRequest(latent=latent_message(latent), options=_message(options, k))
         return _result(self._call(self._stub.QueryByLatent, request))
 
     def query_by_id(
@@ -481,10 +489,10 @@ class LatentdexClient:
             columns=columns, rows=rows, cell=cell, decoded=decoded, format=_format(image_format)
         )
         if where is not None:
-            request.filter.CopyFrom(_filter(where))
+            request.filter.CopyFrom(filter_message(where))
         reply = self._call(self._stub.RenderMap, request)
         cells = [(c.id, c.column, c.row, c.path) for c in reply.cells]
-        return LibraryMap(_picture(reply.atlas), cells, (reply.explained_x, reply.explained_y))
+        return LibraryMap(picture_of(reply.atlas), cells, (reply.explained_x, reply.explained_y))
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
         with _raising_server_errors():
@@ -519,20 +527,6 @@ def _message(options: QueryOptions | None, k: int) -> pb.QueryOptions:
     return (options or QueryOptions()).message(k)
 
 
-def _filter(where: SearchFilter) -> pb.Filter:
-    message = pb.Filter(
-        path_prefix=where.path_prefix or "",
-        min_width=where.min_width or 0,
-        min_height=where.min_height or 0,
-        formats=sorted(where.formats),
-    )
-    if where.captured_after is not None:
-        message.captured_after.FromDatetime(where.captured_after)
-    if where.captured_before is not None:
-        message.captured_before.FromDatetime(where.captured_before)
-    return message
-
-
 def _image_bytes(image: ImageSource) -> bytes:
     if isinstance(image, bytes):
         return image
@@ -541,7 +535,7 @@ def _image_bytes(image: ImageSource) -> bytes:
 
 def _query(item: QueryInput) -> pb.Query:
     if isinstance(item, np.ndarray):
-        return pb.Query(latent=_latent(item))
+        return pb.Query(latent=latent_message(item))
     if isinstance(item, int):
         return pb.Query(id=item)
     return pb.Query(image=_image_bytes(item))
@@ -549,27 +543,11 @@ def _query(item: QueryInput) -> pb.Query:
 
 def _format(name: str) -> int:
     try:
-        return _FORMATS[name.upper()]
+        return FORMAT_NUMBERS[name.upper()]
     except KeyError:
-        raise ValueError(f"unknown image format {name!r}; choose one of {', '.join(_FORMATS)}") from None
-
-
-def _latent(values: np.ndarray) -> pb.Latent:
-    return pb.Latent(values=np.asarray(values, dtype=np.float32).ravel().tolist())
-
-
-def _array(latent: pb.Latent) -> np.ndarray:
-    return np.asarray(latent.values, dtype=np.float32)
-
-
-def _picture(message: pb.EncodedImage) -> EncodedPicture:
-    return EncodedPicture(
-        message.data, _FORMAT_NAMES.get(message.format, "PNG"), message.width, message.height
-    )
-
-
-def _aware(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+        raise ValueError(
+            f"unknown image format {name!r}; choose one of {', '.join(FORMAT_NUMBERS)}"
+        ) from None
 
 
 def _metadata(message: pb.ImageMetadata) -> ImageMetadata:
@@ -584,14 +562,14 @@ def _metadata(message: pb.ImageMetadata) -> ImageMetadata:
         camera_make=message.camera_make,
         camera_model=message.camera_model,
         model_id=message.model_id,
-        indexed_at=_aware(message.indexed_at) if message.HasField("indexed_at") else None,
+        indexed_at=aware_utc(message.indexed_at) if message.HasField("indexed_at") else None,
     )
 
 
 def _frame(message: pb.Frame) -> Frame:
     return Frame(
-        _array(message.latent),
-        _picture(message.image),
+        latent_values(message.latent),
+        picture_of(message.image),
         [_match(m) for m in message.nearest],
         message.position,
     )
@@ -611,8 +589,8 @@ def _direction(message: pb.DirectionInfo) -> DirectionInfo:
         negative_count=message.negative_count,
         norm=message.norm,
         description=message.description,
-        created_at=_aware(message.created_at) if message.HasField("created_at") else None,
-        vector=_array(message.vector) if message.HasField("vector") else None,
+        created_at=aware_utc(message.created_at) if message.HasField("created_at") else None,
+        vector=latent_values(message.vector) if message.HasField("vector") else None,
     )
 
 
@@ -623,10 +601,10 @@ def _match(m: pb.Match) -> Match:
         distance=m.distance,
         similarity=m.similarity,
         metadata=_metadata(m.metadata),
-        preview=_picture(m.preview) if m.HasField("preview") else None,
-        latent=_array(m.latent) if m.HasField("latent") else None,
+        preview=picture_of(m.preview) if m.HasField("preview") else None,
+        latent=latent_values(m.latent) if m.HasField("latent") else None,
         path_bytes=m.path_bytes,
-        thumbnail=_picture(m.thumbnail) if m.HasField("thumbnail") else None,
+        thumbnail=picture_of(m.thumbnail) if m.HasField("thumbnail") else None,
     )
 
 
@@ -644,8 +622,8 @@ def _result(reply: pb.QueryResponse) -> QueryResult:
     }
     return QueryResult(
         matches=matches,
-        query_latent=_array(reply.query_latent),
-        query_preview=_picture(reply.query_preview) if reply.HasField("query_preview") else None,
+        query_latent=latent_values(reply.query_latent),
+        query_preview=picture_of(reply.query_preview) if reply.HasField("query_preview") else None,
         model_id=reply.model_id,
         timings=timings,
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
+
 from latentdex.indexer.directions import Direction
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import ImageRecord
+from latentdex.service import wire
 from latentdex.service.latent_features import Frame, FrameSpec, ImageGroup
-from latentdex.service.previews import EncodedPicture
 from latentdex.service.queries import (
     Answer,
     Hit,
@@ -22,15 +20,15 @@ from latentdex.service.queries import (
     Query,
     QuerySpec,
 )
+from latentdex.service.wire import (
+    FORMAT_NAMES,
+    latent_message,
+    latent_values,
+    picture_message,
+    timestamp_message,
+)
 from latentdex.v1 import latentdex_pb2 as pb
 
-FORMAT_NAMES = {
-    pb.IMAGE_FORMAT_UNSPECIFIED: "PNG",
-    pb.IMAGE_FORMAT_PNG: "PNG",
-    pb.IMAGE_FORMAT_JPEG: "JPEG",
-    pb.IMAGE_FORMAT_WEBP: "WEBP",
-}
-FORMAT_ENUMS = {"PNG": pb.IMAGE_FORMAT_PNG, "JPEG": pb.IMAGE_FORMAT_JPEG, "WEBP": pb.IMAGE_FORMAT_WEBP}
 SOURCES = {
     pb.SAMPLE_SOURCE_UNSPECIFIED: "auto",
     pb.SAMPLE_SOURCE_PRIOR: "prior",
@@ -66,10 +64,6 @@ def enum_value(table: dict[int, str], number: int, field: str, enum: str) -> str
     raise InvalidQuery(f"{field}: unknown {enum} value {number}; allowed: {allowed}")
 
 
-def values_of(latent: pb.Latent) -> np.ndarray:
-    return np.asarray(latent.values, dtype=np.float32)
-
-
 def format_name(image_format: int, field: str = "format") -> str:
     return enum_value(FORMAT_NAMES, image_format, field, "ImageFormat")
 
@@ -91,7 +85,7 @@ def query_of(index: int, item: pb.Query, name: str | None = None) -> Query:
     if kind == "image":
         return ImageQuery(item.image)
     if kind == "latent":
-        return LatentQuery(values_of(item.latent))
+        return LatentQuery(latent_values(item.latent))
     if kind == "id":
         return IdQuery(item.id)
     raise InvalidQuery(f"{name or f'queries[{index}]'} is empty: set image, latent or id")
@@ -142,41 +136,12 @@ def query_spec(options: pb.QueryOptions) -> QuerySpec:
 
 def search_filter(message: pb.Filter) -> SearchFilter:
     try:
-        return SearchFilter(
-            path_prefix=message.path_prefix or None,
-            captured_after=naive_utc(message.captured_after) if message.HasField("captured_after") else None,
-            captured_before=naive_utc(message.captured_before)
-            if message.HasField("captured_before")
-            else None,
-            min_width=message.min_width or None,
-            min_height=message.min_height or None,
-            formats=frozenset(message.formats),
-        )
+        return wire.search_filter(message)
     except ValueError as exc:
         raise InvalidQuery(f"bad filter: {exc}") from exc
 
 
-def naive_utc(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime()  # naive UTC: how EXIF times (which have no zone) are compared
-
-
 # --- engine -> proto ---------------------------------------------------------------------------------
-
-
-def latent_message(values: np.ndarray) -> pb.Latent:
-    return pb.Latent(values=np.asarray(values, dtype=np.float32).tolist())
-
-
-def picture_message(picture: EncodedPicture) -> pb.EncodedImage:
-    return pb.EncodedImage(
-        data=picture.data, format=FORMAT_ENUMS[picture.format], width=picture.width, height=picture.height
-    )
-
-
-def timestamp_message(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None))
-    return stamp
 
 
 def metadata_message(record: ImageRecord) -> pb.ImageMetadata:

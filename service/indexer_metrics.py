@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from latentdex.indexer.pipeline import IndexProgress, IndexReport
 from prometheus_client import CollectorRegistry, Gauge, start_http_server, write_to_textfile
+
+from latentdex.indexer.pipeline import IndexProgress, IndexReport
 
 OUTCOMES = ("new", "changed", "unchanged", "moved", "deleted", "failed")
 

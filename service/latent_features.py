@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from PIL import Image
+
 from latentdex.indexer.directions import Direction, DirectionBook, check_name, new_direction
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import LatentStore
@@ -32,7 +34,6 @@ from latentdex.service.queries import (
     Query,
     QueryEngine,
 )
-from PIL import Image
 
 MAX_SAMPLES = 64
 MAX_STRENGTHS = 64

@@ -7,9 +7,10 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
+
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_image
 from latentdex.models.errors import BadImage
-from PIL import Image
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 DEFAULT_THUMBNAIL_SIZE = 128

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
 from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo

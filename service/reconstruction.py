@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from latentdex.indexer.load import load_for_model
 from latentdex.models.errors import BadImage
 from latentdex.models.inference import LatentCodec

@@ -4,6 +4,7 @@ proto messages out. Handlers stay thin: `service.convert` translates, `service.s
 from __future__ import annotations
 
 import grpc
+
 from latentdex.service.convert import (
     direction_message,
     direction_method,
@@ -20,11 +21,11 @@ from latentdex.service.convert import (
     sample_source,
     search_filter,
     timestamp_message,
-    values_of,
 )
 from latentdex.service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, Frame, LatentExplorer
 from latentdex.service.queries import IdQuery, ImageQuery, InvalidQuery, LatentQuery, Query, QueryEngine
 from latentdex.service.status import answering, deadline_check
+from latentdex.service.wire import latent_values
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
@@ -49,7 +50,9 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
 
     def Decode(self, request: pb.DecodeRequest, context: grpc.ServicerContext) -> pb.DecodeResponse:
         with answering(context):
-            picture = self.engine.decode(values_of(request.latent), format_name(request.format), request.size)
+            picture = self.engine.decode(
+                latent_values(request.latent), format_name(request.format), request.size
+            )
             return pb.DecodeResponse(image=picture_message(picture), model_id=self.engine.codec.model_id)
 
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.GetInfoResponse:
@@ -81,7 +84,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
     def QueryByLatent(
         self, request: pb.QueryByLatentRequest, context: grpc.ServicerContext
     ) -> pb.QueryResponse:
-        return self._one(LatentQuery(values_of(request.latent)), request.options, context)
+        return self._one(LatentQuery(latent_values(request.latent)), request.options, context)
 
     def QueryById(self, request: pb.QueryByIdRequest, context: grpc.ServicerContext) -> pb.QueryResponse:
         return self._one(IdQuery(request.id, request.include_self), request.options, context)

@@ -24,6 +24,7 @@ import faiss
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from latentdex.service.auth import TokenInterceptor
 from latentdex.service.observability import ObservabilityInterceptor, ServerMetrics, serve_metrics
 from latentdex.service.queries import QueryEngine

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 import grpc
+
 from latentdex.models.errors import ERROR_KIND_KEY, CallCancelled, DeadlinePassed, LatentdexError
 from latentdex.service.call_guard import checking
 

@@ -11,9 +11,10 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from PIL import Image, ImageDraw
+
 from latentdex.service.client import Frame
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
-from PIL import Image, ImageDraw
 
 ANIMATED_SUFFIXES = (".gif", ".webp")
 FRAME_MS = 120

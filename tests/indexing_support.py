@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from conftest import shape_image
+
 from latentdex.models.checkpoint import save_model
 from latentdex.models.vae import VAE, VAEConfig
 

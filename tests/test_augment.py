@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from latentdex.indexer.training_data import jpeg_round_trip
 from latentdex.models.augment import (
     STYLE_CHANGES,

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from latentdex.indexer.catalog import Catalog, ImageRecord, ImageRow, path_key, to_record, write_images
 from sqlalchemy import event, select, text
+
+from latentdex.indexer.catalog import Catalog, ImageRecord, ImageRow, path_key, to_record, write_images
 
 
 @pytest.fixture

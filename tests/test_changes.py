@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from latentdex.indexer.catalog import REENCODE_SIZE, CatalogEntry
 from latentdex.indexer.changes import EncodeJob, ScannedFile, detect_changes, scan_folder
 from latentdex.indexer.decoding import file_sha256

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from latentdex.models.checkpoint import (
     CONFIG_FILE,
     DEFAULT_MODEL_DIR,
@@ -22,7 +24,6 @@ from latentdex.models.checkpoint import (
 )
 from latentdex.models.errors import BadCheckpoint
 from latentdex.models.vae import VAE, VAEConfig
-from safetensors.torch import load_file, save_file
 
 TINY = VAEConfig(image_size=32, latent_dim=8, channels=(8, 16, 16), groups=4)
 

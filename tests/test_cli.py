@@ -9,10 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_card
-from latentdex.service.cli import app
 from PIL import Image
 from typer.testing import CliRunner
+
+from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_card
+from latentdex.service.cli import app
 
 ImageFolderFactory = Callable[..., list[Path]]
 runner = CliRunner()

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from conftest import shape_image
 from indexing_support import save_tiny_model, write_photos
+from typer.testing import CliRunner
+
 from latentdex.indexer.catalog import Catalog, list_runs
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.models.errors import StoreError
 from latentdex.service.cli import app
-from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

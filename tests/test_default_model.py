@@ -6,11 +6,12 @@ import re
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, WEIGHTS_FILE, load_model
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
-from PIL import Image
-from typer.testing import CliRunner
 
 # Generated scenes are unlike the training photos and clip art; the floor is a few dB under what the
 # shipped model measures on them, so a broken or badly retrained model fails here.

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
+from typer.testing import CliRunner
+
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
 from latentdex.service.server import DEFAULT_PORT, ServerConfig, start_server
-from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

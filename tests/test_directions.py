@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from latentdex.indexer.directions import new_direction
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.models.errors import NotFound, StoreError

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import shape_image
+
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.errors import ERROR_KINDS, LatentdexError
 from latentdex.models.inference import LatentCodec

@@ -9,11 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
+
 from latentdex.indexer.export import export_store, import_store
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.models.errors import StoreError
 from latentdex.service.cli import app
-from typer.testing import CliRunner
 
 DIM = 16
 MODEL = "vae-test"

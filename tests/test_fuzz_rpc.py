@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import shape_image
+
 from latentdex.indexer.parent_watch import PARENT_ENV
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import shape_image
+
 from latentdex.models.inference import LatentCodec, resolve_precision
 
 

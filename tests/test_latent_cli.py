@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from conftest import shape_image
+from PIL import Image
+from typer.testing import CliRunner
+
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
-from PIL import Image
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

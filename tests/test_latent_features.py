@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
+
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import LatentStore
 from latentdex.models import latent_space
@@ -28,7 +30,6 @@ from latentdex.service.client import (
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
 from latentdex.service.server import RunningServer, ServerConfig, start_server
-from PIL import Image, ImageDraw
 
 
 def factor_image(t: float, seed: int, size: int = 64) -> Image.Image:

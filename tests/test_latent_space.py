@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from latentdex.models import latent_space
 from latentdex.models.latent_space import (
     MAX_STEPS,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFile
+
 from latentdex.indexer.load import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_FORMATS,
@@ -25,7 +27,6 @@ from latentdex.indexer.load import (
     load_image,
 )
 from latentdex.models.errors import BadImage
-from PIL import Image, ImageFile
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from latentdex.models.losses import (
     PatchDiscriminator,
     ProjectionHead,

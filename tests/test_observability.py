@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 import pytest
 from indexing_support import write_photos
+
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.logs import JsonFormatter

@@ -16,6 +16,8 @@ import pytest
 from conftest import shape_image
 from crashing_decoder import decode_or_crash
 from indexing_support import save_tiny_model, write_photos
+from PIL import Image
+
 from latentdex.indexer.catalog import RunCounts
 from latentdex.indexer.decoding import WORKER_DIED
 from latentdex.indexer.load import load_for_model
@@ -23,7 +25,6 @@ from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport,
 from latentdex.indexer.store import LatentStore
 from latentdex.models.errors import ModelMismatch, NotFound, StoreError
 from latentdex.models.inference import LatentCodec
-from PIL import Image
 
 OPTIONS = IndexOptions(workers=1, batch_size=4, flush_every=2)
 

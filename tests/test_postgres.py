@@ -14,13 +14,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import latentdex.indexer.directions  # noqa: F401  (the directions table on the models' metadata)
 import numpy as np
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from conftest import shape_image
+from postgres_support import PostgresServer, start_postgres
+from sqlalchemy import create_engine
+from typer.testing import CliRunner
+
+import latentdex.indexer.directions  # noqa: F401  (the directions table on the models' metadata)
 from latentdex.indexer import schema
 from latentdex.indexer.catalog import Base
 from latentdex.indexer.filters import SearchFilter
@@ -33,9 +37,6 @@ from latentdex.service.client import ImageGroup, QueryOptions, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
 from latentdex.service.server import ServerConfig, start_server
-from postgres_support import PostgresServer, start_postgres
-from sqlalchemy import create_engine
-from typer.testing import CliRunner
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import shape_image
+from typer.testing import CliRunner
+
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
-from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray")
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import latentdex.indexer.directions  # noqa: F401  (registers the directions table on the models' metadata)
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+import latentdex.indexer.directions  # noqa: F401  (registers the directions table on the models' metadata)
 from latentdex.indexer import schema
 from latentdex.indexer.catalog import Base
 from latentdex.indexer.store import LatentStore
-from sqlalchemy import create_engine, inspect
 
 
 def test_a_new_store_is_at_the_head_revision_and_matches_the_models(tmp_path: Path) -> None:

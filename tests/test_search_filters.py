@@ -8,6 +8,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.vectors import IVF_MIN_TRAINING

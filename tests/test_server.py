@@ -19,6 +19,8 @@ import grpc
 import numpy as np
 import pytest
 from conftest import shape_image
+from PIL import Image
+
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import LatentStore
@@ -29,7 +31,6 @@ from latentdex.service.queries import Limits, QueryEngine
 from latentdex.service.server import RunningServer, ServerConfig, start_server
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 PIXEL_CAP = 200_000

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import shape_image
+
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
 from latentdex.service.convert import MAX_GROUP_GLOBS, MAX_GROUP_IDS

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from indexing_support import write_photos
+
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
 from latentdex.service.client import ServerError, TlsConfig, connect

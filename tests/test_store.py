@@ -14,6 +14,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+
 from latentdex.indexer.catalog import RunCounts
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.vectors import VectorIndex

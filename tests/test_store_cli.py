@@ -9,10 +9,11 @@ import faiss
 import numpy as np
 import pytest
 from indexing_support import save_tiny_model, write_photos
+from typer.testing import CliRunner
+
 from latentdex.indexer.store import LatentStore
 from latentdex.indexer.vectors import VectorIndex
 from latentdex.service.cli import app, main
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

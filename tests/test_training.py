@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from latentdex.indexer.load import load_for_model
 from latentdex.indexer.training_data import (
     CROP_MARGIN,
@@ -24,7 +26,6 @@ from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, r
 from latentdex.models.errors import BadCheckpoint
 from latentdex.models.training import SHEETS_DIR, StepMetrics, TrainConfig, train
 from latentdex.models.vae import VAEConfig
-from PIL import Image
 
 TINY = VAEConfig(image_size=32, latent_dim=8, channels=(8, 16, 16), groups=4)
 HOLDOUT = 0.2

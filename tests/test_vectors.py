@@ -8,6 +8,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+
 from latentdex.indexer import vectors
 from latentdex.indexer.vectors import VectorIndex, resolve_index_type
 from latentdex.models import atomic_files

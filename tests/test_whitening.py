@@ -9,11 +9,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.whitening import MIN_FIT_PER_DIMENSION, REFIT_SHARE, VARIANCE_FLOOR, Whitening
 from latentdex.models.errors import StoreError
 from latentdex.service.cli import app
-from typer.testing import CliRunner
 
 DIM = 16
 MODEL = "vae-test"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+
 from latentdex.models.errors import LatentdexError
 from latentdex.service.cli import (
     demo_command,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from latentdex.models.inference import LatentCodec
 from latentdex.service.client import LatentdexClient, TlsConfig, connect
 from latentdex.service.live_store import LiveStore

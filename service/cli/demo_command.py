@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from latentdex.indexer.pipeline import index_folder
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.model_commands import ModelOption

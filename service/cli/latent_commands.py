@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+
 from latentdex.service.cli.connection import ServerOption, StoreOption, TimeoutOption, TokenOption, connected
 from latentdex.service.cli.model_commands import ModelOption
 from latentdex.service.client import FrameOptions, ImageGroup, QueryInput

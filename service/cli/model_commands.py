@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+
 from latentdex.models.checkpoint import load_model
 from latentdex.service.reconstruction import reconstruct_files
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import torch
 import typer
+
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS
 from latentdex.models.errors import ModelMismatch, NoStore

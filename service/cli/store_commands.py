@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+
 from latentdex.indexer.export import export_format, export_store, import_store
 from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
 from latentdex.indexer.store import LatentStore

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import torch
 import typer
+
 from latentdex.indexer.training_data import jpeg_round_trip, load_training_set
 from latentdex.models.training import StepMetrics, TrainConfig
 from latentdex.models.training import train as train_model

@@ -1,0 +1,86 @@
+"""What the server and the client both say on the wire, said once: image formats, latents, pictures,
+filters and timestamps between their protobuf messages and plain Python values.
+
+`service.convert` (the server's side) and `service.client` use these; neither keeps a copy. Torch-free.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from latentdex.indexer.filters import SearchFilter
+from latentdex.service.previews import EncodedPicture
+from latentdex.v1 import latentdex_pb2 as pb
+
+FORMAT_NUMBERS = {"PNG": pb.IMAGE_FORMAT_PNG, "JPEG": pb.IMAGE_FORMAT_JPEG, "WEBP": pb.IMAGE_FORMAT_WEBP}
+# Requests may leave the format unset: PNG.
+FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "PNG"} | {
+    number: name for name, number in FORMAT_NUMBERS.items()
+}
+
+
+def latent_message(values: np.ndarray) -> pb.Latent:
+    """A latent (any shape, flattened) as its message."""
+    return pb.Latent(values=np.asarray(values, dtype=np.float32).ravel().tolist())
+
+
+def latent_values(message: pb.Latent) -> np.ndarray:
+    """A latent message's values as a float32 vector."""
+    return np.asarray(message.values, dtype=np.float32)
+
+
+def picture_message(picture: EncodedPicture) -> pb.EncodedImage:
+    return pb.EncodedImage(
+        data=picture.data, format=FORMAT_NUMBERS[picture.format], width=picture.width, height=picture.height
+    )
+
+
+def picture_of(message: pb.EncodedImage) -> EncodedPicture:
+    name = FORMAT_NAMES.get(message.format, "PNG")
+    return EncodedPicture(message.data, name, message.width, message.height)
+
+
+def timestamp_message(moment: datetime) -> Timestamp:
+    """A datetime as a Timestamp: aware ones converted to UTC, naive ones taken as UTC already."""
+    stamp = Timestamp()
+    stamp.FromDatetime(moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None))
+    return stamp
+
+
+def naive_utc(stamp: Timestamp) -> datetime:
+    """A Timestamp as a naive UTC datetime: how EXIF times (which have no zone) are compared."""
+    return stamp.ToDatetime()
+
+
+def aware_utc(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def filter_message(where: SearchFilter) -> pb.Filter:
+    """A search filter as its message (the client's side)."""
+    message = pb.Filter(
+        path_prefix=where.path_prefix or "",
+        min_width=where.min_width or 0,
+        min_height=where.min_height or 0,
+        formats=sorted(where.formats),
+    )
+    if where.captured_after is not None:
+        message.captured_after.CopyFrom(timestamp_message(where.captured_after))
+    if where.captured_before is not None:
+        message.captured_before.CopyFrom(timestamp_message(where.captured_before))
+    return message
+
+
+def search_filter(message: pb.Filter) -> SearchFilter:
+    """A filter message as a SearchFilter (the server's side); ValueError for values it refuses."""
+    return SearchFilter(
+        path_prefix=message.path_prefix or None,
+        captured_after=naive_utc(message.captured_after) if message.HasField("captured_after") else None,
+        captured_before=naive_utc(message.captured_before) if message.HasField("captured_before") else None,
+        min_width=message.min_width or None,
+        min_height=message.min_height or None,
+        formats=frozenset(message.formats),
+    )
