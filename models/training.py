@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from latentdex.models import losses
 from latentdex.models.atomic_files import atomic_output, write_text_atomic
 from latentdex.models.augment import JpegRecompressor, altered_copies, random_crops, style_changes
-from latentdex.models.checkpoint import save_model
+from latentdex.models.checkpoint import compute_model_id, save_model
 from latentdex.models.errors import BadCheckpoint
 from latentdex.models.sheets import training_sheet
 from latentdex.models.vae import VAE, VAEConfig
@@ -48,6 +48,9 @@ class TrainConfig:
     invariance_form: str = "mu_infonce"
     # Share of altered copies also re-rendered in another style (`augment.style_changes`).
     style_probability: float = 0.0
+    # Train the decoder alone, on decode(mu) of a frozen encoder (start from a trained model: `train`'s
+    # `init`): the latents, and so every store built with them, stay as they are; previews get sharper.
+    decoder_only: bool = False
     adversarial_weight: float = 0.0
     adversarial_warmup_steps: int = 2000
     checkpoint_every: int = 500
@@ -103,13 +106,20 @@ def train(
     jpeg: JpegRecompressor | None = None,
     on_step: ProgressCallback | None = None,
     data_description: dict[str, Any] | None = None,
+    init: VAE | None = None,
 ) -> TrainResult:
     """Train a VAE on `train_images` into `out_dir`, resuming from `out_dir`'s last checkpoint if any.
 
     `out_dir` receives the model (model.safetensors + config.json) at every checkpoint, the optimiser
     state in train_state/, and a PNG sheet of reconstructions, samples and an interpolation in sheets/.
-    Raises `BadCheckpoint` if `out_dir` holds a run with a different model or training config.
+    `init`: start from this model's weights (its config must be `model_config`); `config.decoder_only`
+    needs one. Raises `BadCheckpoint` if `out_dir` holds a run with a different model, training config
+    or starting model; ValueError for `decoder_only` without `init`.
     """
+    if config.decoder_only and init is None:
+        raise ValueError("decoder_only training starts from a trained model: pass init")
+    if init is not None and init.config != model_config:
+        raise ValueError("init's config differs from model_config")
     _check_images(train_images, model_config.image_size, "training")
     if len(holdout_images):
         _check_images(holdout_images, model_config.image_size, "held-out")
@@ -117,12 +127,19 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model = VAE(model_config)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    contrastive = config.invariance_weight > 0 and not config.decoder_only
     head = (
         losses.ProjectionHead(model_config.latent_dim)
-        if config.invariance_weight > 0 and config.invariance_form == "head_ntxent"
+        if contrastive and config.invariance_form == "head_ntxent"
         else None
     )
-    trained = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    if config.decoder_only:
+        model.encoder.requires_grad_(False)
+        trained = list(model.decoder.parameters())
+    else:
+        trained = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
     discriminator = losses.PatchDiscriminator() if config.adversarial_weight > 0 else None
     disc_optimizer = (
@@ -133,7 +150,7 @@ def train(
     steps_per_epoch = max(1, len(train_images) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(config.warmup_steps, total_steps))
-    state = _TrainState(out / STATE_DIR, model_config, config)
+    state = _TrainState(out / STATE_DIR, model_config, config, init)
     step, history = state.restore(model, head, optimizer, schedule, discriminator, disc_optimizer)
     started = time.perf_counter()
     model.train()
@@ -180,6 +197,8 @@ def _train_step(
     generator: torch.Generator,
     jpeg: JpegRecompressor | None,
 ) -> StepMetrics:
+    if config.decoder_only:
+        return _decoder_step(model, optimizer, images, config)
     reconstruction, posterior = model(images, generator)
     recon = losses.reconstruction_loss(reconstruction, images, config.reconstruction)
     kl = posterior.kl().mean()
@@ -211,6 +230,20 @@ def _train_step(
         metrics.discriminator = disc_loss.item()
     metrics.loss = loss.item()
     return metrics
+
+
+def _decoder_step(
+    model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: TrainConfig
+) -> StepMetrics:
+    """One step of the decoder alone on decode(mu): what previews show, from latents that do not move."""
+    with torch.no_grad():
+        mu, _ = model.encoder(images)
+    recon = losses.reconstruction_loss(model.decoder(mu), images, config.reconstruction)
+    optimizer.zero_grad(set_to_none=True)
+    recon.backward()
+    torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), config.grad_clip)
+    optimizer.step()
+    return StepMetrics(0, 0, 0, recon.item(), recon.item(), 0.0)
 
 
 def _invariance(
@@ -293,16 +326,20 @@ def _sheet_path(out: Path, step: int) -> Path:
 class _TrainState:
     """Optimiser, scheduler and history saved beside the model so a killed run resumes where it stopped."""
 
-    def __init__(self, directory: Path, model_config: VAEConfig, config: TrainConfig) -> None:
+    def __init__(
+        self, directory: Path, model_config: VAEConfig, config: TrainConfig, init: VAE | None = None
+    ) -> None:
         self.directory = directory
         self.signature = {"model": json.loads(model_config.to_json()), "train": asdict(config)}
+        if init is not None:  # the starting weights, by content: another start is another run
+            self.signature["init"] = compute_model_id(init.config, init.state_dict())
 
     def restore(self, model, head, optimizer, schedule, discriminator, disc_optimizer) -> tuple[int, list]:
         meta_path = self.directory / "state.json"
         if not meta_path.exists():
             return 0, []
         meta = json.loads(meta_path.read_text())
-        if meta.get("signature") != self.signature:
+        if _with_defaults(meta.get("signature")) != _with_defaults(self.signature):
             raise BadCheckpoint(
                 f"{self.directory.parent} holds a run with different settings; "
                 "use another --out or the same settings"
@@ -341,6 +378,14 @@ class _TrainState:
         with atomic_output(self.directory / "state.safetensors") as tmp:
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         write_text_atomic(self.directory / "state.json", json.dumps(meta))
+
+
+def _with_defaults(signature: Any) -> Any:
+    """A run's signature with every TrainConfig field present: a field added since a run started, at its
+    default, is the same setting the run had (so runs continue across versions of this module)."""
+    if not isinstance(signature, dict) or not isinstance(signature.get("train"), dict):
+        return signature
+    return {**signature, "train": asdict(TrainConfig()) | signature["train"]}
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], list]:

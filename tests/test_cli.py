@@ -9,10 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_card
+from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_card
 from latentdex.service.cli import app
 
 ImageFolderFactory = Callable[..., list[Path]]
@@ -133,3 +134,25 @@ def test_train_refuses_an_unknown_architecture_or_invariance_form(tmp_path: Path
         result = runner.invoke(app, [*base, option, value])
         assert result.exit_code == 2 and option.strip("-").replace("-", "_") in result.output
         assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_train_decoder_only_from_a_model_keeps_its_encoder(
+    trained: Path, photos: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "tuned"
+    args = ["train", str(photos[0].parent), "--out", str(out), "--init-from", str(trained), "--decoder-only"]
+    args += ["--epochs", "1", "--batch-size", "8", "--holdout-fraction", "0.2", "--threads", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    base, tuned = load_model(trained)[0], load_model(out)[0]
+    assert tuned.config == base.config
+    for name, tensor in base.encoder.state_dict().items():
+        assert torch.equal(tensor, tuned.encoder.state_dict()[name]), name
+    assert any(
+        not torch.equal(t, tuned.decoder.state_dict()[n]) for n, t in base.decoder.state_dict().items()
+    )
+    refused = runner.invoke(
+        app, ["train", str(photos[0].parent), "--out", str(tmp_path / "x"), "--decoder-only"]
+    )
+    assert refused.exit_code == 2 and "--init-from" in refused.output

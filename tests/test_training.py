@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from latentdex.indexer.training_data import (
 )
 from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_card
 from latentdex.models.errors import BadCheckpoint
-from latentdex.models.training import SHEETS_DIR, StepMetrics, TrainConfig, train
+from latentdex.models.training import SHEETS_DIR, StepMetrics, TrainConfig, holdout_psnr, train
 from latentdex.models.vae import VAEConfig
 
 TINY = VAEConfig(image_size=32, latent_dim=8, channels=(8, 16, 16), groups=4)
@@ -295,3 +296,43 @@ def test_load_training_set_splits_by_source_and_reports_failures(
 def test_load_training_set_needs_a_folder(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError):
         load_training_set(tmp_path / "missing", image_size=32, workers=1)
+
+
+def test_decoder_only_training_sharpens_decodings_and_leaves_the_latents_alone(
+    training_set: TrainingSet, tmp_path: Path
+) -> None:
+    images, holdout = training_set.train, training_set.holdout
+    base = train(
+        images, holdout, tmp_path / "base", TINY, TrainConfig(epochs=2, batch_size=8, warmup_steps=1)
+    )
+    config = TrainConfig(epochs=6, batch_size=8, warmup_steps=1, decoder_only=True, learning_rate=3e-3)
+    with pytest.raises(ValueError, match="init"):
+        train(images, holdout, tmp_path / "no-init", TINY, config)
+    tuned = train(images, holdout, tmp_path / "tuned", TINY, config, init=base.model)
+    probe = holdout.float().div(255)[:, :, :32, :32]
+    with torch.no_grad():
+        assert torch.equal(base.model.encode(probe).mu, tuned.model.encode(probe).mu)
+    for name, tensor in base.model.encoder.state_dict().items():
+        assert torch.equal(tensor, tuned.model.encoder.state_dict()[name]), name
+    # what it optimises: decode(mu) of the images it trains on
+    assert holdout_psnr(tuned.model, images) > holdout_psnr(base.model, images) + 0.25
+    assert all(entry["kl"] == 0 and entry["invariance"] == 0 for entry in tuned.history)
+    # the run is tied to its starting model: another start is refused, the same one resumes
+    other = train(images, holdout, tmp_path / "other", TINY, TrainConfig(epochs=1, batch_size=8, seed=5))
+    with pytest.raises(BadCheckpoint, match="different settings"):
+        train(images, holdout, tmp_path / "tuned", TINY, config, init=other.model)
+    again = train(images, holdout, tmp_path / "tuned", TINY, config, init=base.model)
+    assert again.model_id == tuned.model_id
+
+
+def test_a_run_started_before_a_setting_existed_resumes_with_it_at_its_default(
+    training_set: TrainingSet, tmp_path: Path
+) -> None:
+    config = TrainConfig(epochs=1, batch_size=8, checkpoint_every=1, warmup_steps=1)
+    out = tmp_path / "run"
+    train(training_set.train[:8], training_set.holdout, out, TINY, config)
+    state = out / "train_state" / "state.json"
+    meta = json.loads(state.read_text())
+    del meta["signature"]["train"]["decoder_only"]  # as a run of an earlier version wrote it
+    state.write_text(json.dumps(meta))
+    assert train(training_set.train[:8], training_set.holdout, out, TINY, config).steps == 1

@@ -10,6 +10,7 @@ import torch
 import typer
 
 from latentdex.indexer.training_data import jpeg_round_trip, load_training_set
+from latentdex.models.checkpoint import load_model
 from latentdex.models.training import StepMetrics, TrainConfig
 from latentdex.models.training import train as train_model
 from latentdex.models.vae import VAEConfig
@@ -51,18 +52,37 @@ def train(
     holdout_fraction: Annotated[float, typer.Option(help="Share of source images held out for PSNR.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, order and augmentation.")] = 0,
     threads: Annotated[int, typer.Option(help="Torch threads (0 = all cores).")] = 0,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Start from this model's weights and architecture (size options are ignored)."),
+    ] = None,
+    decoder_only: Annotated[
+        bool,
+        typer.Option(
+            "--decoder-only",
+            help="Train only the decoder, on decode(mu) of --init-from's frozen encoder: "
+            "the same latents, sharper previews.",
+        ),
+    ] = False,
 ) -> None:
     """Train a VAE on PHOTOS_DIR; resumes from OUT's last checkpoint when run again."""
     if reconstruction not in ("mse", "l1_ssim"):
         raise typer.BadParameter("must be mse or l1_ssim", param_hint="--reconstruction")
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    if decoder_only and init_from is None:
+        raise typer.BadParameter("trains a model's decoder: pass --init-from", param_hint="--decoder-only")
+    init = load_model(init_from)[0] if init_from is not None else None
     try:
-        model_config = VAEConfig.for_size(
-            image_size,
-            latent_dim,
-            base_channels,
-            encoder_stem=encoder_stem,
-            decoder_upsampling=decoder_upsampling,
+        model_config = (
+            init.config
+            if init is not None
+            else VAEConfig.for_size(
+                image_size,
+                latent_dim,
+                base_channels,
+                encoder_stem=encoder_stem,
+                decoder_upsampling=decoder_upsampling,
+            )
         )
         config = TrainConfig(
             epochs=epochs,
@@ -78,6 +98,7 @@ def train(
             adversarial_warmup_steps=adversarial_warmup,
             checkpoint_every=checkpoint_every,
             seed=seed,
+            decoder_only=decoder_only,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -110,6 +131,7 @@ def train(
             jpeg=jpeg_round_trip,
             on_step=on_step,
             data_description=data.describe(Path(photos_dir)),
+            init=init,
         )
     psnr = f"{result.holdout_psnr:.2f} dB" if result.holdout_psnr is not None else "n/a (no held-out images)"
     typer.echo(f"model {result.model_id} written to {out}")
