@@ -292,7 +292,7 @@ class _Run:
         self._write_failed(bad)
         self._batches += 1
         if self._batches % self.options.flush_every == 0:
-            self.store.flush()
+            self.store.flush(refit=False)  # the run's last save refits the whitening, once
 
     def _write_failed(self, records: list[ImageRecord]) -> None:
         if records:

@@ -394,14 +394,15 @@ class LatentStore:
             self.flush()
         return count
 
-    def flush(self) -> None:
+    def flush(self, *, refit: bool = True) -> None:
         """Save the vectors atomically, record which generation they hold, and rewrite the manifest.
 
         A "whitened" store first refits its whitening when `whitening.needs_fit` says the library has
-        changed enough since the last fit (and rebuilds its vectors in the new space).
+        changed enough since the last fit (and rebuilds its vectors in the new space); `refit=False`
+        leaves that to a later flush (an indexing run's saves along the way: one refit at its end).
         """
         with self._lock:
-            if self.metric == "whitened" and self._whitening_due():
+            if refit and self.metric == "whitened" and self._whitening_due():
                 self._refit_whitening()
             self._save()
 

@@ -9,11 +9,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from indexing_support import save_tiny_model, write_photos
 from typer.testing import CliRunner
 
+from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.whitening import MIN_FIT_PER_DIMENSION, REFIT_SHARE, VARIANCE_FLOOR, Whitening
 from latentdex.models.errors import StoreError
+from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
 
 DIM = 16
@@ -238,3 +241,24 @@ def test_an_unknown_metric_is_refused(tmp_path: Path) -> None:
         pytest.raises(ValueError, match="unknown metric"),
     ):
         store.rebuild(metric="manhattan")
+
+
+def test_an_indexing_run_fits_the_whitening_once_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    fits: list[int] = []
+    original = Whitening.fit.__func__
+
+    def counting_fit(cls, latents, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fits.append(len(latents))
+        return original(cls, latents, *args, **kwargs)
+
+    monkeypatch.setattr(Whitening, "fit", classmethod(counting_fit))
+    write_photos(tmp_path / "photos", 40)
+    codec = LatentCodec.load(save_tiny_model(tmp_path / "model"))
+    options = IndexOptions(workers=1, batch_size=4, flush_every=1)  # a save after every batch of 4
+    index_folder(tmp_path / "photos", tmp_path / "store", codec, options)
+    assert fits == [40]
+    with LatentStore.open(tmp_path / "store", read_only=True) as store:
+        assert store.whitening.fitted_count == 40 and store.info.whitening["fitted_count"] == 40
