@@ -1,10 +1,11 @@
 """Query latency of the gRPC server against the raw in-process search of the same queries, in the same run.
 
 For each store size (10k, 100k and 1M seeded synthetic latents, `bench.synthetic_latents`; quick: 10k only,
-fewer queries) a flat (exact, the default) cosine store is built through `LatentStore.upsert_images` in
-50k-row transactions with one flush at the end (the build time and upsert rate are reported), and kept in
-bench/work/query_latency/store-<N> for later runs: a JSON file beside it records the recipe, and a store
-whose recipe differs is built again. Its records carry plausible photo metadata (path, size, hash, 4032x3024
+fewer queries) a flat (exact, the default) store under the default whitened metric is built through
+`LatentStore.upsert_images` in 50k-row transactions with one flush at the end (the build time and upsert
+rate are reported), and kept in bench/work/query_latency/store-<N> for later runs: a JSON file beside it
+records the recipe, and a store whose recipe differs is built again. Its records carry plausible photo
+metadata (path, size, hash, 4032x3024
 JPEG, EXIF time and camera) so that replies are as large as real ones. A real server
 (`service.server.start_server` over `QueryEngine` and `LiveStore`, ServerConfig's default 8 workers and 64
 calls in progress) answers on 127.0.0.1 through the real `service.client`. Every query asks for k=10.
@@ -92,7 +93,7 @@ GOAL = 1.3  # server p50 over (raw p50 + echo p50)
 CLIENTS = 8
 WORK_DIR = Path(__file__).resolve().parent / "work" / "query_latency"
 BUILD_CHUNK = 50_000  # rows per upsert while building a store
-STORE_RECIPE_VERSION = 1
+STORE_RECIPE_VERSION = 2  # 2: the whitened metric, the stores' default
 IMAGE_SIZE = (640, 480)
 IMAGE_FILES = 50
 IMAGE_QUALITY = 90
@@ -159,7 +160,7 @@ def run(
             "mixture": asdict(mixture),
             "k": K,
             "index_type": "flat",
-            "metric": "cosine",
+            "metric": "whitened",
             "goal_ratio": GOAL,
             "clients": CLIENTS,
             "placement": placement,
@@ -211,7 +212,7 @@ def ensure_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) ->
         "mixture": asdict(mixture),
         "seed": BASE_SEED,
         "index_type": "flat",
-        "metric": "cosine",
+        "metric": "whitened",
         "chunk": BUILD_CHUNK,
     }
     if marker.exists() and (folder / "manifest.json").exists():
@@ -231,7 +232,9 @@ def build_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> 
     started = time.perf_counter()
     latents = mixture.sample(n, BASE_SEED)
     sampled = time.perf_counter()
-    store = LatentStore.create(folder, model_id=model_id, latent_dim=mixture.dim, index_type="flat")
+    store = LatentStore.create(
+        folder, model_id=model_id, latent_dim=mixture.dim, metric="whitened", index_type="flat"
+    )
     upsert_s = 0.0
     try:
         for start in range(0, n, BUILD_CHUNK):
