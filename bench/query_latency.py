@@ -5,10 +5,10 @@ fewer queries) a flat (exact, the default) store under the default whitened metr
 `LatentStore.upsert_images` in 50k-row transactions with one flush at the end (the build time and upsert
 rate are reported), and kept in bench/work/query_latency/store-<N> for later runs: a JSON file beside it
 records the recipe, and a store whose recipe differs is built again. Its records carry plausible photo
-metadata (path, size, hash, 4032x3024
-JPEG, EXIF time and camera) so that replies are as large as real ones. A real server
-(`service.server.start_server` over `QueryEngine` and `LiveStore`, ServerConfig's default 8 workers and 64
-calls in progress) answers on 127.0.0.1 through the real `service.client`. Every query asks for k=10.
+metadata (path, size, hash, 4032x3024 JPEG, EXIF time and camera) so that replies are as large as real
+ones. A real server (`service.server.start_server` over `QueryEngine` and `LiveStore`, ServerConfig's
+default 8 workers and 64 calls in progress) answers on 127.0.0.1 through the real `service.client`. Every
+query asks for k=10.
 
 QueryByLatent, one client: three variants alternate query by query (raw, echo, server, raw, ...; see
 `bench.machine.time_interleaved`), so load from other processes hits them alike:
