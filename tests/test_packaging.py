@@ -4,6 +4,7 @@ packages embeds the client and runs the demo from the installed wheel without ei
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -114,3 +115,18 @@ def test_the_installed_demo_runs_and_its_client_answers_beside_the_applications_
         "the",
         "application",
     ]
+
+
+def test_the_project_imports_itself_only_as_latentdex() -> None:
+    """Run from the repository, `models`, `indexer` and `service` would also import as top-level names, and
+    each module would then exist twice (two NotFound classes, two stores): no file may use those names."""
+    pattern = re.compile(r"^\s*(from|import) (models|indexer|service)(\.|\s)")
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}"
+        for folder in ("models", "indexer", "service", "bench", "tests")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if path.name != "test_packaging.py"  # its probes play the application's own packages
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if pattern.match(line)
+    ]
+    assert offenders == []
