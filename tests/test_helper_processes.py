@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import shape_image
+from serve_support import serve_process
 
 from latentdex.indexer.parent_watch import PARENT_ENV
 
@@ -92,27 +93,8 @@ def test_a_sigkilled_indexer_leaves_no_helper_running(tmp_path: Path) -> None:
 
 
 def test_a_sigkilled_server_leaves_no_process_behind(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "latentdex.service.cli",
-        "serve",
-        "--store",
-        str(tmp_path / "none"),
-        "--port",
-        "0",
-    ]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "serving latentdex" in line:
-                break
-        helpers = descendants(process.pid)
-        kill_and_check(process, helpers)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    with serve_process(tmp_path / "none") as (process, _):
+        kill_and_check(process, descendants(process.pid))
 
 
 def test_arming_the_signal_where_the_parent_is_already_gone_exits_at_once() -> None:

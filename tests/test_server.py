@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import shape_image
 from PIL import Image
+from serve_support import serve_process
 
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
@@ -418,37 +416,7 @@ def test_sixteen_concurrent_clients_of_200_queries_each_see_no_error(served: Ser
 
 
 def test_serve_command_answers_and_stops_gracefully_on_sigterm(served: Served) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "latentdex.service.cli",
-        "serve",
-        "--store",
-        str(served.store),
-        "--port",
-        "0",
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    try:
-        port = None
-        lines = []
-        deadline = time.monotonic() + 60
-        assert process.stdout is not None
-        while port is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"serving latentdex\.v1\.Latentdex on 127\.0\.0\.1:(\d+)", line)
-            port = int(found.group(1)) if found else None
-        assert port, "".join(lines)
+    with serve_process(served.store) as (process, port):
         with connect(f"127.0.0.1:{port}") as client:
             assert (
                 client.query_by_image(served.photos / "album" / "a02.png", 1).matches[0].path
@@ -456,7 +424,3 @@ def test_serve_command_answers_and_stops_gracefully_on_sigterm(served: Served) -
             )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

@@ -3,11 +3,7 @@ abandoned heavy calls, and a SIGTERM while one runs. A real server on a loopback
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import shape_image
+from serve_support import serve_process
 
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
@@ -171,39 +168,10 @@ def test_a_call_past_its_deadline_stops_between_batches(served: Served) -> None:
 
 def test_sigterm_during_a_heavy_call_ends_the_process_within_grace_and_a_second(served: Served) -> None:
     grace = 1.0
-    command = [
-        sys.executable,
-        "-m",
-        "latentdex.service.cli",
-        "serve",
-        "--store",
-        str(served.store),
-        "--port",
-        "0",
-    ]
-    command += ["--grace", str(grace), "--max-preview-size", str(HEAVY_PREVIEW)]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    try:
-        port, lines = None, []
-        deadline = time.monotonic() + 60
-        assert process.stdout is not None
-        while port is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"serving latentdex\.v1\.Latentdex on 127\.0\.0\.1:(\d+)", line)
-            port = int(found.group(1)) if found else None
-        assert port, "".join(lines)
-        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+    options = ("--grace", str(grace), "--max-preview-size", str(HEAVY_PREVIEW))
+    with serve_process(served.store, *options) as (process, port):
+        channel_options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=channel_options) as channel:
             stub = pb_grpc.LatentdexStub(channel)
             request = heavy_traverse(first_id(stub))
             futures = [stub.Traverse.future(request, timeout=120) for _ in range(2)]
@@ -212,11 +180,7 @@ def test_sigterm_during_a_heavy_call_ends_the_process_within_grace_and_a_second(
             sent = time.monotonic()
             process.wait(timeout=30)
             took = time.monotonic() - sent
-            assert took < grace + 1.0, (took, process.stdout.read())
+            assert took < grace + 1.0, (took, process.stdout.read() if process.stdout else "")
             for future in futures:
                 with pytest.raises(grpc.RpcError):
                     future.result()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
