@@ -35,13 +35,9 @@ class VectorSpec:
 
     @property
     def index_metric(self) -> str:
-        """The metric FAISS searches with."""
+        """The metric FAISS searches with, and the one raw latents are checked under (a zero mu has no
+        cosine direction, also in a whitened store that has not fitted its transform yet)."""
         return "cosine" if self.metric == "whitened" else self.metric
-
-    @property
-    def latent_metric(self) -> str:
-        """The metric a raw latent is checked under: a zero mu has no cosine direction before a fit."""
-        return self.index_metric
 
     @property
     def whitening_id(self) -> str:
@@ -103,9 +99,9 @@ def decode_latent(blob: bytes, spec: VectorSpec) -> np.ndarray | None:
     if len(blob) != 4 * spec.latent_dim:
         return None
     try:
-        return check_vectors(
-            np.frombuffer(blob, dtype=np.float32)[None], spec.latent_dim, spec.latent_metric
-        )[0]
+        return check_vectors(np.frombuffer(blob, dtype=np.float32)[None], spec.latent_dim, spec.index_metric)[
+            0
+        ]
     except (BadLatent, DimensionMismatch):
         return None
 
@@ -129,9 +125,16 @@ def usable_latents(
 
 def rebuild_vectors(catalog: Catalog, spec: VectorSpec, report: ReconcileReport) -> VectorIndex:
     """A new index of `spec.index_type` holding every usable ok latent; the report says what it did."""
-    ids, vectors = usable_latents(catalog, None, spec, report)
+    ids, latents = usable_latents(catalog, None, spec, report)
+    return index_latents(spec, ids, latents, report)
+
+
+def index_latents(
+    spec: VectorSpec, ids: np.ndarray, latents: np.ndarray, report: ReconcileReport
+) -> VectorIndex:
+    """A new index of `spec.index_type` holding `latents` (raw, `spec` transforms them) under `ids`."""
     index, notes = VectorIndex.build(
-        spec.index_type, spec.latent_dim, spec.index_metric, ids, spec.to_index(vectors)
+        spec.index_type, spec.latent_dim, spec.index_metric, ids, spec.to_index(latents)
     )
     report.rebuilt, report.readded = True, len(ids)
     report.notes += notes

@@ -67,6 +67,7 @@ from latentdex.indexer.consistency import (
     VectorSpec,
     VerifyReport,
     decode_latent,
+    index_latents,
     manifest_problems,
     rebuild_vectors,
     reconcile_vectors,
@@ -335,7 +336,7 @@ class LatentStore:
                     f"latents of {self.model_id!r}: re-encode it, or index into a store made for that model"
                 )
         spec = self._spec
-        vectors = None if latents is None else check_vectors(latents, self.latent_dim, spec.latent_metric)
+        vectors = None if latents is None else check_vectors(latents, self.latent_dim, spec.index_metric)
         if vectors is not None and len(vectors) != len(records):
             raise DimensionMismatch(f"{len(records)} records but {len(vectors)} latents")
         with self._lock:
@@ -489,7 +490,7 @@ class LatentStore:
         with self._lock:
             spec = self._spec
             approximate = self._vectors.kind == "ivfpq"
-        queries = spec.to_index(check_vectors(latents, self.latent_dim, spec.latent_metric))
+        queries = spec.to_index(check_vectors(latents, self.latent_dim, spec.index_metric))
         wanted = k * IVF_REFINE if approximate else k
         if where is None or where.is_empty:
             with self._lock:
@@ -707,8 +708,8 @@ class LatentStore:
 
     def _refit_whitening(self) -> list[str]:
         """Fit the whitening on every stored latent, record it, and rebuild the vectors in its space."""
-        _, latents = self.all_latents()
         report = ReconcileReport()
+        ids, latents = usable_latents(self._catalog, None, self._spec, report)
         if needs_fit(len(latents), self.latent_dim, None, 0):
             fitted: Whitening | None = Whitening.fit(latents)
         else:
@@ -718,7 +719,7 @@ class LatentStore:
             )
         # The transform is recorded by `_save`, in the transaction that records the vectors built with it.
         self.whitening, self.whitening_changes, self._whitening_unsaved = fitted, 0, True
-        self._vectors = rebuild_vectors(self._catalog, self._spec, report)
+        self._vectors = index_latents(self._spec, ids, latents, report)
         self._dirty = True
         return report.notes
 
