@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,14 +19,25 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project built as a wheel and installed (without dependencies: those of this venv serve) into a
-    folder of its own; returns that folder."""
+    folder of its own; returns that folder.
+
+    It is built from a copy of the files git tracks or would track: setuptools builds in the source's
+    `build/`, where files of earlier builds would otherwise linger and slip into the wheel.
+    """
     root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"
+    listed = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    names = subprocess.run(listed, cwd=REPO, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, names):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     build = [
         sys.executable,
         "-m",
         "pip",
         "wheel",
-        str(REPO),
+        str(source),
         "--no-deps",
         "--no-build-isolation",
         "-w",
