@@ -11,6 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
+from conftest import shape_image
+
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.models.inference import LatentCodec
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import Limits, QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, start_server
+
 REPO = Path(__file__).resolve().parents[1]
 SERVING = re.compile(r"serving latentdex\.v1\.Latentdex on 127\.0\.0\.1:(\d+)")
 
@@ -47,3 +56,28 @@ def serve_process(store: Path, *options: str, timeout: float = 60) -> Iterator[t
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def served_shapes(
+    root: Path, limits: Limits, config: ServerConfig, count: int = 12
+) -> Iterator[tuple[Path, RunningServer, grpc.Channel]]:
+    """`count` generated shape PNGs indexed with the shipped model into `root`/store, served in this
+    process by a real server on a loopback port; yields the store, the server and a channel to it that
+    accepts replies of up to 64 MiB."""
+    (root / "photos").mkdir()
+    for i in range(count):
+        shape_image(i, i % 4, 64).save(root / "photos" / f"p{i:02d}.png")
+    codec = LatentCodec.load()
+    index_folder(root / "photos", root / "store", codec, IndexOptions(workers=1))
+    live = LiveStore(root / "store", check_interval=0.05)
+    running = start_server(QueryEngine(codec, live, limits), config)
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{running.port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    )
+    try:
+        yield root / "store", running, channel
+    finally:
+        channel.close()
+        running.stop(0)
+        live.close()

@@ -29,12 +29,10 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from serve_support import served_shapes
 
-from latentdex.indexer.pipeline import IndexOptions, index_folder
-from latentdex.models.inference import LatentCodec
-from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.queries import Limits
+from latentdex.service.server import RunningServer, ServerConfig
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
@@ -189,22 +187,10 @@ class Fuzzed:
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
-    root = tmp_path_factory.mktemp("fuzz")
-    (root / "photos").mkdir()
-    for i in range(12):
-        shape_image(i, i % 4, 64).save(root / "photos" / f"p{i:02d}.png")
-    codec = LatentCodec.load()
-    index_folder(root / "photos", root / "store", codec, IndexOptions(workers=1))
-    live = LiveStore(root / "store", check_interval=0.05)
-    engine = QueryEngine(codec, live, Limits(max_preview_size=128, max_k=200, max_batch=64))
-    running = start_server(engine, ServerConfig(port=0, max_workers=4, max_message_bytes=8 * 1024 * 1024))
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{running.port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    )
-    yield Fuzzed(root / "store", running, channel)
-    channel.close()
-    running.stop(0)
-    live.close()
+    limits = Limits(max_preview_size=128, max_k=200, max_batch=64)
+    config = ServerConfig(port=0, max_workers=4, max_message_bytes=8 * 1024 * 1024)
+    with served_shapes(tmp_path_factory.mktemp("fuzz"), limits, config) as (store, running, channel):
+        yield Fuzzed(store, running, channel)
 
 
 @pytest.mark.slow

@@ -11,16 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import shape_image
-from serve_support import serve_process
+from serve_support import serve_process, served_shapes
 
-from latentdex.indexer.pipeline import IndexOptions, index_folder
-from latentdex.models.inference import LatentCodec
 from latentdex.service.convert import MAX_GROUP_GLOBS, MAX_GROUP_IDS
 from latentdex.service.latent_features import MAX_FRAMES, MAX_TRAVERSE_DIMENSIONS
-from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.queries import Limits
+from latentdex.service.server import RunningServer, ServerConfig
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
@@ -38,22 +34,10 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("limits")
-    (root / "photos").mkdir()
-    for i in range(12):
-        shape_image(i, i % 4, 64).save(root / "photos" / f"p{i:02d}.png")
-    codec = LatentCodec.load()
-    index_folder(root / "photos", root / "store", codec, IndexOptions(workers=1))
-    live = LiveStore(root / "store", check_interval=0.05)
-    engine = QueryEngine(codec, live, Limits(max_preview_size=HEAVY_PREVIEW))
-    running = start_server(engine, ServerConfig(port=0, max_workers=1, max_concurrent_rpcs=8))
-    channel = grpc.insecure_channel(
-        f"127.0.0.1:{running.port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    )
-    yield Served(root / "store", running, pb_grpc.LatentdexStub(channel), channel)
-    channel.close()
-    running.stop(0)
-    live.close()
+    limits = Limits(max_preview_size=HEAVY_PREVIEW)
+    config = ServerConfig(port=0, max_workers=1, max_concurrent_rpcs=8)
+    with served_shapes(tmp_path_factory.mktemp("limits"), limits, config) as (store, running, channel):
+        yield Served(store, running, pb_grpc.LatentdexStub(channel), channel)
 
 
 def first_id(stub: pb_grpc.LatentdexStub) -> int:
