@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from latentdex.errors import BadImage
 from latentdex.indexer.load import load_image
 from latentdex.indexer.scan import iter_image_files
-from latentdex.models.errors import BadImage
 
 PACKAGES = (
     "tuxpaint-stamps-default",

@@ -30,9 +30,9 @@ import faiss
 import numpy as np
 import torch
 
+from bench.latency_inputs import WORK_DIR as STORE_WORK_DIR
+from bench.latency_inputs import ensure_store
 from bench.machine import time_call
-from bench.query_latency import WORK_DIR as STORE_WORK_DIR
-from bench.query_latency import ensure_store
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
 from latentdex.indexer.store import LatentStore

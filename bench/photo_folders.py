@@ -44,16 +44,16 @@ def source_photos(raw: Path) -> list[Path]:
 def jpeg_folder(raw: Path, folder: Path, count: int, seed: int = 0) -> Path:
     """`folder` holding `count` camera-size JPEGs (made now unless already made with this recipe)."""
     recipe = {"kind": "jpeg", "count": count, "seed": seed, "sizes": JPEG_SIZES, "quality": JPEG_QUALITY}
-    return _ensure(folder, recipe, lambda: _write_files(raw, folder, count, seed, _jpeg_file))
+    return ensure_folder(folder, recipe, lambda: write_files(raw, folder, count, seed, _jpeg_file))
 
 
 def png_folder(raw: Path, folder: Path, count: int, seed: int = 0) -> Path:
     """`folder` holding `count` PNG crops of PNG_SIDE pixels (made now unless already made)."""
     recipe = {"kind": "png", "count": count, "seed": seed, "side": PNG_SIDE}
-    return _ensure(folder, recipe, lambda: _write_files(raw, folder, count, seed, _png_file))
+    return ensure_folder(folder, recipe, lambda: write_files(raw, folder, count, seed, _png_file))
 
 
-def _ensure(folder: Path, recipe: dict[str, Any], make: Callable[[], int]) -> Path:
+def ensure_folder(folder: Path, recipe: dict[str, Any], make: Callable[[], int]) -> Path:
     marker = folder.with_name(folder.name + ".recipe.json")
     recipe = {"version": RECIPE_VERSION, **json.loads(json.dumps(recipe))}
     if marker.exists() and folder.is_dir() and json.loads(marker.read_text(encoding="utf-8")) == recipe:
@@ -72,7 +72,7 @@ def _ensure(folder: Path, recipe: dict[str, Any], make: Callable[[], int]) -> Pa
 WriteFile = Callable[[Image.Image, Path, int, np.random.Generator], None]
 
 
-def _write_files(raw: Path, folder: Path, count: int, seed: int, write: WriteFile) -> int:
+def write_files(raw: Path, folder: Path, count: int, seed: int, write: WriteFile) -> int:
     sources = [p for p in source_photos(raw) if min(_size(p)) >= MIN_SOURCE_SIDE]
     if not sources:
         raise RuntimeError(f"no wallpaper photos under {raw}: run python -m bench.datasets fetch")
@@ -92,7 +92,7 @@ def _size(path: Path) -> tuple[int, int]:
 
 def _jpeg_file(picture: Image.Image, folder: Path, j: int, rng: np.random.Generator) -> None:
     width, height = JPEG_SIZES[j % len(JPEG_SIZES)]
-    box = _crop_box(picture.size, width / height, rng.uniform(0.6, 1.0), rng)
+    box = crop_box(picture.size, width / height, rng.uniform(0.6, 1.0), rng)
     image = picture.resize((width, height), Image.Resampling.BICUBIC, box=box)
     pixels = np.asarray(image, dtype=np.float32)
     pixels += GRAIN * rng.standard_normal(pixels.shape, dtype=np.float32)
@@ -105,12 +105,12 @@ def _jpeg_file(picture: Image.Image, folder: Path, j: int, rng: np.random.Genera
 
 
 def _png_file(picture: Image.Image, folder: Path, j: int, rng: np.random.Generator) -> None:
-    box = _crop_box(picture.size, 1.0, rng.uniform(0.1, 1.0), rng)
+    box = crop_box(picture.size, 1.0, rng.uniform(0.1, 1.0), rng)
     crop = picture.resize((PNG_SIDE, PNG_SIDE), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     crop.save(folder / f"crop_{j:05d}.png")
 
 
-def _crop_box(
+def crop_box(
     size: tuple[int, int], aspect: float, scale: float, rng: np.random.Generator
 ) -> tuple[float, float, float, float]:
     """A box of width/height `aspect`, `scale` times the largest such box in `size`, at a random place."""

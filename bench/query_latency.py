@@ -49,21 +49,20 @@ and 328 from one in this process's threads, which then share the GIL with the cl
 Threads: `threads` > 0 sets torch and FAISS (OpenMP) threads both here and in the server (0: the libraries'
 defaults, one per core); the counts in use are recorded. A single-query flat search in FAISS runs on one
 thread whatever the setting (measured at 1M: 52 ms with 1 or 2 threads).
+
+This module runs the benchmark and computes its ratios; the stores and query JPEGs are made by
+`bench.latency_inputs`, the server by `bench.latency_server`, the load and its latencies by
+`bench.latency_callers`.
 """
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import os
-import shutil
 import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -73,34 +72,36 @@ import grpc
 import numpy as np
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from PIL import Image
 
+from bench.latency_callers import (
+    ClientProcesses,
+    K,
+    aggregate,
+    latency_stats,
+    raw_search,
+    server_query,
+    threads_together,
+)
+from bench.latency_inputs import BUILD_CHUNK, IMAGE_FILES, IMAGE_SIZE, WORK_DIR, ensure_store, image_folder
+from bench.latency_server import (
+    SERVER_MAX_CONCURRENT,
+    SERVER_START_TIMEOUT_S,
+    SERVER_WORKERS,
+    Served,
+    served,
+)
 from bench.machine import time_interleaved
-from bench.photo_folders import _crop_box, _ensure, _write_files, source_photos
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
-from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.indexer.store import LatentStore
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
-from latentdex.models.inference import LatentCodec
 from latentdex.service.client import LatentdexClient, QueryOptions, connect
-from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import ServerConfig
 
 NAME = "query_latency"
-K = 10
 GOAL = 1.3  # server p50 over (raw p50 + echo p50)
 CLIENTS = 8
-WORK_DIR = Path(__file__).resolve().parent / "work" / "query_latency"
-BUILD_CHUNK = 50_000  # rows per upsert while building a store
-STORE_RECIPE_VERSION = 2  # 2: the whitened metric, the stores' default
-IMAGE_SIZE = (640, 480)
-IMAGE_FILES = 50
-IMAGE_QUALITY = 90
-SERVER_WORKERS = 8  # ServerConfig's defaults, stated here so the result records them
-SERVER_MAX_CONCURRENT = 64
-SERVER_START_TIMEOUT_S = 600.0  # loading a 1M store in a busy child can take a while
-QUERY_SEED, BASE_SEED = 1, 3
+QUERY_SEED = 1
 IMAGE_STAGES = ("image_decode", "encode", "search", "metadata", "preview")
 CONCURRENT_LOADS = (
     "server_1_client",
@@ -180,7 +181,7 @@ def run(
         most = max(max(s.sequential, CLIENTS * s.per_client) for s in sizes.stores) + sizes.warmup
         queries = mixture.sample(most, QUERY_SEED)
         result["stores"] = []
-        load = ClientProcesses(CLIENTS)
+        load = ClientProcesses(CLIENTS, SERVER_START_TIMEOUT_S)
         try:
             for store_run in sizes.stores:
                 folder, build = ensure_store(
@@ -194,219 +195,6 @@ def run(
         finally:
             load.close()
     return result
-
-
-# --- inputs --------------------------------------------------------------------------------------------
-
-
-def ensure_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> tuple[Path, dict[str, Any]]:
-    """`folder` holding a flat store of `n` synthetic latents (built now unless built with this recipe).
-
-    Returns the folder and what building it took (this run's, or the earlier run's when reused).
-    """
-    marker = folder.with_name(folder.name + ".recipe.json")
-    recipe = {
-        "version": STORE_RECIPE_VERSION,
-        "n": n,
-        "model_id": model_id,
-        "mixture": asdict(mixture),
-        "seed": BASE_SEED,
-        "index_type": "flat",
-        "metric": "whitened",
-        "chunk": BUILD_CHUNK,
-    }
-    if marker.exists() and (folder / "manifest.json").exists():
-        saved = json.loads(marker.read_text(encoding="utf-8"))
-        if saved.get("recipe") == recipe:
-            return folder, {**saved["built"], "reused": True}
-    marker.unlink(missing_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    print(f"{NAME}: building a store of {n:,} vectors in {folder} (kept for later runs)", flush=True)
-    built = build_store(folder, n, model_id, mixture)
-    marker.write_text(json.dumps({"recipe": recipe, "built": built}) + "\n", encoding="utf-8")
-    return folder, {**built, "reused": False}
-
-
-def build_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> dict[str, Any]:
-    """Upsert `n` synthetic images in BUILD_CHUNK-row transactions, then flush once; return the times."""
-    started = time.perf_counter()
-    latents = mixture.sample(n, BASE_SEED)
-    sampled = time.perf_counter()
-    store = LatentStore.create(
-        folder, model_id=model_id, latent_dim=mixture.dim, metric="whitened", index_type="flat"
-    )
-    upsert_s = 0.0
-    try:
-        for start in range(0, n, BUILD_CHUNK):
-            stop = min(n, start + BUILD_CHUNK)
-            records = [_record(i, model_id) for i in range(start, stop)]
-            begun = time.perf_counter()
-            store.upsert_images(records, latents[start:stop])
-            upsert_s += time.perf_counter() - begun
-        begun = time.perf_counter()
-        store.flush()
-        flush_s = time.perf_counter() - begun
-        disk = store.disk_bytes()
-    finally:
-        store.close()
-    return {
-        "n": n,
-        "sample_s": sampled - started,
-        "upsert_s": upsert_s,
-        "upsert_rows_per_s": n / upsert_s,
-        "flush_s": flush_s,
-        "build_s": time.perf_counter() - started,
-        "disk_mb": disk / 1e6,
-    }
-
-
-def _record(i: int, model_id: str) -> ImageRecord:
-    """A plausible photo's metadata, so the reply carries what a real one does."""
-    return ImageRecord(
-        path=f"photos/{i // 1000:04d}/IMG_{i:07d}.jpg",
-        size=2_000_000 + i % 1_000_000,
-        mtime_ns=1_700_000_000_000_000_000 + i,
-        content_hash=f"{i:064x}",
-        width=4032,
-        height=3024,
-        format="JPEG",
-        capture_time=datetime(2024, 1 + i % 12, 1 + i % 28, i % 24, i % 60),
-        camera_make="latentdex-bench",
-        camera_model="synthetic camera",
-        model_id=model_id,
-    )
-
-
-def image_folder(raw: Path, folder: Path, count: int = IMAGE_FILES, seed: int = 0) -> tuple[Path, str]:
-    """`folder` of `count` 640x480 JPEGs cut from the wallpaper photos (or generated without them)."""
-    photos = source_photos(raw) if raw.is_dir() else []
-    if photos:
-        recipe = {"kind": "jpeg-crops", "count": count, "seed": seed, "size": IMAGE_SIZE, "q": IMAGE_QUALITY}
-        _ensure(folder, recipe, lambda: _write_files(raw, folder, count, seed, _crop_file))
-        return folder, "wallpaper photos"
-    recipe = {"kind": "jpeg-generated", "count": count, "seed": seed, "size": IMAGE_SIZE, "q": IMAGE_QUALITY}
-    _ensure(folder, recipe, lambda: _generate_files(folder, count, seed))
-    return folder, "generated (no photos under the data root)"
-
-
-def _crop_file(picture: Image.Image, folder: Path, j: int, rng: np.random.Generator) -> None:
-    width, height = IMAGE_SIZE
-    box = _crop_box(picture.size, width / height, rng.uniform(0.6, 1.0), rng)
-    image = picture.resize(IMAGE_SIZE, Image.Resampling.BICUBIC, box=box)
-    image.save(folder / f"query_{j:03d}.jpg", quality=IMAGE_QUALITY)
-
-
-def _generate_files(folder: Path, count: int, seed: int) -> int:
-    width, height = IMAGE_SIZE
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    for j in range(count):
-        rng = np.random.default_rng([seed, j])
-        channels = []
-        for _ in range(3):
-            fx, fy, phase = rng.uniform(0.002, 0.02), rng.uniform(0.002, 0.02), rng.uniform(0, 6.3)
-            channels.append(127 + 100 * np.sin(fx * x + fy * y + phase))
-        pixels = np.stack(channels, axis=-1) + 8 * rng.standard_normal((height, width, 3), dtype=np.float32)
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-        image.save(folder / f"query_{j:03d}.jpg", quality=IMAGE_QUALITY)
-    return count
-
-
-# --- the server ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class Served:
-    """A running server: its port, and the thread counts and precision it runs with."""
-
-    port: int
-    facts: dict[str, Any]
-
-
-@contextmanager
-def served(
-    store_dir: Path, model_dir: str | os.PathLike[str] | None, threads: int, placement: str
-) -> Iterator[Served]:
-    """A server over `store_dir` on 127.0.0.1 (free port), in a child process or in this one."""
-    model = None if model_dir is None else str(model_dir)
-    if placement == "thread":
-        running, live, facts = _start(str(store_dir), model, threads)
-        try:
-            yield Served(running.port, {**facts, "placement": "thread"})
-        finally:
-            running.stop(1.0)
-            live.close()
-        return
-    if placement != "process":
-        raise ValueError(f"placement must be 'process' or 'thread', got {placement!r}")
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    child = context.Process(target=_serve_child, args=(str(store_dir), model, threads, theirs), daemon=True)
-    child.start()
-    theirs.close()
-    try:
-        if not ours.poll(SERVER_START_TIMEOUT_S):
-            raise RuntimeError(f"the server process did not start within {SERVER_START_TIMEOUT_S:.0f} s")
-        try:
-            facts = ours.recv()
-        except EOFError:
-            raise RuntimeError(
-                f"the server process exited with code {child.exitcode} before serving"
-            ) from None
-        if "error" in facts:
-            raise RuntimeError(f"the server process failed: {facts['error']}")
-        yield Served(facts["port"], {**facts, "placement": "process"})
-    finally:
-        with suppress(OSError):
-            ours.send("stop")
-        child.join(30)
-        if child.is_alive():
-            child.terminate()
-            child.join(5)
-        ours.close()
-
-
-def _start(
-    store_dir: str, model_dir: str | None, threads: int
-) -> tuple[RunningServer, LiveStore, dict[str, Any]]:
-    """Load the model and the store and start a server; the server, its live store, and its facts."""
-    if threads > 0:
-        torch.set_num_threads(threads)
-        faiss.omp_set_num_threads(threads)
-    codec = LatentCodec.load(model_dir, precision="auto")  # as `latentdex serve`
-    live = LiveStore(store_dir)
-    engine = QueryEngine(codec, live, Limits())
-    config = ServerConfig(
-        port=0,
-        max_workers=SERVER_WORKERS,
-        max_concurrent_rpcs=SERVER_MAX_CONCURRENT,
-        faiss_threads=threads if threads > 0 else ServerConfig().faiss_threads,
-    )
-    running = start_server(engine, config)
-    facts = {
-        "port": running.port,
-        "torch_threads": torch.get_num_threads(),
-        "faiss_threads": faiss.omp_get_max_threads(),
-        "precision": codec.precision,
-        "image_size": codec.image_size,
-    }
-    return running, live, facts
-
-
-def _serve_child(store_dir: str, model_dir: str | None, threads: int, conn: Any) -> None:
-    """The child process: start a server, send its facts, serve until told to stop (or the pipe closes)."""
-    try:
-        running, live, facts = _start(store_dir, model_dir, threads)
-    except Exception as exc:
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-        return
-    conn.send({**facts, "pid": os.getpid()})
-    try:
-        conn.recv()
-    except EOFError:
-        pass
-    finally:
-        running.stop(1.0)
-        live.close()
 
 
 # --- measuring -----------------------------------------------------------------------------------------
@@ -493,12 +281,12 @@ def concurrent(
         for r in range(rounds):
             shares = [part[r] for part in parts]
             every = [np.concatenate(shares)]
-            runs["server_1_client"].append(_threads_together([partial(_query, client)], every))
-            threads = [partial(_query, each) for each in clients]
-            runs["server_client_threads"].append(_threads_together(threads, shares))
+            runs["server_1_client"].append(threads_together([partial(server_query, client)], every))
+            threads = [partial(server_query, each) for each in clients]
+            runs["server_client_threads"].append(threads_together(threads, shares))
             runs["server_client_processes"].append(load.run(target, shares))
-            runs["raw_1_thread"].append(_threads_together([partial(_search, store)], every))
-            runs["raw_threads"].append(_threads_together([partial(_search, store)] * CLIENTS, shares))
+            runs["raw_1_thread"].append(threads_together([partial(raw_search, store)], every))
+            runs["raw_threads"].append(threads_together([partial(raw_search, store)] * CLIENTS, shares))
     finally:
         for each in clients:
             each.close()
@@ -506,137 +294,13 @@ def concurrent(
     for kind, parts_run in runs.items():
         samples = [s for run_ in parts_run for s in run_.pop("samples")]
         wall = sum(run_["wall_s"] for run_ in parts_run)
-        stats = _aggregate([samples], wall)
+        stats = aggregate([samples], wall)
         del stats["samples"]  # percentiles are kept; every call's latency would be most of the file
         result[kind] = {**stats, "qps_per_round": [run_["qps"] for run_ in parts_run]}
     raw_qps = result["raw_1_thread"]["qps"]
     for kind in CONCURRENT_LOADS:
         result[kind]["x_raw_1_thread"] = result[kind]["qps"] / raw_qps
     return result
-
-
-def _query(client: LatentdexClient, latent: np.ndarray) -> None:
-    client.query_by_latent(latent, K)
-
-
-def _search(store: LatentStore, latent: np.ndarray) -> None:
-    store.search(latent[None], K)
-
-
-def _threads_together(
-    calls: list[Callable[[np.ndarray], object]], shares: list[np.ndarray]
-) -> dict[str, Any]:
-    """Run `calls[i]` over `shares[i]` in thread i, all released at once; latencies and aggregate QPS."""
-    barrier = threading.Barrier(len(calls) + 1)
-    samples: list[list[float]] = [[] for _ in calls]
-    ends = [0.0] * len(calls)
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        barrier.wait()
-        try:
-            samples[i] = _timed_calls(calls[i], shares[i])
-        except BaseException as exc:
-            errors.append(exc)
-        ends[i] = time.perf_counter()
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(calls))]
-    for worker in workers:
-        worker.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} of {len(calls)} threads failed: {errors[0]!r}") from errors[0]
-    return _aggregate(samples, max(ends) - started)
-
-
-def _timed_calls(call: Callable[[np.ndarray], object], share: np.ndarray) -> list[float]:
-    samples = []
-    for latent in share:
-        start = time.perf_counter()
-        call(latent)
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
-def _aggregate(samples: list[list[float]], wall: float) -> dict[str, Any]:
-    """Latency stats of every call, QPS over `wall`, and the samples (s) themselves."""
-    every = [s for per_client in samples for s in per_client]
-    stats = {"queries": len(every), "wall_s": wall, **latency_stats(every), "qps": len(every) / wall}
-    return {**stats, "samples": every}
-
-
-class ClientProcesses:
-    """CLIENTS load-generating processes ("spawn"), started once and given one job per store.
-
-    A job: connect to the target, send one untimed query, wait at a shared barrier with the others and
-    this process, then send the share of queries one after another and report the latencies. Clocks are
-    `time.perf_counter` (CLOCK_MONOTONIC on Linux, so comparable across processes).
-    """
-
-    def __init__(self, count: int = CLIENTS) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.barrier = context.Barrier(count + 1, timeout=SERVER_START_TIMEOUT_S)
-        self.pipes = []
-        self.processes = []
-        for _ in range(count):
-            ours, theirs = context.Pipe()
-            process = context.Process(target=_client_child, args=(theirs, self.barrier), daemon=True)
-            process.start()
-            theirs.close()
-            self.pipes.append(ours)
-            self.processes.append(process)
-
-    def run(self, target: str, shares: list[np.ndarray]) -> dict[str, Any]:
-        """Every process sends its share to `target` at once; latencies and aggregate QPS."""
-        for pipe, share in zip(self.pipes, shares, strict=True):
-            pipe.send((target, share))
-        try:
-            self.barrier.wait()
-        except threading.BrokenBarrierError:
-            replies = [pipe.recv() for pipe in self.pipes if pipe.poll(5)]
-            errors = [r["error"] for r in replies if "error" in r]
-            raise RuntimeError(f"a client process failed: {errors[0] if errors else 'no reply'}") from None
-        started = time.perf_counter()
-        replies = [pipe.recv() for pipe in self.pipes]
-        if errors := [r["error"] for r in replies if "error" in r]:
-            raise RuntimeError(f"{len(errors)} client processes failed: {errors[0]}")
-        return _aggregate([r["samples"] for r in replies], max(r["end"] for r in replies) - started)
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            with suppress(OSError):
-                pipe.send(None)
-        for process in self.processes:
-            process.join(10)
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-        for pipe in self.pipes:
-            pipe.close()
-
-
-def _client_child(conn: Any, barrier: Any) -> None:
-    """A load-generating process: run jobs from `conn` until it sends None (or closes)."""
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        target, share = job
-        try:
-            with connect(target) as client:
-                client.query_by_latent(share[0], K)
-                barrier.wait()
-                samples = _timed_calls(partial(_query, client), share)
-            conn.send({"samples": samples, "end": time.perf_counter()})
-        except Exception as exc:
-            barrier.abort()
-            conn.send({"error": f"{type(exc).__name__}: {exc}"})
 
 
 def image_queries(client: LatentdexClient, image_bytes: list[bytes], warmup: int) -> dict[str, Any]:
@@ -665,20 +329,6 @@ def image_queries(client: LatentdexClient, image_bytes: list[bytes], warmup: int
         "median_ms": medians,
         "client_p99_ms": 1000 * float(np.percentile(calls, 99)),
         "previews_kb_per_reply": statistics.median(preview_kb),
-    }
-
-
-def latency_stats(samples: list[float]) -> dict[str, float]:
-    """p50, p90 and p99 in ms (linear interpolation), the mean, and QPS one after another (1 / mean)."""
-    values = np.asarray(samples, dtype=np.float64)
-    mean = float(values.mean())
-    return {
-        "count": len(values),
-        "p50_ms": 1000 * float(np.percentile(values, 50)),
-        "p90_ms": 1000 * float(np.percentile(values, 90)),
-        "p99_ms": 1000 * float(np.percentile(values, 99)),
-        "mean_ms": 1000 * mean,
-        "qps": 1 / mean,
     }
 
 

@@ -19,8 +19,8 @@ from PIL import Image
 
 from bench.alterations import QUERY_KINDS, alter, cap_source, choose_ops
 from bench.datasets import MAX_SOURCE_PIXELS
+from latentdex.errors import BadImage
 from latentdex.indexer.load import fit_square, load_for_model, load_image
-from latentdex.models.errors import BadImage
 
 SEED = 0  # every random choice of the retrieval benchmark derives from it
 SOURCE_GROUPS = ("photo", "clipart", "stamp")  # the values of `Source.kind`

@@ -26,8 +26,8 @@ from bench import (
 )
 from bench.machine import machine_facts
 from bench.report import write_result
+from latentdex.errors import BadCheckpoint
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
-from latentdex.models.errors import BadCheckpoint
 
 
 @dataclass(frozen=True)

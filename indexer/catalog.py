@@ -40,8 +40,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from latentdex.errors import NotFound, StoreError
 from latentdex.indexer import schema
-from latentdex.models.errors import NotFound, StoreError
 
 BUSY_TIMEOUT_MS = 30_000
 PG_WRITE_LOCK = (

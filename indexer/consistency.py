@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import select
 
+from latentdex.errors import BadLatent, DimensionMismatch
 from latentdex.indexer.catalog import Catalog, ImageRow, get_meta, ok_latents, status_counts
 from latentdex.indexer.vectors import VectorIndex, check_vectors, prepare_vectors
 from latentdex.indexer.whitening import Whitening
-from latentdex.models.errors import BadLatent, DimensionMismatch
 
 
 @dataclass(frozen=True)

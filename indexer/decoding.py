@@ -22,9 +22,9 @@ from datetime import datetime
 
 import numpy as np
 
+from latentdex.errors import BadImage
 from latentdex.indexer.load import fit_square, load_image
 from latentdex.indexer.parent_watch import die_with_parent, helper_context
-from latentdex.models.errors import BadImage
 
 HASH_CHUNK = 1 << 20
 WORKER_DIED = "the decoder crashed (its worker process died)"

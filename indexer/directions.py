@@ -18,8 +18,8 @@ import numpy as np
 from sqlalchemy import Float, LargeBinary, Select, String, Text, UniqueConstraint, delete, inspect, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from latentdex.errors import NotFound, StoreError
 from latentdex.indexer.catalog import Base, Catalog, UTCDateTime
-from latentdex.models.errors import NotFound, StoreError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 

@@ -26,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from latentdex.atomic_files import atomic_output
+from latentdex.errors import StoreError
 from latentdex.indexer.store import ImageRecord, LatentStore
-from latentdex.models.atomic_files import atomic_output
-from latentdex.models.errors import StoreError
 
 EXPORT_FORMAT = "latentdex-export"
 EXPORT_VERSION = 1

@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from latentdex.models.errors import BadImage
+from latentdex.errors import BadImage
 
 try:
     import pillow_heif

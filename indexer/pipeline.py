@@ -28,12 +28,12 @@ import faiss
 import numpy as np
 import torch
 
+from latentdex.errors import LatentdexError, ModelMismatch, NotFound, StoreError
 from latentdex.indexer.catalog import display_path, path_key, public_url
 from latentdex.indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, scan_folder
 from latentdex.indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index
 from latentdex.indexer.store import MANIFEST_FILE, ImageRecord, LatentStore, RunCounts
 from latentdex.indexer.vectors import resolve_index_type
-from latentdex.models.errors import LatentdexError, ModelMismatch, NotFound, StoreError
 from latentdex.models.inference import LatentCodec
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ import numpy as np
 import ray
 import torch
 
+from latentdex.errors import ModelMismatch
 from latentdex.indexer.decoding import DecodedFile, decode_for_index
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR
-from latentdex.models.errors import ModelMismatch
 from latentdex.models.inference import LatentCodec
 
 CHUNK = 16  # files per task: enough to batch the encoder, few enough to keep every actor busy

@@ -33,6 +33,8 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from latentdex.atomic_files import write_bytes_atomic
+from latentdex.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
 from latentdex.indexer.catalog import (
     RECORD_FIELDS,
     Catalog,
@@ -79,8 +81,6 @@ from latentdex.indexer.filters import SearchFilter, glob_ids, matching_ids
 from latentdex.indexer.vectors import IVF_REFINE, VectorIndex, check_vectors, exact_search, rerank
 from latentdex.indexer.whitening import STORE_METRICS, Whitening, needs_fit
 from latentdex.indexer.whitening import describe as describe_whitening
-from latentdex.models.atomic_files import write_bytes_atomic
-from latentdex.models.errors import DimensionMismatch, ModelMismatch, NotFound, StoreError
 
 __all__ = [
     "ImageRecord",

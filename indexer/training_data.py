@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from latentdex.errors import BadImage
 from latentdex.indexer.load import load_for_model, load_image
 from latentdex.indexer.parent_watch import die_with_parent, helper_context
 from latentdex.indexer.scan import iter_image_files
-from latentdex.models.errors import BadImage
 
 GROUP_SEPARATOR = "__"
 CROP_MARGIN = 1.25  # cached images are this much larger than the model input, for random crops

@@ -24,8 +24,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from latentdex.models.atomic_files import write_bytes_atomic
-from latentdex.models.errors import BadLatent, DimensionMismatch, StoreError
+from latentdex.atomic_files import write_bytes_atomic
+from latentdex.errors import BadLatent, DimensionMismatch, StoreError
 
 # Bytes per image are computed for d=128 float32 latents plus the 8-byte id, not measured; recall on our
 # latents is not measured yet (tests: HNSW recall@10 > 0.95 on 2000 random 16-d vectors).

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from latentdex.models.errors import StoreError
+from latentdex.errors import StoreError
 
 WHITENING_VERSION = 1
 STORE_METRICS = ("whitened", "cosine", "l2")

@@ -18,8 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from latentdex.models.atomic_files import atomic_output, write_text_atomic
-from latentdex.models.errors import BadCheckpoint
+from latentdex.atomic_files import atomic_output, write_text_atomic
+from latentdex.errors import BadCheckpoint
 from latentdex.models.vae import VAE, VAEConfig
 
 WEIGHTS_FILE = "model.safetensors"

@@ -9,8 +9,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from latentdex.errors import BadLatent, DimensionMismatch
 from latentdex.models.checkpoint import ModelCard, load_model
-from latentdex.models.errors import BadLatent, DimensionMismatch
 from latentdex.models.sheets import to_uint8_hwc
 from latentdex.models.vae import VAE
 

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from latentdex.atomic_files import atomic_output, write_text_atomic
+from latentdex.errors import BadCheckpoint
 from latentdex.models import losses
-from latentdex.models.atomic_files import atomic_output, write_text_atomic
 from latentdex.models.augment import JpegRecompressor, altered_copies, random_crops, style_changes
 from latentdex.models.checkpoint import compute_model_id, save_model
-from latentdex.models.errors import BadCheckpoint
 from latentdex.models.sheets import training_sheet
 from latentdex.models.vae import VAE, VAEConfig
 

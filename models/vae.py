@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from latentdex.models.errors import BadCheckpoint, DimensionMismatch
+from latentdex.errors import BadCheckpoint, DimensionMismatch
 
 SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
 _BOTTOM_SIZE = 4  # spatial size where the encoder flattens into the latent vector

@@ -25,8 +25,8 @@ from types import TracebackType
 import grpc
 import numpy as np
 
+from latentdex.errors import ERROR_KIND_KEY, ERROR_KINDS, LatentdexError
 from latentdex.indexer.filters import SearchFilter
-from latentdex.models.errors import ERROR_KIND_KEY, ERROR_KINDS, LatentdexError
 from latentdex.service.previews import EncodedPicture
 from latentdex.service.wire import (
     FORMAT_NUMBERS,
@@ -48,7 +48,7 @@ class ServerError(LatentdexError):
     """A call the server answered with an error (or could not be reached: "UNAVAILABLE").
 
     Where the server names the error's kind, the exception raised is also that kind (a `NotFound`, an
-    `InvalidQuery`, ...: see `models.errors`), with its exit code; `code` is the gRPC status's name.
+    `InvalidQuery`, ...: see `latentdex.errors`), with its exit code; `code` is the gRPC status's name.
     """
 
     exit_code = 10

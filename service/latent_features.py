@@ -17,11 +17,11 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from latentdex.errors import DimensionMismatch, DirectionExists, NoStore, NotFound
 from latentdex.indexer.directions import Direction, DirectionBook, check_name, new_direction
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import LatentStore
 from latentdex.models import latent_space
-from latentdex.models.errors import DimensionMismatch, DirectionExists, NoStore, NotFound
 from latentdex.service.call_guard import stop_if_abandoned
 from latentdex.service.previews import EncodedPicture, encode_picture, thumbnail_image
 from latentdex.service.queries import (

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from latentdex.errors import NoStore, StoreError
 from latentdex.indexer.store import MANIFEST_FILE, LatentStore
-from latentdex.models.errors import NoStore, StoreError
 
 log = logging.getLogger(__name__)
 

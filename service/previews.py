@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from latentdex.errors import BadImage
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_image
-from latentdex.models.errors import BadImage
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 DEFAULT_THUMBNAIL_SIZE = 128

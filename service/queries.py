@@ -16,11 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
-from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo
-from latentdex.indexer.vectors import check_vectors
-from latentdex.models.errors import (
+from latentdex.errors import (
     BadImage,
     BadLatent,
     DimensionMismatch,
@@ -30,6 +26,10 @@ from latentdex.models.errors import (
     NoStore,
     NotFound,
 )
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
+from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo
+from latentdex.indexer.vectors import check_vectors
 from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
 from latentdex.service.previews import (

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentdex.errors import BadImage
 from latentdex.indexer.load import load_for_model
-from latentdex.models.errors import BadImage
 from latentdex.models.inference import LatentCodec
 from latentdex.models.losses import psnr
 from latentdex.models.sheets import image_grid

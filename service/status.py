@@ -1,6 +1,6 @@
 """The guard every handler runs inside: domain errors out as their status codes, long calls stopped.
 
-`answering` answers each `LatentdexError` with its kind's status (`models.errors` holds the table) and
+`answering` answers each `LatentdexError` with its kind's status (`latentdex.errors` holds the table) and
 names the kind in the trailing metadata; anything unexpected becomes INTERNAL with a log line, so no
 request takes the server down.
 """
@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import grpc
 
-from latentdex.models.errors import ERROR_KIND_KEY, CallCancelled, DeadlinePassed, LatentdexError
+from latentdex.errors import ERROR_KIND_KEY, CallCancelled, DeadlinePassed, LatentdexError
 from latentdex.service.call_guard import checking
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from latentdex.errors import BadCheckpoint
 from latentdex.models.checkpoint import (
     CONFIG_FILE,
     DEFAULT_MODEL_DIR,
@@ -22,7 +23,6 @@ from latentdex.models.checkpoint import (
     read_card,
     save_model,
 )
-from latentdex.models.errors import BadCheckpoint
 from latentdex.models.vae import VAE, VAEConfig
 
 TINY = VAEConfig(image_size=32, latent_dim=8, channels=(8, 16, 16), groups=4)

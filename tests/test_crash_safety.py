@@ -20,9 +20,9 @@ from conftest import shape_image
 from indexing_support import save_tiny_model, write_photos
 from typer.testing import CliRunner
 
+from latentdex.errors import StoreError
 from latentdex.indexer.catalog import Catalog, list_runs
 from latentdex.indexer.store import ImageRecord, LatentStore
-from latentdex.models.errors import StoreError
 from latentdex.service.cli import app
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from latentdex.errors import NotFound, StoreError
 from latentdex.indexer.directions import new_direction
 from latentdex.indexer.store import ImageRecord, LatentStore
-from latentdex.models.errors import NotFound, StoreError
 
 DIM = 8
 

@@ -12,8 +12,8 @@ import grpc
 import pytest
 from conftest import shape_image
 
+from latentdex.errors import ERROR_KINDS, LatentdexError
 from latentdex.indexer.pipeline import IndexOptions, index_folder
-from latentdex.models.errors import ERROR_KINDS, LatentdexError
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import main
 from latentdex.service.cli.exit_codes import exit_code_for

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from latentdex.errors import StoreError
 from latentdex.indexer.export import export_store, import_store
 from latentdex.indexer.store import ImageRecord, LatentStore
-from latentdex.models.errors import StoreError
 from latentdex.service.cli import app
 
 DIM = 16

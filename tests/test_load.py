@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from latentdex.errors import BadImage
 from latentdex.indexer.load import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_FORMATS,
@@ -26,7 +27,6 @@ from latentdex.indexer.load import (
     load_for_model,
     load_image,
 )
-from latentdex.models.errors import BadImage
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

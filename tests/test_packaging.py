@@ -80,7 +80,7 @@ def run_python(code: str, cwd: Path, site: Path, *args: str, timeout: float = 30
 APPLICATION_PROBE = """
 import sys
 import models, service
-import latentdex.models.errors as errors
+import latentdex.errors as errors
 import latentdex.service.client as client
 
 print(models.OWNER, service.OWNER)

@@ -18,12 +18,12 @@ from crashing_decoder import decode_or_crash
 from indexing_support import save_tiny_model, write_photos
 from PIL import Image
 
+from latentdex.errors import ModelMismatch, NotFound, StoreError
 from latentdex.indexer.catalog import RunCounts
 from latentdex.indexer.decoding import WORKER_DIED
 from latentdex.indexer.load import load_for_model
 from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder, split_cores
 from latentdex.indexer.store import LatentStore
-from latentdex.models.errors import ModelMismatch, NotFound, StoreError
 from latentdex.models.inference import LatentCodec
 
 OPTIONS = IndexOptions(workers=1, batch_size=4, flush_every=2)

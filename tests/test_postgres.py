@@ -25,12 +25,12 @@ from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
 import latentdex.indexer.directions  # noqa: F401  (the directions table on the models' metadata)
+from latentdex.errors import StoreError
 from latentdex.indexer import schema
 from latentdex.indexer.catalog import Base
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import LatentStore
-from latentdex.models.errors import StoreError
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
 from latentdex.service.client import ImageGroup, QueryOptions, connect

@@ -15,11 +15,11 @@ import faiss
 import numpy as np
 import pytest
 
+from latentdex import atomic_files
+from latentdex.errors import BadLatent, DimensionMismatch, ModelMismatch, NotFound, StoreError
 from latentdex.indexer.catalog import RunCounts
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.vectors import VectorIndex
-from latentdex.models import atomic_files
-from latentdex.models.errors import BadLatent, DimensionMismatch, ModelMismatch, NotFound, StoreError
 
 DIM = 16
 MODEL = "vae-test"

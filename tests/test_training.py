@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from latentdex.errors import BadCheckpoint
 from latentdex.indexer.load import load_for_model
 from latentdex.indexer.training_data import (
     CROP_MARGIN,
@@ -24,7 +25,6 @@ from latentdex.indexer.training_data import (
     load_training_set,
 )
 from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_card
-from latentdex.models.errors import BadCheckpoint
 from latentdex.models.training import SHEETS_DIR, StepMetrics, TrainConfig, holdout_psnr, train
 from latentdex.models.vae import VAEConfig
 

@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentdex.models.errors import BadCheckpoint, DimensionMismatch
+from latentdex.errors import BadCheckpoint, DimensionMismatch
 from latentdex.models.vae import VAE, DiagonalGaussian, VAEConfig
 
 TINY = VAEConfig(image_size=32, latent_dim=8, channels=(8, 16, 16), groups=4)

@@ -9,10 +9,10 @@ import faiss
 import numpy as np
 import pytest
 
+from latentdex import atomic_files
+from latentdex.errors import BadLatent, DimensionMismatch, StoreError
 from latentdex.indexer import vectors
 from latentdex.indexer.vectors import VectorIndex, resolve_index_type
-from latentdex.models import atomic_files
-from latentdex.models.errors import BadLatent, DimensionMismatch, StoreError
 
 DIM = 16
 

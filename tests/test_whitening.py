@@ -12,10 +12,10 @@ import pytest
 from indexing_support import save_tiny_model, write_photos
 from typer.testing import CliRunner
 
+from latentdex.errors import StoreError
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.whitening import MIN_FIT_PER_DIMENSION, REFIT_SHARE, VARIANCE_FLOOR, Whitening
-from latentdex.models.errors import StoreError
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
 

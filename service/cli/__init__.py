@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from latentdex.models.errors import LatentdexError
+from latentdex.errors import LatentdexError
 from latentdex.service.cli import (
     demo_command,
     latent_commands,

@@ -1,8 +1,8 @@
-"""The CLI's exit code for an error: its kind's `exit_code` (the table is in `models.errors`)."""
+"""The CLI's exit code for an error: its kind's `exit_code` (the table is in `latentdex.errors`)."""
 
 from __future__ import annotations
 
-from latentdex.models.errors import INTERRUPTED, VERIFY_FAILED, LatentdexError
+from latentdex.errors import INTERRUPTED, VERIFY_FAILED, LatentdexError
 
 __all__ = ["INTERRUPTED", "VERIFY_FAILED", "exit_code_for"]
 

@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 import torch
 import typer
 
+from latentdex.errors import ModelMismatch, NoStore
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS
-from latentdex.models.errors import ModelMismatch, NoStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.connection import (
     TOKEN_ENV,

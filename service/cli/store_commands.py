@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 import typer
 
+from latentdex.errors import ModelMismatch
 from latentdex.indexer.export import export_format, export_store, import_store
 from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
 from latentdex.indexer.store import LatentStore
-from latentdex.models.errors import ModelMismatch
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
 from latentdex.service.cli.model_commands import ModelOption, PrecisionOption

@@ -1,0 +1,152 @@
+"""Make the query_latency benchmark's inputs once and keep them for later runs: stores and query JPEGs.
+
+Stores: a flat (exact, the default) store under the default whitened metric of `n` seeded synthetic
+latents (`bench.synthetic_latents`), built through `LatentStore.upsert_images` in BUILD_CHUNK-row
+transactions with one flush at the end; the build time and upsert rate are returned. Its records carry
+plausible photo metadata (path, size, hash, 4032x3024 JPEG, EXIF time and camera) so that replies are as
+large as real ones. `bench.latent_latency` reuses these stores.
+
+Query JPEGs: 640x480 crops of the wallpaper photos (`bench.photo_folders`), or generated gradients + noise
+when no photos are there.
+
+Both are kept under WORK_DIR (bench/work/query_latency): a JSON file beside each folder records the recipe,
+and a folder whose recipe differs is made again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bench.photo_folders import crop_box, ensure_folder, source_photos, write_files
+from bench.synthetic_latents import LatentMixture
+from latentdex.indexer.store import ImageRecord, LatentStore
+
+BENCHMARK = "query_latency"  # the benchmark these inputs are made for: names the folder and the messages
+WORK_DIR = Path(__file__).resolve().parent / "work" / BENCHMARK
+BUILD_CHUNK = 50_000  # rows per upsert while building a store
+STORE_RECIPE_VERSION = 2  # 2: the whitened metric, the stores' default
+BASE_SEED = 3
+IMAGE_SIZE = (640, 480)
+IMAGE_FILES = 50
+IMAGE_QUALITY = 90
+
+
+def ensure_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> tuple[Path, dict[str, Any]]:
+    """`folder` holding a flat store of `n` synthetic latents (built now unless built with this recipe).
+
+    Returns the folder and what building it took (this run's, or the earlier run's when reused).
+    """
+    marker = folder.with_name(folder.name + ".recipe.json")
+    recipe = {
+        "version": STORE_RECIPE_VERSION,
+        "n": n,
+        "model_id": model_id,
+        "mixture": asdict(mixture),
+        "seed": BASE_SEED,
+        "index_type": "flat",
+        "metric": "whitened",
+        "chunk": BUILD_CHUNK,
+    }
+    if marker.exists() and (folder / "manifest.json").exists():
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+        if saved.get("recipe") == recipe:
+            return folder, {**saved["built"], "reused": True}
+    marker.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"{BENCHMARK}: building a store of {n:,} vectors in {folder} (kept for later runs)", flush=True)
+    built = build_store(folder, n, model_id, mixture)
+    marker.write_text(json.dumps({"recipe": recipe, "built": built}) + "\n", encoding="utf-8")
+    return folder, {**built, "reused": False}
+
+
+def build_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> dict[str, Any]:
+    """Upsert `n` synthetic images in BUILD_CHUNK-row transactions, then flush once; return the times."""
+    started = time.perf_counter()
+    latents = mixture.sample(n, BASE_SEED)
+    sampled = time.perf_counter()
+    store = LatentStore.create(
+        folder, model_id=model_id, latent_dim=mixture.dim, metric="whitened", index_type="flat"
+    )
+    upsert_s = 0.0
+    try:
+        for start in range(0, n, BUILD_CHUNK):
+            stop = min(n, start + BUILD_CHUNK)
+            records = [_record(i, model_id) for i in range(start, stop)]
+            begun = time.perf_counter()
+            store.upsert_images(records, latents[start:stop])
+            upsert_s += time.perf_counter() - begun
+        begun = time.perf_counter()
+        store.flush()
+        flush_s = time.perf_counter() - begun
+        disk = store.disk_bytes()
+    finally:
+        store.close()
+    return {
+        "n": n,
+        "sample_s": sampled - started,
+        "upsert_s": upsert_s,
+        "upsert_rows_per_s": n / upsert_s,
+        "flush_s": flush_s,
+        "build_s": time.perf_counter() - started,
+        "disk_mb": disk / 1e6,
+    }
+
+
+def _record(i: int, model_id: str) -> ImageRecord:
+    """A plausible photo's metadata, so the reply carries what a real one does."""
+    return ImageRecord(
+        path=f"photos/{i // 1000:04d}/IMG_{i:07d}.jpg",
+        size=2_000_000 + i % 1_000_000,
+        mtime_ns=1_700_000_000_000_000_000 + i,
+        content_hash=f"{i:064x}",
+        width=4032,
+        height=3024,
+        format="JPEG",
+        capture_time=datetime(2024, 1 + i % 12, 1 + i % 28, i % 24, i % 60),
+        camera_make="latentdex-bench",
+        camera_model="synthetic camera",
+        model_id=model_id,
+    )
+
+
+def image_folder(raw: Path, folder: Path, count: int = IMAGE_FILES, seed: int = 0) -> tuple[Path, str]:
+    """`folder` of `count` 640x480 JPEGs cut from the wallpaper photos (or generated without them)."""
+    photos = source_photos(raw) if raw.is_dir() else []
+    if photos:
+        recipe = {"kind": "jpeg-crops", "count": count, "seed": seed, "size": IMAGE_SIZE, "q": IMAGE_QUALITY}
+        ensure_folder(folder, recipe, lambda: write_files(raw, folder, count, seed, _crop_file))
+        return folder, "wallpaper photos"
+    recipe = {"kind": "jpeg-generated", "count": count, "seed": seed, "size": IMAGE_SIZE, "q": IMAGE_QUALITY}
+    ensure_folder(folder, recipe, lambda: _generate_files(folder, count, seed))
+    return folder, "generated (no photos under the data root)"
+
+
+def _crop_file(picture: Image.Image, folder: Path, j: int, rng: np.random.Generator) -> None:
+    width, height = IMAGE_SIZE
+    box = crop_box(picture.size, width / height, rng.uniform(0.6, 1.0), rng)
+    image = picture.resize(IMAGE_SIZE, Image.Resampling.BICUBIC, box=box)
+    image.save(folder / f"query_{j:03d}.jpg", quality=IMAGE_QUALITY)
+
+
+def _generate_files(folder: Path, count: int, seed: int) -> int:
+    width, height = IMAGE_SIZE
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    for j in range(count):
+        rng = np.random.default_rng([seed, j])
+        channels = []
+        for _ in range(3):
+            fx, fy, phase = rng.uniform(0.002, 0.02), rng.uniform(0.002, 0.02), rng.uniform(0, 6.3)
+            channels.append(127 + 100 * np.sin(fx * x + fy * y + phase))
+        pixels = np.stack(channels, axis=-1) + 8 * rng.standard_normal((height, width, 3), dtype=np.float32)
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        image.save(folder / f"query_{j:03d}.jpg", quality=IMAGE_QUALITY)
+    return count

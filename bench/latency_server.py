@@ -1,0 +1,125 @@
+"""The query_latency benchmark's server: a real gRPC server over a store, in a child process or a thread.
+
+`served` starts `service.server.start_server` over `QueryEngine` and `LiveStore` on 127.0.0.1 (a free
+port), with ServerConfig's default 8 workers and 64 calls in progress, and the model loaded as `latentdex
+serve` does. Placement "process" runs it in a child process started with "spawn" (as a deployed server
+runs); "thread" runs it in this process's threads. `threads` > 0 sets torch and FAISS (OpenMP) threads in
+the server; the counts in use and the model's precision are reported back as the server's facts.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import torch
+
+from latentdex.models.inference import LatentCodec
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import Limits, QueryEngine
+from latentdex.service.server import RunningServer, ServerConfig, start_server
+
+SERVER_WORKERS = 8  # ServerConfig's defaults, stated here so the result records them
+SERVER_MAX_CONCURRENT = 64
+SERVER_START_TIMEOUT_S = 600.0  # loading a 1M store in a busy child can take a while
+
+
+@dataclass
+class Served:
+    """A running server: its port, and the thread counts and precision it runs with."""
+
+    port: int
+    facts: dict[str, Any]
+
+
+@contextmanager
+def served(
+    store_dir: Path, model_dir: str | os.PathLike[str] | None, threads: int, placement: str
+) -> Iterator[Served]:
+    """A server over `store_dir` on 127.0.0.1 (free port), in a child process or in this one."""
+    model = None if model_dir is None else str(model_dir)
+    if placement == "thread":
+        running, live, facts = _start(str(store_dir), model, threads)
+        try:
+            yield Served(running.port, {**facts, "placement": "thread"})
+        finally:
+            running.stop(1.0)
+            live.close()
+        return
+    if placement != "process":
+        raise ValueError(f"placement must be 'process' or 'thread', got {placement!r}")
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_serve_child, args=(str(store_dir), model, threads, theirs), daemon=True)
+    child.start()
+    theirs.close()
+    try:
+        if not ours.poll(SERVER_START_TIMEOUT_S):
+            raise RuntimeError(f"the server process did not start within {SERVER_START_TIMEOUT_S:.0f} s")
+        try:
+            facts = ours.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"the server process exited with code {child.exitcode} before serving"
+            ) from None
+        if "error" in facts:
+            raise RuntimeError(f"the server process failed: {facts['error']}")
+        yield Served(facts["port"], {**facts, "placement": "process"})
+    finally:
+        with suppress(OSError):
+            ours.send("stop")
+        child.join(30)
+        if child.is_alive():
+            child.terminate()
+            child.join(5)
+        ours.close()
+
+
+def _start(
+    store_dir: str, model_dir: str | None, threads: int
+) -> tuple[RunningServer, LiveStore, dict[str, Any]]:
+    """Load the model and the store and start a server; the server, its live store, and its facts."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
+    codec = LatentCodec.load(model_dir, precision="auto")  # as `latentdex serve`
+    live = LiveStore(store_dir)
+    engine = QueryEngine(codec, live, Limits())
+    config = ServerConfig(
+        port=0,
+        max_workers=SERVER_WORKERS,
+        max_concurrent_rpcs=SERVER_MAX_CONCURRENT,
+        faiss_threads=threads if threads > 0 else ServerConfig().faiss_threads,
+    )
+    running = start_server(engine, config)
+    facts = {
+        "port": running.port,
+        "torch_threads": torch.get_num_threads(),
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "precision": codec.precision,
+        "image_size": codec.image_size,
+    }
+    return running, live, facts
+
+
+def _serve_child(store_dir: str, model_dir: str | None, threads: int, conn: Any) -> None:
+    """The child process: start a server, send its facts, serve until told to stop (or the pipe closes)."""
+    try:
+        running, live, facts = _start(store_dir, model_dir, threads)
+    except Exception as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    conn.send({**facts, "pid": os.getpid()})
+    try:
+        conn.recv()
+    except EOFError:
+        pass
+    finally:
+        running.stop(1.0)
+        live.close()
