@@ -30,11 +30,16 @@ from latentdex.indexer.filters import SearchFilter
 from latentdex.service.previews import EncodedPicture
 from latentdex.service.wire import (
     FORMAT_NUMBERS,
+    LibraryMap,
     aware_utc,
     filter_message,
     latent_message,
     latent_values,
+    library_map_of,
     picture_of,
+)
+from latentdex.service.wire import (
+    MapCell as MapCell,  # re-exported: the cells of `LibraryMap`
 )
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
@@ -164,7 +169,7 @@ class Frame:
     """A decoded point of the latent space; `position`: the interpolation t, edit strength or sample index."""
 
     latent: np.ndarray
-    image: EncodedPicture
+    picture: EncodedPicture  # the wire's `Frame.image`
     nearest: list[Match]
     position: float
 
@@ -220,15 +225,6 @@ class DirectionInfo:
     description: str
     created_at: datetime | None
     vector: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class LibraryMap:
-    """The atlas picture, the (id, column, row, path) of each placed image, and the axes' variance shares."""
-
-    atlas: EncodedPicture
-    cells: list[tuple[int, int, int, str]]
-    explained: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -491,8 +487,7 @@ class LatentdexClient:
         if where is not None:
             request.filter.CopyFrom(filter_message(where))
         reply = self._call(self._stub.RenderMap, request)
-        cells = [(c.id, c.column, c.row, c.path) for c in reply.cells]
-        return LibraryMap(picture_of(reply.atlas), cells, (reply.explained_x, reply.explained_y))
+        return library_map_of(reply)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
         with _raising_server_errors():

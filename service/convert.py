@@ -8,7 +8,7 @@ from latentdex.indexer.directions import Direction
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import ImageRecord
 from latentdex.service import wire
-from latentdex.service.latent_features import Frame, FrameSpec, ImageGroup
+from latentdex.service.latent_features import DecodedFrame, FrameSpec, GroupSpec
 from latentdex.service.queries import (
     Answer,
     Hit,
@@ -101,7 +101,7 @@ def frame_spec(message: pb.FrameOptions) -> FrameSpec:
     )
 
 
-def image_group(message: pb.ImageGroup, name: str) -> ImageGroup:
+def group_spec(message: pb.ImageGroup, name: str) -> GroupSpec:
     if len(message.ids) > MAX_GROUP_IDS:
         raise InvalidQuery(f"{name}.ids: at most {MAX_GROUP_IDS} ids, got {len(message.ids)}")
     if len(message.path_globs) > MAX_GROUP_GLOBS:
@@ -110,7 +110,7 @@ def image_group(message: pb.ImageGroup, name: str) -> ImageGroup:
         )
     if any(len(glob) > MAX_GLOB_LENGTH for glob in message.path_globs):
         raise InvalidQuery(f"{name}.path_globs: each pattern at most {MAX_GLOB_LENGTH} characters")
-    return ImageGroup(
+    return GroupSpec(
         ids=tuple(message.ids),
         path_globs=tuple(message.path_globs),
         query=query_of(0, message.query, f"{name}.query") if message.HasField("query") else None,
@@ -181,7 +181,7 @@ def match_message(hit: Hit) -> pb.Match:
     return match
 
 
-def frame_message(frame: Frame) -> pb.Frame:
+def frame_message(frame: DecodedFrame) -> pb.Frame:
     return pb.Frame(
         latent=latent_message(frame.latent),
         image=picture_message(frame.picture),

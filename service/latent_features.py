@@ -1,9 +1,9 @@
 """The latent space as a feature: generate, interpolate, edit along named directions, traverse, map.
 
 `LatentExplorer` works on top of a `QueryEngine` (its model, live store and limits): inputs are queries
-(image bytes, a latent, or a stored id), outputs are `Frame`s (a latent, its decoding, and optionally the
-stored images nearest to it), so every point of the space can land on real photos of the library. The
-math is in `models.latent_space`; directions are stored by `indexer.directions`.
+(image bytes, a latent, or a stored id), outputs are `DecodedFrame`s (a latent, its decoding, and
+optionally the stored images nearest to it), so every point of the space can land on real photos of the
+library. The math is in `models.latent_space`; directions are stored by `indexer.directions`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from latentdex.service.queries import (
     Query,
     QueryEngine,
 )
+from latentdex.service.wire import LibraryMap, MapCell
 
 MAX_SAMPLES = 64
 MAX_STRENGTHS = 64
@@ -62,7 +63,10 @@ class FrameSpec:
 
 
 @dataclass(frozen=True)
-class Frame:
+class DecodedFrame:
+    """A point of the latent space with its decoded picture and the stored images nearest to it (as
+    `Hit`s); `position` is the interpolation t, edit strength or sample index. The wire's `Frame`."""
+
     latent: np.ndarray
     picture: EncodedPicture
     nearest: list[Hit]
@@ -70,8 +74,9 @@ class Frame:
 
 
 @dataclass(frozen=True)
-class ImageGroup:
-    """Stored images chosen by id, by GLOB pattern on the path, and/or as a query's `query_k` results."""
+class GroupSpec:
+    """Stored images chosen by id, by GLOB pattern on the path, and/or as a query's `query_k` results
+    (the wire's `ImageGroup`, checked)."""
 
     ids: tuple[int, ...] = ()
     path_globs: tuple[str, ...] = ()
@@ -107,21 +112,6 @@ class LibraryStats:
         return len(self.activity.active())
 
 
-@dataclass(frozen=True)
-class MapCell:
-    id: int
-    column: int
-    row: int
-    path: str
-
-
-@dataclass(frozen=True)
-class LibraryMap:
-    atlas: EncodedPicture
-    cells: list[MapCell]
-    explained: tuple[float, float]
-
-
 @dataclass
 class _StatsCache:
     """What the explorer keeps between calls: library statistics per store state."""
@@ -149,7 +139,7 @@ class LatentExplorer:
         spread: float = 1.0,
         source: Literal["auto", "prior", "library"] = "auto",
         frames: FrameSpec | None = None,
-    ) -> list[Frame]:
+    ) -> list[DecodedFrame]:
         """`count` new latents, decoded: from the prior, from a Gaussian fitted to the library, or around
         an image (its posterior for image bytes; the library's deviations for a latent or stored id)."""
         frames = self._check_frames(frames)
@@ -178,7 +168,7 @@ class LatentExplorer:
         steps: int = DEFAULT_STEPS,
         method: Literal["linear", "slerp"] = "slerp",
         frames: FrameSpec | None = None,
-    ) -> list[Frame]:
+    ) -> list[DecodedFrame]:
         """`steps` frames from `start` to `end` (both included), linear or spherical."""
         frames = self._check_frames(frames)
         if not 2 <= steps <= latent_space.MAX_STEPS:
@@ -194,8 +184,8 @@ class LatentExplorer:
     def create_direction(
         self,
         name: str,
-        positive: ImageGroup,
-        negative: ImageGroup,
+        positive: GroupSpec,
+        negative: GroupSpec,
         *,
         method: Literal["auto", "mean_difference", "probe"] = "auto",
         replace: bool = False,
@@ -250,7 +240,7 @@ class LatentExplorer:
         strengths: Sequence[float] = (1.0,),
         *,
         frames: FrameSpec | None = None,
-    ) -> list[Frame]:
+    ) -> list[DecodedFrame]:
         """`source` moved along the named direction by each strength, decoded (and its nearest images)."""
         frames = self._check_frames(frames)
         strengths = list(strengths) or [1.0]
@@ -281,7 +271,7 @@ class LatentExplorer:
         values: Sequence[float] = DEFAULT_VALUES,
         image_format: str = "PNG",
         size: int = 0,
-    ) -> list[tuple[int, list[Frame]]]:
+    ) -> list[tuple[int, list[DecodedFrame]]]:
         """Per dimension (given, or the `top` most active over the store), `source` with that dimension
         moved by each value (in the store's standard deviations of it), decoded."""
         self._check_frames(FrameSpec(image_format, size))
@@ -311,7 +301,7 @@ class LatentExplorer:
         rows = []
         for row, dimension in enumerate(chosen):
             frames = [
-                Frame(grid[row, col], pictures[row * len(values) + col], [], float(value))
+                DecodedFrame(grid[row, col], pictures[row * len(values) + col], [], float(value))
                 for col, value in enumerate(values)
             ]
             rows.append((int(dimension), frames))
@@ -409,7 +399,7 @@ class LatentExplorer:
 
     def _frames(
         self, latents: np.ndarray, positions: list[float], spec: FrameSpec, store: LatentStore | None
-    ) -> list[Frame]:
+    ) -> list[DecodedFrame]:
         if len(latents) * spec.nearest_k > MAX_NEAREST_HITS:
             raise InvalidQuery(
                 f"{len(latents)} frames x nearest_k {spec.nearest_k}: at most {MAX_NEAREST_HITS} nearest"
@@ -424,7 +414,7 @@ class LatentExplorer:
                 thumbnails = PreviewSpec(format=spec.format, size=spec.size, thumbnails=True)
                 nearest = self.engine.with_thumbnails(nearest, root, thumbnails)
         return [
-            Frame(latent.copy(), picture, hits, position)
+            DecodedFrame(latent.copy(), picture, hits, position)
             for latent, picture, hits, position in zip(latents, pictures, nearest, positions, strict=True)
         ]
 
@@ -438,7 +428,7 @@ class LatentExplorer:
             ]
         return pictures
 
-    def _group_ids(self, group: ImageGroup, store: LatentStore, label: str) -> np.ndarray:
+    def _group_ids(self, group: GroupSpec, store: LatentStore, label: str) -> np.ndarray:
         if group.is_empty:
             raise InvalidQuery(f"the {label} group is empty: give ids, path patterns or a query")
         parts = []

@@ -139,7 +139,10 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class ServerInfo:
+class EngineInfo:
+    """What the engine serves: its model, its limits and its store (None: no store yet). The wire's
+    `ServerInfo` adds the server's version."""
+
     model_id: str
     latent_dim: int
     image_size: int
@@ -180,7 +183,7 @@ class QueryEngine:
         pixels = self.codec.decode(self._check_latent(latent)[None])
         return encode_picture(pixels[0], image_format, size)
 
-    def info(self) -> ServerInfo:
+    def info(self) -> EngineInfo:
         store_info, kind = None, None
         if self.store is not None:
             try:
@@ -188,7 +191,7 @@ class QueryEngine:
                     store_info, kind = store.info, store.vector_kind
             except NoStore:
                 pass
-        return ServerInfo(
+        return EngineInfo(
             self.codec.model_id, self.codec.latent_dim, self.codec.image_size, self.limits, store_info, kind
         )
 

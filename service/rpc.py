@@ -11,7 +11,7 @@ from latentdex.service.convert import (
     format_name,
     frame_message,
     frame_spec,
-    image_group,
+    group_spec,
     latent_message,
     path_method,
     picture_message,
@@ -22,10 +22,10 @@ from latentdex.service.convert import (
     search_filter,
     timestamp_message,
 )
-from latentdex.service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, Frame, LatentExplorer
+from latentdex.service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, DecodedFrame, LatentExplorer
 from latentdex.service.queries import IdQuery, ImageQuery, InvalidQuery, LatentQuery, Query, QueryEngine
 from latentdex.service.status import answering, deadline_check
-from latentdex.service.wire import latent_values
+from latentdex.service.wire import latent_values, library_map_message
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
@@ -141,8 +141,8 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
         with answering(context):
             direction = self.explorer.create_direction(
                 request.name,
-                image_group(request.positive, "positive"),
-                image_group(request.negative, "negative"),
+                group_spec(request.positive, "positive"),
+                group_spec(request.negative, "negative"),
                 method=direction_method(request.method),
                 replace=request.replace,
                 description=request.description,
@@ -209,16 +209,9 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
                 where=search_filter(request.filter) if request.HasField("filter") else None,
                 image_format=format_name(request.format),
             )
-            return pb.RenderMapResponse(
-                atlas=picture_message(library_map.atlas),
-                cells=[
-                    pb.MapCell(id=c.id, column=c.column, row=c.row, path=c.path) for c in library_map.cells
-                ],
-                explained_x=library_map.explained[0],
-                explained_y=library_map.explained[1],
-            )
+            return library_map_message(library_map)
 
-    def _frames(self, frames: list[Frame]) -> pb.FramesResponse:
+    def _frames(self, frames: list[DecodedFrame]) -> pb.FramesResponse:
         return pb.FramesResponse(
             frames=[frame_message(f) for f in frames], model_id=self.engine.codec.model_id
         )

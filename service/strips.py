@@ -28,7 +28,7 @@ def write_frames(
         raise ValueError("no frames to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() in ANIMATED_SUFFIXES:
-        pictures = [_opened(frame.image.data) for frame in frames]
+        pictures = [_opened(frame.picture.data) for frame in frames]
         if bounce and len(pictures) > 2:
             pictures += pictures[-2:0:-1]
         pictures[0].save(
@@ -40,7 +40,7 @@ def write_frames(
         nearest = frame.nearest[0] if frame.nearest else None
         right = nearest.thumbnail.data if nearest and nearest.thumbnail else None
         text = caption + (f"\nnearest: {nearest.path}" if nearest else "")
-        tiles.append(SheetTile(frame.image.data, right, text))
+        tiles.append(SheetTile(frame.picture.data, right, text))
     contact_sheet(tiles, columns=columns).save(out)
     return out
 
@@ -55,7 +55,7 @@ def write_grid(rows: Sequence[tuple[str, Sequence[Frame]]], out: Path, cell: int
         top = row * (cell + label_height)
         draw.text((2, top + 1), label, fill=(20, 20, 20))
         for column, frame in enumerate(frames):
-            tile = _opened(frame.image.data).resize((cell, cell), Image.Resampling.LANCZOS)
+            tile = _opened(frame.picture.data).resize((cell, cell), Image.Resampling.LANCZOS)
             sheet.paste(tile, (column * cell, top + label_height))
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)

@@ -2,11 +2,17 @@
 filters and timestamps between their protobuf messages and plain Python values.
 
 `service.convert` (the server's side) and `service.client` use these; neither keeps a copy. Torch-free.
+
+Names: the client's public types take the wire's message names (`Match`, `Frame`, `ImageGroup`,
+`ServerInfo`, ...); the server's own types never reuse one for another shape (`Hit`, `DecodedFrame`,
+`GroupSpec`, `EngineInfo`). An `EncodedPicture` is a `picture` on both sides, whatever the message field.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -84,3 +90,35 @@ def search_filter(message: pb.Filter) -> SearchFilter:
         min_height=message.min_height or None,
         formats=frozenset(message.formats),
     )
+
+
+class MapCell(NamedTuple):
+    """Where the library map placed one stored image (a tuple, so `id, column, row, path = cell` works)."""
+
+    id: int
+    column: int
+    row: int
+    path: str
+
+
+@dataclass(frozen=True)
+class LibraryMap:
+    """The atlas picture, the cell of each placed image, and the share of variance on each axis."""
+
+    atlas: EncodedPicture
+    cells: list[MapCell]
+    explained: tuple[float, float]
+
+
+def library_map_message(library_map: LibraryMap) -> pb.RenderMapResponse:
+    return pb.RenderMapResponse(
+        atlas=picture_message(library_map.atlas),
+        cells=[pb.MapCell(id=c.id, column=c.column, row=c.row, path=c.path) for c in library_map.cells],
+        explained_x=library_map.explained[0],
+        explained_y=library_map.explained[1],
+    )
+
+
+def library_map_of(message: pb.RenderMapResponse) -> LibraryMap:
+    cells = [MapCell(c.id, c.column, c.row, c.path) for c in message.cells]
+    return LibraryMap(picture_of(message.atlas), cells, (message.explained_x, message.explained_y))

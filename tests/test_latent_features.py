@@ -98,7 +98,7 @@ def test_an_edit_along_a_learnt_direction_moves_a_held_out_image_along_the_facto
     held_out = png(factor_image(0.5, seed=424242))  # never indexed, mid factor
     frames = client.edit(held_out, "redder", [-1.0, 0.0, 1.0], frames=FrameOptions(nearest_k=5))
     assert [f.position for f in frames] == [-1.0, 0.0, 1.0]
-    scores = [redness(f.image.data) for f in frames]
+    scores = [redness(f.picture.data) for f in frames]
     assert scores[0] < scores[1] < scores[2] and scores[2] - scores[0] > 20, scores
     # "more like this, but redder": the photos nearest the +1 edit are redder than those nearest -1
     near_red = [m.path for m in frames[2].nearest]
@@ -165,9 +165,9 @@ def test_interpolation_ends_are_the_inputs_reconstructions_and_slerp_keeps_norms
         assert [m.path for m in frames[-1].nearest] == ["red/red12.png"]
         for frame, path in ((frames[0], start), (frames[-1], end)):
             reconstruction = codec.decode(codec.encode(np.asarray(Image.open(path).convert("RGB"))[None]))[0]
-            decoded = np.asarray(Image.open(io.BytesIO(frame.image.data)))
+            decoded = np.asarray(Image.open(io.BytesIO(frame.picture.data)))
             assert np.abs(decoded.astype(int) - reconstruction.astype(int)).max() <= 1
-        scores = [redness(f.image.data) for f in frames]
+        scores = [redness(f.picture.data) for f in frames]
         assert scores[-1] - scores[0] > 40 and np.corrcoef(scores, np.arange(9))[0, 1] > 0.9
         if method == "slerp":
             norms = np.linalg.norm([f.latent for f in frames], axis=1)
@@ -180,7 +180,7 @@ def test_generate_is_seeded_and_lands_near_its_anchor(client: LatentdexClient, l
     again = client.generate(6, seed=11)
     other = client.generate(6, seed=12)
     assert len(first) == 6 and all(len(f.nearest) == 3 for f in first)
-    assert all((f.image.width, f.image.height) == (96, 96) for f in first)
+    assert all((f.picture.width, f.picture.height) == (96, 96) for f in first)
     assert np.array_equal(np.stack([f.latent for f in first]), np.stack([f.latent for f in again]))
     assert not np.allclose(np.stack([f.latent for f in first]), np.stack([f.latent for f in other]))
     prior = client.generate(4, seed=1, source="prior")
@@ -213,7 +213,7 @@ def test_traverse_moves_one_dimension_per_row(
         changed = np.flatnonzero(~np.isclose(frames[0].latent, source))
         assert changed.tolist() == [dimension]
         np.testing.assert_allclose(frames[1].latent, source, atol=1e-6)
-        assert frames[0].image.width == 32
+        assert frames[0].picture.width == 32
 
 
 def test_the_library_map_places_each_image_once(client: LatentdexClient) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 
 from latentdex.indexer.filters import SearchFilter
-from latentdex.service import wire
+from latentdex.service import client, wire
+from latentdex.service.latent_features import DecodedFrame
 from latentdex.service.previews import EncodedPicture
+from latentdex.service.queries import Hit
 from latentdex.v1 import latentdex_pb2 as pb
 
 
@@ -40,3 +45,35 @@ def test_timestamps_are_utc_on_the_wire() -> None:
     assert wire.aware_utc(stamp) == plus_two and wire.aware_utc(stamp).tzinfo == UTC
     assert wire.naive_utc(stamp) == datetime(2024, 1, 2, 12, 0)
     assert wire.naive_utc(wire.timestamp_message(datetime(2021, 6, 1, 12))) == datetime(2021, 6, 1, 12)
+
+
+def test_only_the_client_names_its_types_after_wire_messages() -> None:
+    """A name means one thing: server-side classes never take a protobuf message's name, no two service
+    modules define a class of the same name, and the types both sides use (`MapCell`, `LibraryMap`) are
+    defined once, in the wire module."""
+    wire_names = set(pb.DESCRIPTOR.message_types_by_name)
+    service = Path(__file__).resolve().parents[1] / "service"
+    clashes: dict[str, list[str]] = {}
+    defined_in: dict[str, list[str]] = {}
+    for path in sorted(service.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+        for name in names:
+            defined_in.setdefault(name, []).append(path.name)
+        if path.name not in ("client.py", "wire.py") and names & wire_names:
+            clashes[path.name] = sorted(names & wire_names)
+    assert clashes == {}
+    assert {name: files for name, files in defined_in.items() if len(files) > 1} == {}
+    client_classes = {name for name, value in vars(client).items() if isinstance(value, type)}
+    assert {"Match", "Frame", "ImageGroup", "MapCell"} <= client_classes & wire_names
+    assert client.LibraryMap is wire.LibraryMap and client.MapCell is wire.MapCell
+
+
+def test_pictures_are_pictures_on_both_sides() -> None:
+    """Every EncodedPicture field of the client's and the server's frame and match types is named alike."""
+
+    def picture_fields(cls: type) -> set[str]:
+        return {f.name for f in fields(cls) if "EncodedPicture" in str(f.type)}
+
+    assert picture_fields(client.Frame) == picture_fields(DecodedFrame) == {"picture"}
+    assert picture_fields(client.Match) == picture_fields(Hit) == {"preview", "thumbnail"}
