@@ -373,6 +373,17 @@ def write_images(
     return [row.id for row in rows]
 
 
+def count_with_latent(session: Session, *, ids: Sequence[int] = (), keys: Sequence[bytes] = ()) -> int:
+    """How many of the rows with these ids, or these path keys, hold a latent (and so a vector)."""
+    has_latent = ImageRow.latent.is_not(None)
+    count = 0
+    for column, values in ((ImageRow.id, [int(i) for i in ids]), (ImageRow.path_bytes, list(keys))):
+        for start in range(0, len(values), _SQL_BATCH):
+            chunk = values[start : start + _SQL_BATCH]
+            count += session.scalar(select(func.count()).where(column.in_(chunk), has_latent)) or 0
+    return count
+
+
 def rows_by_id(session: Session, ids: Sequence[int]) -> list[ImageRow]:
     """The rows of `ids`, in that order; NotFound if any is unknown."""
     wanted = [int(i) for i in ids]

@@ -45,6 +45,7 @@ from latentdex.indexer.catalog import (
     RunCounts,
     RunRecord,
     RunRow,
+    count_with_latent,
     display_path,
     drop_catalog_tables,
     finish_run,
@@ -351,17 +352,17 @@ class LatentStore:
             raise ValueError("a failed image needs a failure_reason")
         with self._lock:
             ids = self._write_rows(records, None, failed=True)
-            removed = self._vectors.remove(np.array(ids, dtype=np.int64))
-            self._count_changes(removed)
+            self._vectors.remove(np.array(ids, dtype=np.int64))
         return ids
 
     def remove_images(self, ids: Sequence[int]) -> None:
         """Delete images and their vectors; NotFound (nothing deleted) if any id is unknown."""
         with self._lock:
             with self._writing() as session:
+                self._count_changes(count_with_latent(session, ids=ids), session)
                 for row in rows_by_id(session, ids):
                     session.delete(row)
-            self._count_changes(self._vectors.remove(np.array(ids, dtype=np.int64)))
+            self._vectors.remove(np.array(ids, dtype=np.int64))
 
     def move_image(self, image_id: int, new_path: str) -> None:
         """Give an image a new path, keeping its id and vector; NotFound, StoreError if the path is taken."""
@@ -670,6 +671,9 @@ class LatentStore:
     ) -> list[int]:
         try:
             with self._writing() as session:
+                if failed:  # the rows that had a latent lose it
+                    keys = [path_key(record.path) for record in records]
+                    self._count_changes(count_with_latent(session, keys=keys), session)
                 generation = int(get_meta(session, "generation") or 0) + 1
                 blobs = None if vectors is None else [vector.tobytes() for vector in vectors]
                 ids = write_images(session, records, blobs, failed=failed, generation=generation)
@@ -692,16 +696,13 @@ class LatentStore:
     def _spec(self) -> VectorSpec:
         return VectorSpec(self.model_id, self.latent_dim, self.metric, self.index_type, self.whitening)
 
-    def _count_changes(self, count: int, session: Session | None = None) -> None:
-        """Add `count` images added, changed or removed to the tally that decides a whitening refit."""
+    def _count_changes(self, count: int, session: Session) -> None:
+        """Add `count` images added, changed or removed to the tally that decides a whitening refit, in
+        the transaction that makes those changes."""
         if not count or self.metric != "whitened":
             return
         self.whitening_changes += count
-        if session is not None:
-            set_meta(session, "whitening_changes", str(self.whitening_changes))
-        else:
-            with self._writing(changes_images=False) as own:
-                set_meta(own, "whitening_changes", str(self.whitening_changes))
+        set_meta(session, "whitening_changes", str(self.whitening_changes))
 
     def _whitening_due(self) -> bool:
         return needs_fit(self._vectors.ntotal, self.latent_dim, self.whitening, self.whitening_changes)

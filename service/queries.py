@@ -31,6 +31,7 @@ from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
 from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo
 from latentdex.indexer.vectors import check_vectors
 from latentdex.models.inference import LatentCodec
+from latentdex.service.call_guard import stop_if_abandoned
 from latentdex.service.live_store import LiveStore
 from latentdex.service.previews import (
     DEFAULT_THUMBNAIL_SIZE,
@@ -151,13 +152,6 @@ class EngineInfo:
     vector_kind: str | None
 
 
-DeadlineCheck = Callable[[], None]
-
-
-def _no_deadline() -> None:
-    return None
-
-
 class QueryEngine:
     """Answers encode, decode and query requests with one model over a live store (or none)."""
 
@@ -170,10 +164,10 @@ class QueryEngine:
 
     # --- model only ----------------------------------------------------------------------------------
 
-    def encode(self, image: bytes, check: DeadlineCheck = _no_deadline) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, image: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Encoded image bytes -> (mu, logvar), each (D,) float32; BadImage for what is not an image."""
         pixels = self._load(image)
-        check()
+        stop_if_abandoned()
         mu, logvar = self.codec.encode_posterior(pixels[None])
         return mu[0], logvar[0]
 
@@ -197,17 +191,15 @@ class QueryEngine:
 
     # --- queries -------------------------------------------------------------------------------------
 
-    def query(
-        self, queries: Sequence[Query], spec: QuerySpec, check: DeadlineCheck = _no_deadline
-    ) -> list[Answer]:
+    def query(self, queries: Sequence[Query], spec: QuerySpec) -> list[Answer]:
         """The matches of each query, in order. Raises InvalidQuery, BadImage, DimensionMismatch,
         BadLatent (naming the query's index in a batch), NotFound, NoStore, EmptyStore, ModelMismatch."""
         started = time.perf_counter()
         k = self._check_spec(spec, len(queries))
         timings = Timings()
         with self.searchable_store() as store:
-            latents = self.query_latents(queries, store, timings, check)
-            check()
+            latents = self.query_latents(queries, store, timings)
+            stop_if_abandoned()
             # a query by id leaves out the image itself: ask for one more match and drop it
             extra = int(any(isinstance(q, IdQuery) and not q.include_self for q in queries))
             needs_latents = spec.include_latents or spec.preview.matches
@@ -218,7 +210,7 @@ class QueryEngine:
             if isinstance(query, IdQuery) and not query.include_self:
                 hits = [hit for hit in hits if hit.id != query.id]
             hits_per_query.append(hits[:k])
-        check()
+        stop_if_abandoned()
         if root is not None:
             with timings.stage("thumbnail"):
                 hits_per_query = self.with_thumbnails(hits_per_query, root, spec.preview)
@@ -256,7 +248,6 @@ class QueryEngine:
         queries: Sequence[Query],
         store: LatentStore | None,
         timings: Timings | None = None,
-        check: DeadlineCheck = _no_deadline,
     ) -> np.ndarray:
         """The latent of each query: image bytes encoded in one batch, latents checked, ids looked up
         in `store` (NoStore without one)."""
@@ -267,7 +258,7 @@ class QueryEngine:
             for index, query in enumerate(queries):
                 if isinstance(query, ImageQuery):
                     images[index] = _naming(index, len(queries), lambda q=query: self._load(q.image))
-        check()
+        stop_if_abandoned()
         if images:
             with timings.stage("encode"):
                 latents[list(images)] = self.codec.encode(np.stack(list(images.values())))

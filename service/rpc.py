@@ -24,7 +24,7 @@ from latentdex.service.convert import (
 )
 from latentdex.service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, DecodedFrame, LatentExplorer
 from latentdex.service.queries import IdQuery, ImageQuery, InvalidQuery, LatentQuery, Query, QueryEngine
-from latentdex.service.status import answering, deadline_check
+from latentdex.service.status import answering
 from latentdex.service.wire import latent_values, library_map_message
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
@@ -42,7 +42,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
 
     def Encode(self, request: pb.EncodeRequest, context: grpc.ServicerContext) -> pb.EncodeResponse:
         with answering(context):
-            mu, logvar = self.engine.encode(request.image, deadline_check(context))
+            mu, logvar = self.engine.encode(request.image)
             response = pb.EncodeResponse(mu=latent_message(mu), model_id=self.engine.codec.model_id)
             if request.include_logvar:
                 response.logvar.CopyFrom(latent_message(logvar))
@@ -94,7 +94,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
     ) -> pb.QueryBatchResponse:
         with answering(context):
             queries = [query_of(index, item) for index, item in enumerate(request.queries)]
-            answers = self.engine.query(queries, query_spec(request.options), deadline_check(context))
+            answers = self.engine.query(queries, query_spec(request.options))
             return pb.QueryBatchResponse(results=[query_response(answer) for answer in answers])
 
     # --- the latent space ---------------------------------------------------------------------------
@@ -218,5 +218,5 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
 
     def _one(self, query: Query, options: pb.QueryOptions, context: grpc.ServicerContext) -> pb.QueryResponse:
         with answering(context):
-            [answer] = self.engine.query([query], query_spec(options), deadline_check(context))
+            [answer] = self.engine.query([query], query_spec(options))
             return query_response(answer)

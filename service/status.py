@@ -49,7 +49,7 @@ def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: st
 
 def call_check(context: grpc.ServicerContext) -> Callable[[], None]:
     """A check that raises CallCancelled once the client has gone, DeadlinePassed once time is up."""
-    deadline = deadline_check(context)
+    deadline = _deadline_check(context)
 
     def check() -> None:
         if not context.is_active():
@@ -59,7 +59,7 @@ def call_check(context: grpc.ServicerContext) -> Callable[[], None]:
     return check
 
 
-def deadline_check(context: grpc.ServicerContext) -> Callable[[], None]:
+def _deadline_check(context: grpc.ServicerContext) -> Callable[[], None]:
     def check() -> None:
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import faiss
@@ -177,6 +178,26 @@ def test_a_refit_comes_when_a_share_of_the_library_has_changed(tmp_path: Path) -
         store.flush()
         assert store.whitening.id != first and store.whitening.fitted_count == 500 + below - 12
         assert store.whitening_changes == 0 and store.verify().ok
+
+
+def test_every_change_is_counted_in_its_own_transaction(tmp_path: Path) -> None:
+    """Removed images and images that failed after having a latent count towards the refit, and the tally
+    is in the catalog as soon as the change is, so a reader (or the next writer) sees the same count."""
+    folder = tmp_path / "s"
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as store:
+        ids = store.upsert_images(records(200), skewed_latents(200))
+        store.flush()
+        lost = [replace(r, failure_reason="now unreadable") for r in records(3, start=190)]
+        never_indexed = replace(records(1, start=900)[0], failure_reason="not an image")
+        store.mark_failed([*lost, never_indexed])
+        store.remove_images(ids[:4])
+        assert store.whitening_changes == 3 + 4
+        on_disk = sqlite3.connect(folder / "catalog.sqlite").execute(
+            "SELECT value FROM store_meta WHERE key = 'whitening_changes'"
+        )
+        assert on_disk.fetchone() == ("7",)
+    with LatentStore.open(folder, read_only=True) as reader:
+        assert reader.whitening_changes == 7
 
 
 def test_reencoding_drops_the_transform_and_fits_a_new_one(tmp_path: Path) -> None:
