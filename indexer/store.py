@@ -78,7 +78,7 @@ from latentdex.indexer.consistency import (
     verify_store,
 )
 from latentdex.indexer.directions import DirectionBook
-from latentdex.indexer.filters import SearchFilter, glob_ids, matching_ids
+from latentdex.indexer.filters import SearchFilter, glob_ids, matching_ids, page_of_ids
 from latentdex.indexer.vectors import IVF_REFINE, VectorIndex, check_vectors, exact_search, rerank
 from latentdex.indexer.whitening import STORE_METRICS, Whitening, needs_fit
 from latentdex.indexer.whitening import describe as describe_whitening
@@ -625,6 +625,12 @@ class LatentStore:
             if path_globs:
                 ids = np.intersect1d(ids, glob_ids(session, path_globs))
         return ids
+
+    def page_ids(self, where: SearchFilter | None, after_id: int, limit: int) -> tuple[np.ndarray, int]:
+        """A page of ok image ids passing `where`, ascending from just above `after_id`, and the count of
+        all that pass."""
+        with self._catalog.reading() as session:
+            return page_of_ids(session, where or SearchFilter(), after_id, limit)
 
     def all_latents(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, latents) of every ok image (or of `ids`) with a usable stored latent, by id."""

@@ -117,9 +117,8 @@ class LatentCodec:
         out = []
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(latents), self.batch_size):
-                z = torch.from_numpy(
-                    np.ascontiguousarray(latents[start : start + self.batch_size], np.float32)
-                )
+                # a copy: stored latents are read-only views of catalog bytes, which torch will not wrap
+                z = torch.from_numpy(np.array(latents[start : start + self.batch_size], np.float32))
                 images = self.model.decode(z)
                 out.append(to_uint8_hwc(images.float()))
         if not out:

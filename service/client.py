@@ -115,6 +115,30 @@ class QueryResult:
     timings: dict[str, float]
 
 
+RUN_COUNTS = ("new", "changed", "unchanged", "moved", "deleted", "failed")
+
+
+@dataclass(frozen=True)
+class IndexRun:
+    """One indexing run: its status ("running", "complete", "interrupted"), times and file counts."""
+
+    id: int
+    status: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ImagePage:
+    """Stored images in id order (metadata only), the token of the next page ("" after the last) and how
+    many images pass the filter in all."""
+
+    images: list[Match]
+    next_page_token: str
+    total_count: int
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     model_id: str
@@ -130,6 +154,7 @@ class ServerInfo:
     max_k: int
     max_preview_size: int
     max_image_pixels: int
+    last_run: IndexRun | None = None
 
 
 @dataclass(frozen=True)
@@ -297,7 +322,41 @@ class LatentdexClient:
             max_k=reply.max_k,
             max_preview_size=reply.max_preview_size,
             max_image_pixels=reply.max_image_pixels,
+            last_run=_run(reply.last_run) if reply.HasField("last_run") else None,
         )
+
+    # --- the library ---------------------------------------------------------------------------------
+
+    def get_image(
+        self,
+        image_id: int,
+        *,
+        preview: bool = False,
+        thumbnail: bool = False,
+        size: int = 0,
+        image_format: str = "PNG",
+        include_latent: bool = False,
+    ) -> Match:
+        """One stored image by id: its metadata, and as asked the decoding of its latent (`preview`), its
+        original shrunk to fit `size` (`thumbnail`) and its latent."""
+        request = pb.GetImageRequest(
+            id=image_id,
+            preview=pb.PreviewOptions(
+                matches=preview, thumbnails=thumbnail, size=size, format=_format(image_format)
+            ),
+            include_latent=include_latent,
+        )
+        return _match(self._call(self._stub.GetImage, request))
+
+    def list_images(
+        self, page_size: int = 100, page_token: str = "", where: SearchFilter | None = None
+    ) -> ImagePage:
+        """A page of the stored images passing `where`, in id order; pass `next_page_token` for the next."""
+        request = pb.ListImagesRequest(page_size=page_size, page_token=page_token)
+        if where is not None:
+            request.filter.CopyFrom(filter_message(where))
+        reply = self._call(self._stub.ListImages, request)
+        return ImagePage([_match(m) for m in reply.images], reply.next_page_token, reply.total_count)
 
     def encode(self, image: ImageSource) -> np.ndarray:
         """The image's latent (the encoder's posterior mean), float32 (D,)."""
@@ -621,4 +680,17 @@ def _result(reply: pb.QueryResponse) -> QueryResult:
         query_preview=picture_of(reply.query_preview) if reply.HasField("query_preview") else None,
         model_id=reply.model_id,
         timings=timings,
+    )
+
+
+def _run(message: pb.IndexRun) -> IndexRun:
+    counts = {
+        name: getattr(message, name) for name in ("new", "changed", "unchanged", "moved", "deleted", "failed")
+    }
+    return IndexRun(
+        id=message.id,
+        status=message.status,
+        started_at=aware_utc(message.started_at) if message.HasField("started_at") else None,
+        ended_at=aware_utc(message.ended_at) if message.HasField("ended_at") else None,
+        counts=counts,
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from latentdex.indexer.catalog import RunRecord
 from latentdex.indexer.directions import Direction
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import ImageRecord
 from latentdex.service import wire
 from latentdex.service.latent_features import DecodedFrame, FrameSpec, GroupSpec
+from latentdex.service.library import LibraryPage
 from latentdex.service.queries import (
     Answer,
     Hit,
@@ -119,18 +121,21 @@ def group_spec(message: pb.ImageGroup, name: str) -> GroupSpec:
 
 
 def query_spec(options: pb.QueryOptions) -> QuerySpec:
-    preview = options.preview
     return QuerySpec(
         k=options.k,
         where=search_filter(options.filter) if options.HasField("filter") else None,
-        preview=PreviewSpec(
-            preview.matches,
-            preview.query,
-            format_name(preview.format, "options.preview.format"),
-            preview.size,
-            preview.thumbnails,
-        ),
+        preview=preview_spec(options.preview, "options.preview"),
         include_latents=options.include_latents,
+    )
+
+
+def preview_spec(preview: pb.PreviewOptions, name: str = "preview") -> PreviewSpec:
+    return PreviewSpec(
+        preview.matches,
+        preview.query,
+        format_name(preview.format, f"{name}.format"),
+        preview.size,
+        preview.thumbnails,
     )
 
 
@@ -226,3 +231,29 @@ def query_response(answer: Answer) -> pb.QueryResponse:
     if answer.query_preview is not None:
         response.query_preview.CopyFrom(picture_message(answer.query_preview))
     return response
+
+
+def run_message(run: RunRecord) -> pb.IndexRun:
+    counts = run.counts
+    message = pb.IndexRun(
+        id=run.id,
+        status=run.status,
+        started_at=timestamp_message(run.started_at),
+        new=counts.new,
+        changed=counts.changed,
+        unchanged=counts.unchanged,
+        moved=counts.moved,
+        deleted=counts.deleted,
+        failed=counts.failed,
+    )
+    if run.ended_at is not None:
+        message.ended_at.CopyFrom(timestamp_message(run.ended_at))
+    return message
+
+
+def image_page_message(page: LibraryPage) -> pb.ListImagesResponse:
+    return pb.ListImagesResponse(
+        images=[match_message(hit) for hit in page.images],
+        next_page_token=page.next_page_token,
+        total_count=page.total_count,
+    )

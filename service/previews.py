@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -26,6 +27,17 @@ class EncodedPicture:
     format: str
     width: int
     height: int
+
+
+def original_file(root: Path, relative_path: str) -> Path | None:
+    """The stored image's file under the indexed `root`, or None when the path leads outside it (an
+    absolute or `..` path, or a symlink pointing out): thumbnails never read beyond the indexed folder."""
+    try:
+        base = root.resolve(strict=True)
+        target = (base / relative_path).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, a NUL byte
+        return None
+    return target if target.is_relative_to(base) and target.is_file() else None
 
 
 def thumbnail_image(

@@ -38,6 +38,7 @@ from latentdex.service.previews import (
     FORMATS,
     EncodedPicture,
     encode_picture,
+    original_file,
     thumbnail_picture,
 )
 
@@ -310,8 +311,11 @@ class QueryEngine:
         pictures: dict[int, EncodedPicture | None] = {}
         for hit in (hit for hits in hits_per_query for hit in hits):
             if hit.id not in pictures:
-                pictures[hit.id] = thumbnail_picture(
-                    root / hit.record.path, preview.format, size, self.limits.max_image_pixels
+                path = original_file(root, hit.record.path)
+                pictures[hit.id] = (
+                    None
+                    if path is None
+                    else thumbnail_picture(path, preview.format, size, self.limits.max_image_pixels)
                 )
         return [[replace(hit, thumbnail=pictures[hit.id]) for hit in hits] for hits in hits_per_query]
 

@@ -12,17 +12,22 @@ from latentdex.service.convert import (
     frame_message,
     frame_spec,
     group_spec,
+    image_page_message,
     latent_message,
+    match_message,
     path_method,
     picture_message,
+    preview_spec,
     query_of,
     query_response,
     query_spec,
+    run_message,
     sample_source,
     search_filter,
     timestamp_message,
 )
 from latentdex.service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, DecodedFrame, LatentExplorer
+from latentdex.service.library import LibraryBrowser
 from latentdex.service.queries import IdQuery, ImageQuery, InvalidQuery, LatentQuery, Query, QueryEngine
 from latentdex.service.status import answering
 from latentdex.service.wire import latent_values, library_map_message
@@ -39,6 +44,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
     def __init__(self, engine: QueryEngine) -> None:
         self.engine = engine
         self.explorer = LatentExplorer(engine)
+        self.library = LibraryBrowser(engine)
 
     def Encode(self, request: pb.EncodeRequest, context: grpc.ServicerContext) -> pb.EncodeResponse:
         with answering(context):
@@ -74,7 +80,22 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
                 response.index_type = info.store.index_type
                 response.vector_kind = info.vector_kind or ""
                 response.store_updated_at.CopyFrom(timestamp_message(info.store.updated_at))
+            last_run = self.library.last_run()
+            if last_run is not None:
+                response.last_run.CopyFrom(run_message(last_run))
             return response
+
+    def GetImage(self, request: pb.GetImageRequest, context: grpc.ServicerContext) -> pb.Match:
+        with answering(context):
+            preview = preview_spec(request.preview)
+            return match_message(self.library.image(request.id, preview, request.include_latent))
+
+    def ListImages(
+        self, request: pb.ListImagesRequest, context: grpc.ServicerContext
+    ) -> pb.ListImagesResponse:
+        with answering(context):
+            where = search_filter(request.filter) if request.HasField("filter") else None
+            return image_page_message(self.library.page(request.page_size, request.page_token, where))
 
     def QueryByImage(
         self, request: pb.QueryByImageRequest, context: grpc.ServicerContext

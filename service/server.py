@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import ssl
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from latentdex.service.auth import TokenInterceptor
+from latentdex.service.http_gateway import HttpServer
 from latentdex.service.observability import ObservabilityInterceptor, ServerMetrics, serve_metrics
 from latentdex.service.queries import QueryEngine
 from latentdex.service.rpc import SERVICE_NAME, LatentdexServicer
@@ -55,6 +59,15 @@ class TlsFiles:
             pairs, root_certificates=self.client_ca.read_bytes(), require_client_auth=True
         )
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same certificate (and client-certificate rule) for the HTTP port."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_chain, self.private_key)
+        if self.client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.client_ca)
+        return context
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -74,6 +87,8 @@ class ServerConfig:
     faiss_threads: int | None = 1
     # Prometheus metrics over HTTP on this port of `host` (0: a free one); None: not served.
     metrics_port: int | None = None
+    # The web app and the HTTP/JSON API on this port of `host` (0: a free one); None: not served.
+    http_port: int | None = None
 
 
 class RunningServer:
@@ -86,11 +101,16 @@ class RunningServer:
         health_servicer: health.HealthServicer,
         metrics: ServerMetrics,
         metrics_port: int | None,
+        http: HttpServer | None = None,
+        private_dir: Path | None = None,
     ) -> None:
         self.server = server
         self.port = port
         self.metrics = metrics
         self.metrics_port = metrics_port
+        self.http = http
+        self.http_port = None if http is None else http.port
+        self._private_dir = private_dir
         self._health = health_servicer
         self._stopped = threading.Event()
 
@@ -100,7 +120,11 @@ class RunningServer:
             return
         self._stopped.set()
         self._health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.stop()
         self.server.stop(grace_seconds).wait()
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (or `timeout`); True if it stopped."""
@@ -147,15 +171,33 @@ def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> Run
         raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
         raise RuntimeError(f"cannot listen on {address} (in use, or not an address of this machine)")
+    private_dir = None
+    if config.http_port is not None:
+        # the HTTP gateway's way in: a socket only this process's user can reach, behind the interceptors
+        private_dir = Path(tempfile.mkdtemp(prefix="latentdex-"))
+        gateway_target = f"unix:{private_dir / 'grpc.sock'}"
+        if server.add_insecure_port(gateway_target) == 0:
+            raise RuntimeError(f"cannot listen on {gateway_target}")
     metrics_port = None
     if config.metrics_port is not None:
         metrics_port = serve_metrics(metrics, config.host, config.metrics_port)
         log.info("metrics on http://%s:%d/metrics", config.host, metrics_port)
     server.start()
+    http = None
+    if config.http_port is not None and private_dir is not None:
+        tls = config.tls.ssl_context() if config.tls is not None else None
+        try:
+            http = HttpServer(config.host, config.http_port, gateway_target, config.max_message_bytes, tls)
+        except OSError as exc:
+            server.stop(0)
+            shutil.rmtree(private_dir, ignore_errors=True)
+            raise RuntimeError(f"cannot listen on {config.host}:{config.http_port}: {exc}") from exc
+        scheme = "https" if tls else "http"
+        log.info("web app on %s://%s:%d/", scheme, config.host, http.port)
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving %s on %s:%d%s", SERVICE_NAME, config.host, port, " (TLS)" if config.tls else "")
-    return RunningServer(server, port, health_servicer, metrics, metrics_port)
+    return RunningServer(server, port, health_servicer, metrics, metrics_port, http, private_dir)
 
 
 def _store_images(engine: QueryEngine) -> float:

@@ -100,13 +100,23 @@ def serve(
             help="Serve Prometheus metrics on this HTTP port.",
         ),
     ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            envvar="LATENTDEX_HTTP_PORT",
+            help="Serve the web app and the HTTP/JSON API on this port (0: a free one).",
+        ),
+    ] = None,
     log_format: Annotated[
         Literal["text", "json"],
         typer.Option(envvar="LATENTDEX_LOG_FORMAT", help="json: one JSON object per log line."),
     ] = "text",
     precision: PrecisionOption = "auto",
 ) -> None:
-    """Serve a store over gRPC: queries by image, latent and id, with decoded previews."""
+    """Serve a store over gRPC (and, with --http-port, in a browser): queries by image, latent and id,
+    with decoded previews."""
     configure_logging(log_format)
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
@@ -139,6 +149,7 @@ def serve(
         tls=tls,
         faiss_threads=faiss_threads,
         metrics_port=metrics_port,
+        http_port=http_port,
         grace_seconds=grace,
     )
     engine = QueryEngine(codec, live, Limits(max_image_pixels=max_pixels, max_preview_size=max_preview_size))

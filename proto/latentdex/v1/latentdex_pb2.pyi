@@ -109,7 +109,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("model_id", "latent_dim", "image_size", "image_count", "metric", "index_type", "server_version", "has_store", "vector_kind", "store_updated_at", "max_k", "max_preview_size", "max_image_pixels")
+    __slots__ = ("model_id", "latent_dim", "image_size", "image_count", "metric", "index_type", "server_version", "has_store", "vector_kind", "store_updated_at", "max_k", "max_preview_size", "max_image_pixels", "last_run")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class GetInfoResponse(_message.Message):
     MAX_K_FIELD_NUMBER: _ClassVar[int]
     MAX_PREVIEW_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     latent_dim: int
     image_size: int
@@ -136,7 +137,32 @@ class GetInfoResponse(_message.Message):
     max_k: int
     max_preview_size: int
     max_image_pixels: int
-    def __init__(self, model_id: _Optional[str] = ..., latent_dim: _Optional[int] = ..., image_size: _Optional[int] = ..., image_count: _Optional[int] = ..., metric: _Optional[str] = ..., index_type: _Optional[str] = ..., server_version: _Optional[str] = ..., has_store: _Optional[bool] = ..., vector_kind: _Optional[str] = ..., store_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_k: _Optional[int] = ..., max_preview_size: _Optional[int] = ..., max_image_pixels: _Optional[int] = ...) -> None: ...
+    last_run: IndexRun
+    def __init__(self, model_id: _Optional[str] = ..., latent_dim: _Optional[int] = ..., image_size: _Optional[int] = ..., image_count: _Optional[int] = ..., metric: _Optional[str] = ..., index_type: _Optional[str] = ..., server_version: _Optional[str] = ..., has_store: _Optional[bool] = ..., vector_kind: _Optional[str] = ..., store_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_k: _Optional[int] = ..., max_preview_size: _Optional[int] = ..., max_image_pixels: _Optional[int] = ..., last_run: _Optional[_Union[IndexRun, _Mapping]] = ...) -> None: ...
+
+class IndexRun(_message.Message):
+    __slots__ = ("id", "status", "started_at", "ended_at", "new", "changed", "unchanged", "moved", "deleted", "failed")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    status: str
+    started_at: _timestamp_pb2.Timestamp
+    ended_at: _timestamp_pb2.Timestamp
+    new: int
+    changed: int
+    unchanged: int
+    moved: int
+    deleted: int
+    failed: int
+    def __init__(self, id: _Optional[int] = ..., status: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., new: _Optional[int] = ..., changed: _Optional[int] = ..., unchanged: _Optional[int] = ..., moved: _Optional[int] = ..., deleted: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class Filter(_message.Message):
     __slots__ = ("path_prefix", "captured_after", "captured_before", "min_width", "min_height", "formats")
@@ -205,6 +231,36 @@ class QueryByIdRequest(_message.Message):
     options: QueryOptions
     include_self: bool
     def __init__(self, id: _Optional[int] = ..., options: _Optional[_Union[QueryOptions, _Mapping]] = ..., include_self: _Optional[bool] = ...) -> None: ...
+
+class GetImageRequest(_message.Message):
+    __slots__ = ("id", "preview", "include_latent")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_LATENT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    preview: PreviewOptions
+    include_latent: bool
+    def __init__(self, id: _Optional[int] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., include_latent: _Optional[bool] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "filter")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    filter: Filter
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images", "next_page_token", "total_count")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[Match]
+    next_page_token: str
+    total_count: int
+    def __init__(self, images: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
 
 class ImageMetadata(_message.Message):
     __slots__ = ("size_bytes", "mtime_ns", "content_hash", "width", "height", "format", "capture_time", "camera_make", "camera_model", "model_id", "indexed_at")

@@ -70,6 +70,16 @@ class LatentdexStub:
                 request_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.SerializeToString,
                 response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.FromString,
                 _registered_method=True)
+        self.GetImage = channel.unary_unary(
+                '/latentdex.v1.Latentdex/GetImage',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.GetImageRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.Match.FromString,
+                _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/latentdex.v1.Latentdex/ListImages',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
         self.Generate = channel.unary_unary(
                 '/latentdex.v1.Latentdex/Generate',
                 request_serializer=latentdex_dot_v1_dot_latentdex__pb2.GenerateRequest.SerializeToString,
@@ -166,6 +176,21 @@ class LatentdexServicer:
     def QueryBatch(self, request, context):
         """Many queries in one call, encoded and searched in batches: the form for throughput. The whole call
         fails if any query is invalid; the error message names the query's index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImage(self, request, context):
+        """One stored image by id: its metadata, and as asked a thumbnail of its original, the decoding of its
+        stored latent, and the latent. distance and similarity are 0.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListImages(self, request, context):
+        """The stored images that pass a filter, in id order, a page at a time (no thumbnails: GetImage).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -272,6 +297,16 @@ def add_LatentdexServicer_to_server(servicer, server):
                     servicer.QueryBatch,
                     request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.FromString,
                     response_serializer=latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.SerializeToString,
+            ),
+            'GetImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImage,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.GetImageRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.Match.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.ListImagesRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.ListImagesResponse.SerializeToString,
             ),
             'Generate': grpc.unary_unary_rpc_method_handler(
                     servicer.Generate,
@@ -509,6 +544,60 @@ class Latentdex:
             '/latentdex.v1.Latentdex/QueryBatch',
             latentdex_dot_v1_dot_latentdex__pb2.QueryBatchRequest.SerializeToString,
             latentdex_dot_v1_dot_latentdex__pb2.QueryBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/GetImage',
+            latentdex_dot_v1_dot_latentdex__pb2.GetImageRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.Match.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/ListImages',
+            latentdex_dot_v1_dot_latentdex__pb2.ListImagesRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.ListImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
