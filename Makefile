@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH_PIN := torch==2.13.0
 DATA := data
 DEMO_OUT := demo-out
+DEMO_HTTP_PORT ?= 8080
 
 .PHONY: venv test lint format demo bench fuzz proto data default-model clean
 
@@ -39,7 +40,7 @@ proto: venv
 	$(BIN)/python -m latentdex.service.protogen
 
 demo: venv
-	$(BIN)/latentdex demo --out $(DEMO_OUT)
+	$(BIN)/latentdex demo --out $(DEMO_OUT) --serve --http-port $(DEMO_HTTP_PORT)
 
 # Real image sets from Debian packages (see README: "Data"), unpacked under $(DATA)/.
 data: venv

@@ -69,7 +69,7 @@ def test_the_dockerfile_pins_cpu_torch_runs_unprivileged_and_checks_grpc_health(
     healthcheck = next(args for kind, args in steps if kind == "HEALTHCHECK")
     assert '"latentdex", "health", "--server", "127.0.0.1:50051"' in healthcheck
     exposed = {int(p) for kind, args in steps if kind == "EXPOSE" for p in args.split()}
-    assert exposed == {DEFAULT_PORT, 9090}
+    assert exposed == {DEFAULT_PORT, 9090, 8080}
     env_names = {part.split("=")[0] for kind, args in steps if kind == "ENV" for part in shlex.split(args)}
     latentdex_env = {name for name in env_names if name.startswith("LATENTDEX_")}
     assert latentdex_env and latentdex_env <= serve_envvars()
@@ -163,7 +163,8 @@ def test_the_health_command_reports_serving_then_unavailable(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    "name", ["LATENTDEX_STORE", "LATENTDEX_PORT", "LATENTDEX_TOKEN", "LATENTDEX_METRICS_PORT"]
+    "name",
+    ["LATENTDEX_STORE", "LATENTDEX_PORT", "LATENTDEX_TOKEN", "LATENTDEX_METRICS_PORT", "LATENTDEX_HTTP_PORT"],
 )
 def test_the_server_reads_its_configuration_from_the_environment(name: str) -> None:
     assert name in serve_envvars()

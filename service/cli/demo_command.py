@@ -26,8 +26,15 @@ def demo(
         Path, typer.Option("--out", help="Folder for the sample collection, store and sheets.")
     ] = Path("demo-out"),
     model: ModelOption = None,
+    serve: Annotated[
+        bool, typer.Option(help="Then serve the store with the web app until Ctrl-C (`make demo` does).")
+    ] = False,
+    http_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The web app's port with --serve (0: a free one).")
+    ] = 8080,
 ) -> None:
-    """Index a generated sample collection, serve it, query it over gRPC, and write sheets (shipped model)."""
+    """Index a generated sample collection, serve it, query it over gRPC, and write sheets (shipped model);
+    with --serve, then open it in a browser."""
     samples = write_sample_collection(out / "samples")
     typer.echo(f"1. sample collection: {len(samples)} images in {out / 'samples'}")
     codec = LatentCodec.load(model)
@@ -45,6 +52,25 @@ def demo(
     mean_psnr = sum(reconstruction.psnr_by_path.values()) / len(reconstruction.psnr_by_path)
     typer.echo(f"5. mean reconstruction PSNR {mean_psnr:.2f} dB over {len(samples)} images")
     typer.echo(f"   reconstruction sheet: {sheet} (top rows: originals, bottom rows: decoded latents)")
+    if serve:
+        _serve_web_app(codec, store_dir, http_port)
+
+
+def _serve_web_app(codec: LatentCodec, store_dir: Path, http_port: int) -> None:
+    """Serve the demo store (gRPC and the web app, loopback) until Ctrl-C."""
+    live = LiveStore(store_dir)
+    running = start_server(QueryEngine(codec, live), ServerConfig(port=0, http_port=http_port))
+    typer.echo(f"6. web app: http://127.0.0.1:{running.http_port}/  (gRPC on 127.0.0.1:{running.port})")
+    typer.echo(
+        "   open it in a browser: drop a photo to search, browse the map, walk the latent space; Ctrl-C stops"
+    )
+    try:
+        running.wait()
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    finally:
+        running.stop(1.0)
+        live.close()
 
 
 def _query_over_grpc(codec: LatentCodec, store_dir: Path, query: Path, sheet: Path, k: int = 7) -> None:
