@@ -5,7 +5,7 @@ Selenium itself.
 A test module gets the session-wide `browser` fixture by importing it,
 `from browser_support import browser_fixture  # noqa: F401`: under another name, so that the tests'
 `browser` arguments do not shadow the import. It skips the test, with the reason, where Chromium cannot
-be had.
+be had (not installed, and not root or no apt-get, or apt-get failed).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 # (--enable-remote-extensions, --load-extension=...); the binary it runs takes only ours.
 BROWSERS = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 DRIVERS = ("/usr/bin/chromedriver",)
+UNAVAILABLE = "no chromium and chromedriver here, and apt-get could not install them (it needs root)"
 
 FLAGS = (
     "--headless=new",
@@ -45,12 +46,14 @@ FLAGS = (
     "--disable-component-update",
     "--disable-domain-reliability",
     "--disable-client-side-phishing-detection",
-    "--disable-crashpad-for-testing",  # else its handlers are double-forked, outside the driver's tree
     "--metrics-recording-only",
     "--no-pings",
     "--password-store=basic",
     "--use-mock-keychain",
     "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,AutofillServerCommunication",
+    # Sign-in and update checks still look up accounts.google.com and clients2.google.com: nothing but
+    # the loopback resolves (the rule applies to IP literals too).
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
     "--remote-debugging-pipe",
 )
 
@@ -92,9 +95,7 @@ def start_browser(width: int = 1280, height: int = 900) -> webdriver.Chrome:
     `browser_logs`. RuntimeError, with the reason, if it cannot be started. Quit it with `driver.quit()`."""
     found = find_chromium()
     if found is None:
-        raise RuntimeError(
-            "no chromium and chromedriver here, and apt-get could not install them (needs root and apt-get)"
-        )
+        raise RuntimeError(UNAVAILABLE)
     browser, driver_path = found
     # Read by Selenium Manager, which an explicit driver path already keeps from running at all.
     os.environ.setdefault("SE_OFFLINE", "true")
@@ -107,9 +108,10 @@ def start_browser(width: int = 1280, height: int = 900) -> webdriver.Chrome:
     service = Service(executable_path=str(driver_path), service_args=["--log-level=OFF"])
     try:
         driver = webdriver.Chrome(service=service, options=options)
-    except WebDriverException as exc:
+    except Exception as exc:  # also urllib3's ReadTimeoutError, after 120 s of a browser that hangs
         service.stop()
-        raise RuntimeError(f"Chromium ({browser}) did not start under {driver_path}: {exc.msg}") from exc
+        reason = exc.msg if isinstance(exc, WebDriverException) else repr(exc)
+        raise RuntimeError(f"Chromium ({browser}) did not start under {driver_path}: {reason}") from exc
     try:
         set_window(driver, width, height)
     except WebDriverException:
@@ -120,22 +122,29 @@ def start_browser(width: int = 1280, height: int = 900) -> webdriver.Chrome:
 
 # One browser for the session however many modules import the fixture: pytest keeps a fixture imported
 # into two modules as two fixtures, each with its own session-wide value. A failure is kept too, so that
-# apt-get is not tried again for every module.
+# neither apt-get nor a start that failed is tried again for every module.
 _session: dict[str, webdriver.Chrome | str] = {}
 
 
 @pytest.fixture(scope="session", name="browser")
 def browser_fixture() -> Iterator[webdriver.Chrome]:
     """The `browser` fixture: one headless Chromium for the whole test session, quit (with its processes)
-    at the end; the test is skipped, with the reason, where Chromium cannot be had."""
+    at the end. The test is skipped where Chromium cannot be had, and errors where it is here but does not
+    start."""
     if not _session:
-        try:
-            _session["driver"] = start_browser()
-        except (RuntimeError, OSError) as exc:
-            _session["failure"] = str(exc)
-    driver = _session.get("driver")
-    if not isinstance(driver, webdriver.Chrome):
-        pytest.skip(f"Chromium is not available here: {_session['failure']}")
+        if find_chromium() is None:
+            _session["skip"] = UNAVAILABLE
+        else:
+            try:
+                _session["driver"] = start_browser()
+            except RuntimeError as exc:
+                _session["error"] = str(exc)
+    if "skip" in _session:
+        pytest.skip(f"Chromium is not available here: {_session['skip']}")
+    if "error" in _session:
+        pytest.fail(str(_session["error"]), pytrace=False)
+    driver = _session["driver"]
+    assert isinstance(driver, webdriver.Chrome)
     yield driver
     if _session.pop("driver", None) is not None:
         driver.quit()
