@@ -153,8 +153,15 @@ async function loadMap() {
     caption.textContent = `${fmtCount(map.cells.size)} photos placed; the axes carry ${ex.toFixed(0)}% and ${ey.toFixed(0)}% of the latents' variance.`;
   } catch (err) {
     if (isAbort(err) || seq !== map.seq) return;
-    caption.textContent = '';
-    showError(err);
+    if (err.code === 'FAILED_PRECONDITION') {
+      // An empty store (or none): nothing to map, which the status bar already says.
+      $('[data-map-atlas]').hidden = true;
+      map.width = 0;
+      caption.textContent = `No map: ${err.message}`;
+    } else {
+      caption.textContent = '';
+      showError(err);
+    }
   }
 }
 

@@ -1,9 +1,9 @@
 // Editing A along a named direction (Edit), live as the strength slider moves, and the directions
 // themselves (ListDirections, CreateDirection, DeleteDirection).
 //
-// The slider is debounced (60 ms) and at most one Edit is in flight: a value that arrives meanwhile is
-// sent when the answer is in, and an answer for another image or direction than the current one is
-// dropped.
+// The slider's values are gathered for 60 ms before one is sent, and at most one Edit is in flight: the
+// latest value that arrives meanwhile is sent when the answer is in, and an answer for another image or
+// direction than the current one is dropped.
 
 import { call, encodedImageSrc, isAbort } from './api.js';
 import { $, announce, bindCardGrid, clearError, el, makeCard, showError } from './ui.js';
@@ -63,9 +63,15 @@ function editKey() {
 }
 
 function scheduleEdit(delay) {
-  clearTimeout(edit.timer);
   if (!editKey()) return;
-  edit.timer = setTimeout(sendEdit, delay);
+  // A timer already set stays: it reads the slider when it fires, so a drag sends a value every
+  // DEBOUNCE_MS (or as fast as the server answers) instead of waiting for the hand to stop.
+  if (edit.timer && delay > 0) return;
+  clearTimeout(edit.timer);
+  edit.timer = setTimeout(() => {
+    edit.timer = 0;
+    sendEdit();
+  }, delay);
 }
 
 async function sendEdit() {

@@ -19,7 +19,7 @@ export function nearestButton(match, size = 128, { showDistance = true } = {}) {
   const button = el('button', { type: 'button', class: 'nearest', title: `Search by ${path}`, dataset: { id: String(match.id || '0') } },
     el('img', { alt: path, src: thumbUrl(match.id, size), width: size, height: size, loading: 'lazy', decoding: 'async' }),
     el('span', { class: 'nearest-path', text: path }),
-    showDistance && match.distance !== undefined ? el('span', { class: 'nearest-dist', text: Number(match.distance).toFixed(3) }) : null,
+    showDistance ? el('span', { class: 'nearest-dist', text: Number(match.distance || 0).toFixed(3) }) : null,
   );
   button.addEventListener('click', () => searchById(match.id, match.path || ''));
   return button;
