@@ -23,6 +23,7 @@ from bench import (
     model_throughput,
     query_latency,
     retrieval_quality,
+    web_latency,
 )
 from bench.machine import machine_facts
 from bench.report import write_result
@@ -66,6 +67,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     latent_latency.NAME: Benchmark(
         run=lambda args: latent_latency.run(args.model, quick=args.quick),
         format=latent_latency.format_result,
+    ),
+    web_latency.NAME: Benchmark(
+        run=lambda args: web_latency.run(args.model, args.data, quick=args.quick, threads=args.threads),
+        format=web_latency.format_result,
     ),
 }
 

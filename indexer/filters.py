@@ -81,7 +81,6 @@ def matching_ids(session: Session, search_filter: SearchFilter) -> np.ndarray:
     return np.fromiter(session.scalars(query), dtype=np.int64)
 
 
-
 def page_of_ids(
     session: Session, search_filter: SearchFilter, after_id: int, limit: int
 ) -> tuple[np.ndarray, int]:
@@ -91,6 +90,7 @@ def page_of_ids(
     page = select(ImageRow.id).where(*conditions, ImageRow.id > after_id).order_by(ImageRow.id).limit(limit)
     total = session.scalar(select(func.count()).select_from(ImageRow).where(*conditions)) or 0
     return np.fromiter(session.scalars(page), dtype=np.int64), int(total)
+
 
 def glob_ids(session: Session, patterns: Sequence[str]) -> np.ndarray:
     """The ids (int64, ascending) of the ok images whose relative path matches any glob pattern

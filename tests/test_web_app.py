@@ -25,6 +25,7 @@ from browser_support import (
 )
 from PIL import Image
 from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
@@ -269,3 +270,55 @@ def test_with_a_token_the_page_asks_for_it_and_refuses_a_wrong_one(
         browser.find_element(By.CSS_SELECTOR, '[data-testid="token-submit"]').click()
         WebDriverWait(browser, 10).until(lambda d: "Images" in status_text(d))
         browser.delete_all_cookies()
+
+
+def test_browse_pages_the_library_and_the_map_opens_a_search_from_the_keyboard(
+    browser: webdriver.Chrome, site: Site
+) -> None:
+    open_page(browser, site, "browse")
+    cards = '[data-testid="browse-grid"] [data-testid="browse-card"]'
+    shown = wait_for_count(browser, cards, len(site.samples), timeout=20)
+    assert sorted(c.get_attribute("data-path") for c in shown) == sorted(p.name for p in site.samples)
+    before = searches(browser)
+    shown[4].find_element(By.CSS_SELECTOR, ".card-open").click()
+    wait_for_search(browser, before)
+    assert shown_path_is_the_query(browser, site.samples[4].name)
+
+    open_page(browser, site, "browse")
+    atlas = wait_for(browser, '[data-testid="map-atlas"]', timeout=20)
+    WebDriverWait(browser, 20).until(
+        lambda d: d.execute_script("return arguments[0].naturalWidth", atlas) > 0
+    )
+    reply = browser.execute_async_script(
+        "const done = arguments[0];"
+        "fetch('/v1/RenderMap', {method: 'POST', body: JSON.stringify({columns: 16, rows: 12, cell: 64})})"
+        ".then(r => r.json()).then(done)"
+    )
+    cell = reply["cells"][0]
+    column, row = int(cell.get("column", 0)), int(cell.get("row", 0))
+    frame = browser.find_element(By.CSS_SELECTOR, "[data-map-frame]")
+    browser.execute_script("arguments[0].focus()", frame)  # the keyboard cursor starts at the top left
+    keys = [Keys.ARROW_RIGHT] * column + [Keys.ARROW_DOWN] * row + [Keys.ENTER]
+    before = searches(browser)
+    ActionChains(browser).send_keys(*keys).perform()
+    wait_for_search(browser, before)
+    assert shown_path_is_the_query(browser, cell["path"])
+    assert console_errors(browser) == []
+
+
+def test_generate_draws_samples_with_the_nearest_photos(browser: webdriver.Chrome, site: Site) -> None:
+    open_page(browser, site, "latent")
+    count = browser.find_element(By.CSS_SELECTOR, '[data-testid="generate-count"]')
+    count.clear()
+    count.send_keys("4")
+    browser.find_element(By.CSS_SELECTOR, '[data-testid="generate-run"]').click()
+    frames = wait_for_count(browser, '[data-testid="generate-grid"] [data-testid="frame"]', 4, timeout=20)
+    assert all(frame.get_attribute("src").startswith("data:image/") for frame in frames)
+    grid_text = browser.find_element(By.CSS_SELECTOR, '[data-testid="generate-grid"]').text
+    assert any(p.name in grid_text for p in site.samples)  # each sample shows its nearest real photo
+
+
+def shown_path_is_the_query(browser: webdriver.Chrome, path: str) -> bool:
+    """The results are a search from `path`: it is named above them and left out of them."""
+    heading = browser.find_element(By.CSS_SELECTOR, '[data-view="search"]').text
+    return path in heading and path not in card_paths(browser)
