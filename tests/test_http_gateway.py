@@ -6,6 +6,9 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,3 +275,29 @@ def test_stopping_the_server_closes_the_http_port(tmp_path: Path) -> None:
         served.running.stop(0)
         with pytest.raises(OSError):
             request(port, "GET", "/")
+
+
+def test_the_demo_ends_by_serving_its_store_in_the_web_app(tmp_path: Path) -> None:
+    """`make demo` runs `latentdex demo --serve`: it prints the web app's address, the address answers,
+    and Ctrl-C ends it."""
+    command = [sys.executable, "-m", "latentdex.service.cli", "demo", "--out", str(tmp_path), "--serve"]
+    process = subprocess.Popen(
+        [*command, "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "web app: http://" in line:
+                break
+        url = next((line.split()[3] for line in lines if "web app: http://" in line), None)
+        assert url is not None, "".join(lines)
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        assert request(port, "GET", "/").status == 200
+        info = post_json(port, "GetInfo", {}).json()
+        assert int(info["imageCount"]) == len(list((tmp_path / "samples").iterdir()))
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        process.kill()
