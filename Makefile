@@ -34,7 +34,7 @@ test: venv lint
 FUZZ_EXAMPLES ?= 2000
 fuzz: venv
 	LATENTDEX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(if $(FUZZ_SEED),LATENTDEX_FUZZ_SEED=$(FUZZ_SEED)) \
-		$(BIN)/python -m pytest -q tests/test_fuzz_rpc.py
+		$(BIN)/python -m pytest -q tests/test_fuzz_rpc.py tests/test_http_gateway.py -k "fuzz or server_error"
 
 proto: venv
 	$(BIN)/python -m latentdex.service.protogen

@@ -6,14 +6,18 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from indexing_support import save_tiny_model, write_photos
 from PIL import Image
 
@@ -22,10 +26,17 @@ from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
 from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.v1 import latentdex_pb2 as pb
 
 PHOTOS = 9
 TOKEN = "web-s3cret"
 MAX_BODY = 2 * 1024 * 1024
+SERVICE = pb.DESCRIPTOR.services_by_name["Latentdex"]
+FUZZ_SEED = int(os.environ.get("LATENTDEX_FUZZ_SEED", "0"))
+FUZZ_EXAMPLES = int(os.environ.get("LATENTDEX_FUZZ_EXAMPLES", "60"))
+_png = io.BytesIO()
+Image.new("RGB", (16, 16), (10, 200, 30)).save(_png, "PNG")
+PNG_BYTES = _png.getvalue()
 
 
 @dataclass
@@ -301,3 +312,59 @@ def test_the_demo_ends_by_serving_its_store_in_the_web_app(tmp_path: Path) -> No
         assert process.wait(timeout=20) == 0
     finally:
         process.kill()
+
+
+FIELD_NAMES = st.sampled_from(
+    [
+        "options.k",
+        "options.filter.pathPrefix",
+        "options.filter.formats",
+        "options.preview.thumbnails",
+        "options.filter.capturedAfter",
+        "options.filter.minWidth",
+        "options.preview.format",
+        "options",
+        "image",
+        "options.k.x",
+        "includeLogvar",
+        "ids",
+        "",
+        ".",
+        "options..k",
+        "\u00e9\u0000",
+    ]
+)
+ODD_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40) | st.sampled_from(
+    ["true", "-1", "1e400", "NaN", "9" * 30, "%2F..", "%ZZ"]
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@pytest.mark.slow
+@seed(FUZZ_SEED)
+@settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=st.sampled_from([m.name for m in SERVICE.methods] + ["Nope", "getinfo"]),
+    body=JSON_VALUES,
+    query=st.lists(st.tuples(FIELD_NAMES, ODD_TEXT), max_size=5),
+    raw=st.booleans(),
+)
+def test_no_request_to_the_http_api_gets_a_server_error(
+    served: Served, method: str, body: object, query: list[tuple[str, str]], raw: bool
+) -> None:
+    """Random JSON bodies and query strings for every route: a 4xx or a 2xx with JSON, never a 5xx (a
+    deadline, 504, is allowed), and the server answers afterwards."""
+    path = f"/v1/{method}?{urlencode(query)}"
+    payload = PNG_BYTES if raw else json.dumps(body, allow_nan=True).encode()
+    headers = {"Content-Type": "image/png" if raw else "application/json"}
+    answer = request(served.port, "POST", path, payload, headers)
+    assert answer.status < 500 or answer.status == 504, answer.body
+    assert answer.headers["content-type"].startswith("application/json")
+    json.loads(answer.body)
+    assert post_json(served.port, "GetInfo", {}).status == 200
