@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 from indexing_support import save_tiny_model, write_photos
 from PIL import Image
 
+from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
+from latentdex.service.client import ServerError, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
 from latentdex.service.server import RunningServer, ServerConfig, start_server
@@ -368,3 +370,24 @@ def test_no_request_to_the_http_api_gets_a_server_error(
     assert answer.headers["content-type"].startswith("application/json")
     json.loads(answer.body)
     assert post_json(served.port, "GetInfo", {}).status == 200
+
+
+def test_the_python_client_gets_images_pages_and_the_last_run(served: Served) -> None:
+    with connect(f"127.0.0.1:{served.running.port}") as client:
+        info = client.info()
+        assert info.last_run is not None and info.last_run.status == "complete"
+        assert info.last_run.counts["new"] == PHOTOS and info.last_run.ended_at is not None
+        image = client.get_image(3, preview=True, size=32, include_latent=True)
+        assert image.id == 3 and image.preview is not None and image.preview.width == 32
+        assert image.latent is not None and image.thumbnail is None
+        thumb = client.get_image(3, thumbnail=True, size=20, image_format="JPEG")
+        assert thumb.thumbnail is not None and max(thumb.thumbnail.width, thumb.thumbnail.height) == 20
+        first = client.list_images(page_size=5)
+        rest = client.list_images(page_size=5, page_token=first.next_page_token)
+        assert first.total_count == PHOTOS and rest.next_page_token == ""
+        assert [m.id for m in first.images + rest.images] == list(range(1, PHOTOS + 1))
+        only = client.list_images(where=SearchFilter(path_prefix="photo003"))
+        assert only.total_count == 1 and [m.path for m in only.images] == ["photo003.png"]
+        with pytest.raises(ServerError) as missing:
+            client.get_image(10_000)
+        assert missing.value.code == "NOT_FOUND"
