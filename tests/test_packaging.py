@@ -46,8 +46,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(build, check=True, capture_output=True, timeout=600)
     [wheel] = root.glob("latentdex-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        tops = {name.split("/", 1)[0] for name in archive.namelist() if not name.startswith("latentdex-")}
+        names = archive.namelist()
+    tops = {name.split("/", 1)[0] for name in names if not name.startswith("latentdex-")}
     assert tops == {"latentdex"}, f"the wheel installs more than one top-level name: {sorted(tops)}"
+    web_app = {name for name in names if name.startswith("latentdex/service/web/")}
+    shipped = {f"latentdex/service/web/{p.name}" for p in (REPO / "service" / "web").iterdir()}
+    assert web_app == shipped, "the web app's files ship in the wheel"
     target = root / "site"
     install = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)]
     subprocess.run(install, check=True, capture_output=True, timeout=600)
