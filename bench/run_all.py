@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from bench import (
+    duplicates_quality,
     index_types,
     indexing_throughput,
     latent_latency,
@@ -49,6 +50,12 @@ BENCHMARKS: dict[str, Benchmark] = {
             args.model, args.data, quick=args.quick, workers=args.workers, compare=args.compare
         ),
         format=retrieval_quality.format_result,
+    ),
+    duplicates_quality.NAME: Benchmark(
+        run=lambda args: duplicates_quality.run(
+            args.model, args.data, quick=args.quick, workers=args.workers
+        ),
+        format=duplicates_quality.format_result,
     ),
     index_types.NAME: Benchmark(
         run=lambda args: index_types.run(args.store, quick=args.quick, threads=args.threads),

@@ -92,6 +92,28 @@ def page_of_ids(
     return np.fromiter(session.scalars(page), dtype=np.int64), int(total)
 
 
+def same_hash_groups(session: Session, search_filter: SearchFilter) -> list[list[int]]:
+    """The ids (ascending) of each set of two or more ok images passing `search_filter` whose files have
+    the same content hash."""
+    conditions = [ImageRow.status == "ok", *search_filter.conditions()]
+    repeated = (
+        select(ImageRow.content_hash)
+        .where(*conditions)
+        .group_by(ImageRow.content_hash)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    query = (
+        select(ImageRow.content_hash, ImageRow.id)
+        .where(*conditions, ImageRow.content_hash.in_(select(repeated.c.content_hash)))
+        .order_by(ImageRow.content_hash, ImageRow.id)
+    )
+    groups: dict[str, list[int]] = {}
+    for content_hash, image_id in session.execute(query):
+        groups.setdefault(content_hash, []).append(int(image_id))
+    return list(groups.values())
+
+
 def glob_ids(session: Session, patterns: Sequence[str]) -> np.ndarray:
     """The ids (int64, ascending) of the ok images whose relative path matches any glob pattern
     (`*`, `?`, `[...]`, `[!...]`; case-sensitive, `*` also crosses `/`, as SQLite's GLOB)."""

@@ -78,7 +78,13 @@ from latentdex.indexer.consistency import (
     verify_store,
 )
 from latentdex.indexer.directions import DirectionBook
-from latentdex.indexer.filters import SearchFilter, glob_ids, matching_ids, page_of_ids
+from latentdex.indexer.filters import (
+    SearchFilter,
+    glob_ids,
+    matching_ids,
+    page_of_ids,
+    same_hash_groups,
+)
 from latentdex.indexer.vectors import IVF_REFINE, VectorIndex, check_vectors, exact_search, rerank
 from latentdex.indexer.whitening import STORE_METRICS, Whitening, needs_fit
 from latentdex.indexer.whitening import describe as describe_whitening
@@ -631,6 +637,29 @@ class LatentStore:
         all that pass."""
         with self._catalog.reading() as session:
             return page_of_ids(session, where or SearchFilter(), after_id, limit)
+
+    @property
+    def distance_space(self) -> str:
+        """What `search` distances measure: "whitened" (1 - cosine of whitened latents), "cosine" (of raw
+        latents: a cosine store, or a whitened one that has not fitted its whitening yet) or "l2"."""
+        if self.metric == "whitened":
+            return "whitened" if self.whitening is not None else "cosine"
+        return self.metric
+
+    def same_hash_groups(self, where: SearchFilter | None = None) -> list[list[int]]:
+        """Ids of the ok images (passing `where`) that share their file's content hash, one list per hash."""
+        with self._catalog.reading() as session:
+            return same_hash_groups(session, where or SearchFilter())
+
+    def pairwise_distances(self, ids: Sequence[int]) -> np.ndarray:
+        """The (n, n) distances between the stored latents of `ids`, as `search` measures them."""
+        spec = self._spec
+        vectors = spec.to_index(self.latents(ids)).astype(np.float64)
+        if spec.index_metric == "cosine":
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            return np.clip(1.0 - vectors @ vectors.T, 0.0, 2.0)
+        squared = (vectors**2).sum(axis=1)
+        return np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * vectors @ vectors.T, 0.0))
 
     def all_latents(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, latents) of every ok image (or of `ids`) with a usable stored latent, by id."""

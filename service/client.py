@@ -140,6 +140,38 @@ class ImagePage:
 
 
 @dataclass(frozen=True)
+class DuplicateGroup:
+    """Copies of one picture: the suggested keeper first; each member's `distance` is to the keeper."""
+
+    members: list[Match]
+    exact: bool
+    pairs: list[tuple[int, int, float]]
+
+    @property
+    def keeper(self) -> Match:
+        return self.members[0]
+
+
+@dataclass(frozen=True)
+class DuplicateGroups:
+    """A page of duplicate groups, largest first, and the totals over all pages."""
+
+    groups: list[DuplicateGroup]
+    next_page_token: str
+    total_groups: int
+    images_in_groups: int
+    images_scanned: int
+    threshold: float | None
+
+
+DUPLICATE_PRESETS = {
+    "exact": pb.DUPLICATE_PRESET_EXACT,
+    "near": pb.DUPLICATE_PRESET_NEAR,
+    "similar": pb.DUPLICATE_PRESET_SIMILAR,
+}
+
+
+@dataclass(frozen=True)
 class ServerInfo:
     model_id: str
     latent_dim: int
@@ -347,6 +379,31 @@ class LatentdexClient:
             include_latent=include_latent,
         )
         return _match(self._call(self._stub.GetImage, request))
+
+    def find_duplicates(
+        self,
+        preset: str | None = None,
+        threshold: float | None = None,
+        where: SearchFilter | None = None,
+        page_size: int = 50,
+        page_token: str = "",
+        neighbours: int = 0,
+    ) -> DuplicateGroups:
+        """A page of the library's near-duplicate groups (`preset` "exact", "near" (the default) or
+        "similar", or a distance `threshold`); pass `next_page_token` for the next page."""
+        request = _duplicates_request(preset, threshold, where, neighbours)
+        request.page_size, request.page_token = page_size, page_token
+        return _duplicate_groups(self._call(self._stub.FindDuplicates, request))
+
+    def duplicates_of(
+        self, image_id: int, preset: str | None = None, threshold: float | None = None
+    ) -> DuplicateGroup | None:
+        """The group of `image_id`: it and the images within the threshold of it or with its content hash;
+        None when it has no duplicate."""
+        request = _duplicates_request(preset, threshold, None, 0)
+        request.of_id = image_id
+        groups = _duplicate_groups(self._call(self._stub.FindDuplicates, request)).groups
+        return groups[0] if groups else None
 
     def list_images(
         self, page_size: int = 100, page_token: str = "", where: SearchFilter | None = None
@@ -693,4 +750,37 @@ def _run(message: pb.IndexRun) -> IndexRun:
         started_at=aware_utc(message.started_at) if message.HasField("started_at") else None,
         ended_at=aware_utc(message.ended_at) if message.HasField("ended_at") else None,
         counts=counts,
+    )
+
+
+def _duplicates_request(
+    preset: str | None, threshold: float | None, where: SearchFilter | None, neighbours: int
+) -> pb.FindDuplicatesRequest:
+    request = pb.FindDuplicatesRequest(neighbours=neighbours)
+    if preset is not None:
+        if preset not in DUPLICATE_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(DUPLICATE_PRESETS)}")
+        request.preset = DUPLICATE_PRESETS[preset]
+    if threshold is not None:
+        request.threshold = threshold
+    if where is not None:
+        request.filter.CopyFrom(filter_message(where))
+    return request
+
+
+def _duplicate_groups(reply: pb.FindDuplicatesResponse) -> DuplicateGroups:
+    groups = [
+        DuplicateGroup(
+            [_match(m) for m in group.members], group.exact, [(p.a, p.b, p.distance) for p in group.pairs]
+        )
+        for group in reply.groups
+    ]
+    threshold = reply.threshold if reply.HasField("threshold") else None
+    return DuplicateGroups(
+        groups,
+        reply.next_page_token,
+        reply.total_groups,
+        reply.images_in_groups,
+        reply.images_scanned,
+        threshold,
     )

@@ -48,6 +48,29 @@ def contact_sheet(tiles: list[SheetTile], cell: int = 128, columns: int = 4) -> 
     return sheet
 
 
+def group_rows(rows: list[list[SheetTile]], cell: int = 128, columns: int = 8) -> Image.Image:
+    """One row per group, each tile one picture (its `left`) over its caption; a group longer than
+    `columns` shows its first `columns` tiles. A rule separates the rows."""
+    if not rows:
+        raise ValueError("a sheet needs at least one row")
+    font = _font(max(10, cell // 11))
+    line_height = _line_height(font) + 2
+    tile_w, tile_h = cell, cell + CAPTION_LINES * line_height + GAP
+    width = min(columns, max(len(row) for row in rows)) * (tile_w + GAP) + GAP
+    sheet = Image.new("RGB", (width, len(rows) * (tile_h + 2 * GAP) + GAP), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    for row_number, row in enumerate(rows):
+        y = GAP + row_number * (tile_h + 2 * GAP)
+        if row_number:
+            draw.line((0, y - GAP, width, y - GAP), fill=PLACEHOLDER, width=1)
+        for index, tile in enumerate(row[:columns]):
+            x = GAP + index * (tile_w + GAP)
+            sheet.paste(_fitted(tile.left, cell), (x, y))
+            for line_number, line in enumerate(_wrap(tile.caption, draw, font, tile_w)):
+                draw.text((x, y + cell + 3 + line_number * line_height), line, fill=TEXT, font=font)
+    return sheet
+
+
 def _fitted(data: bytes | None, cell: int) -> Image.Image:
     """The picture scaled to fit the cell, centred on a white square; a grey square without a picture."""
     square = Image.new("RGB", (cell, cell), BACKGROUND if data else PLACEHOLDER)

@@ -6,9 +6,11 @@ import numpy as np
 
 from latentdex.indexer.catalog import RunRecord
 from latentdex.indexer.directions import Direction
+from latentdex.indexer.duplicates import DEFAULT_NEIGHBOURS
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import ImageRecord
 from latentdex.service import wire
+from latentdex.service.duplicate_review import DuplicateOptions, DuplicatePage
 from latentdex.service.latent_features import DecodedFrame, FrameSpec, GroupSpec
 from latentdex.service.library import LibraryPage
 from latentdex.service.queries import (
@@ -41,6 +43,12 @@ METHODS = {
     pb.DIRECTION_METHOD_AUTO: "auto",
     pb.DIRECTION_METHOD_MEAN_DIFFERENCE: "mean_difference",
     pb.DIRECTION_METHOD_PROBE: "probe",
+}
+DUPLICATE_PRESETS = {
+    pb.DUPLICATE_PRESET_UNSPECIFIED: "near",
+    pb.DUPLICATE_PRESET_EXACT: "exact",
+    pb.DUPLICATE_PRESET_NEAR: "near",
+    pb.DUPLICATE_PRESET_SIMILAR: "similar",
 }
 PATH_METHODS = {
     pb.PATH_METHOD_UNSPECIFIED: "slerp",
@@ -91,6 +99,23 @@ def query_of(index: int, item: pb.Query, name: str | None = None) -> Query:
     if kind == "id":
         return IdQuery(item.id)
     raise InvalidQuery(f"{name or f'queries[{index}]'} is empty: set image, latent or id")
+
+
+def duplicate_options(request: pb.FindDuplicatesRequest) -> DuplicateOptions:
+    has_threshold = request.HasField("threshold")
+    preset = None if has_threshold and not request.preset else _duplicate_preset(request.preset)
+    if has_threshold and request.preset:
+        raise InvalidQuery("give a preset or a threshold, not both")
+    return DuplicateOptions(
+        preset=preset,
+        threshold=request.threshold if has_threshold else None,
+        where=search_filter(request.filter) if request.HasField("filter") else None,
+        neighbours=request.neighbours or DEFAULT_NEIGHBOURS,
+    )
+
+
+def _duplicate_preset(number: int) -> str:
+    return enum_value(DUPLICATE_PRESETS, number, "preset", "DuplicatePreset")
 
 
 def frame_spec(message: pb.FrameOptions) -> FrameSpec:
@@ -257,3 +282,27 @@ def image_page_message(page: LibraryPage) -> pb.ListImagesResponse:
         next_page_token=page.next_page_token,
         total_count=page.total_count,
     )
+
+
+def duplicate_page_message(page: DuplicatePage) -> pb.FindDuplicatesResponse:
+    def similarity(distance: float) -> float:
+        return 1.0 / (1.0 + distance) if page.space == "l2" else max(0.0, 1.0 - distance)
+
+    response = pb.FindDuplicatesResponse(
+        next_page_token=page.next_page_token,
+        total_groups=page.total_groups,
+        images_in_groups=page.images_in_groups,
+        images_scanned=page.images_scanned,
+    )
+    if page.threshold is not None:
+        response.threshold = page.threshold
+    for group in page.groups:
+        members = [
+            match_message(
+                Hit(record, group.distances[record.id or 0], similarity(group.distances[record.id or 0]))
+            )
+            for record in group.members
+        ]
+        pairs = [pb.DuplicatePair(a=a, b=b, distance=d) for a, b, d in group.pairs]
+        response.groups.append(pb.DuplicateGroup(members=members, exact=group.exact, pairs=pairs))
+    return response

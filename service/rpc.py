@@ -8,6 +8,8 @@ import grpc
 from latentdex.service.convert import (
     direction_message,
     direction_method,
+    duplicate_options,
+    duplicate_page_message,
     format_name,
     frame_message,
     frame_spec,
@@ -26,6 +28,7 @@ from latentdex.service.convert import (
     search_filter,
     timestamp_message,
 )
+from latentdex.service.duplicate_review import DuplicateReview
 from latentdex.service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, DecodedFrame, LatentExplorer
 from latentdex.service.library import LibraryBrowser
 from latentdex.service.queries import IdQuery, ImageQuery, InvalidQuery, LatentQuery, Query, QueryEngine
@@ -45,6 +48,7 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
         self.engine = engine
         self.explorer = LatentExplorer(engine)
         self.library = LibraryBrowser(engine)
+        self.duplicates = DuplicateReview(engine)
 
     def Encode(self, request: pb.EncodeRequest, context: grpc.ServicerContext) -> pb.EncodeResponse:
         with answering(context):
@@ -89,6 +93,17 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
         with answering(context):
             preview = preview_spec(request.preview)
             return match_message(self.library.image(request.id, preview, request.include_latent))
+
+    def FindDuplicates(
+        self, request: pb.FindDuplicatesRequest, context: grpc.ServicerContext
+    ) -> pb.FindDuplicatesResponse:
+        with answering(context):
+            options = duplicate_options(request)
+            if request.of_id:
+                page = self.duplicates.group_of(request.of_id, options)
+            else:
+                page = self.duplicates.page(options, request.page_size, request.page_token)
+            return duplicate_page_message(page)
 
     def ListImages(
         self, request: pb.ListImagesRequest, context: grpc.ServicerContext

@@ -9,6 +9,7 @@ import typer
 from latentdex.errors import LatentdexError
 from latentdex.service.cli import (
     demo_command,
+    duplicates_command,
     latent_commands,
     model_commands,
     serve_commands,
@@ -34,6 +35,7 @@ app.command("verify")(store_commands.verify)
 app.command("rebuild")(store_commands.rebuild)
 app.command("export")(store_commands.export)
 app.command("import")(store_commands.import_)
+app.command("duplicates")(duplicates_command.duplicates)
 app.command("serve")(serve_commands.serve)
 app.command("query")(serve_commands.query)
 app.command("health")(serve_commands.health)

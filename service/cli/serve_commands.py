@@ -27,7 +27,7 @@ from latentdex.service.cli.connection import (
 )
 from latentdex.service.cli.logs import configure_logging
 from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
-from latentdex.service.client import LatentdexClient, Match, QueryOptions, QueryResult
+from latentdex.service.client import DuplicateGroup, LatentdexClient, Match, QueryOptions, QueryResult
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
 from latentdex.service.health_check import check_health
 from latentdex.service.live_store import LiveStore
@@ -167,6 +167,10 @@ def serve(
 def query(
     image: Annotated[Path | None, typer.Argument(help="Query image (or use --id).")] = None,
     image_id: Annotated[int | None, typer.Option("--id", help="Query by an indexed image's id.")] = None,
+    duplicates_of: Annotated[
+        int | None,
+        typer.Option(help="List the near-duplicates of this indexed image (the `near` preset) instead."),
+    ] = None,
     server: ServerOption = None,
     store: StoreOption = None,
     model: ModelOption = None,
@@ -190,8 +194,12 @@ def query(
     tls_key: TlsKeyOption = None,
     timeout: TimeoutOption = 30.0,
 ) -> None:
-    """Ask a server for the images nearest to IMAGE (or to --id); print them, optionally as a sheet."""
-    if (image is None) == (image_id is None):
+    """Ask a server for the images nearest to IMAGE (or to --id); print them, optionally as a sheet. With
+    --duplicates-of ID: its near-duplicates (copies, re-encodes, resizes), the suggested keeper first."""
+    if duplicates_of is not None:
+        if image is not None or image_id is not None:
+            raise typer.BadParameter("--duplicates-of takes no IMAGE or --id")
+    elif (image is None) == (image_id is None):
         raise typer.BadParameter("give either an IMAGE or --id")
     where = SearchFilter(
         path_prefix=path_prefix,
@@ -215,6 +223,11 @@ def query(
         "tls_key": tls_key,
         "timeout": timeout,
     }
+    if duplicates_of is not None:
+        with connected(server, store, model, **settings) as client:  # type: ignore[arg-type]
+            group = client.duplicates_of(duplicates_of)
+        _print_group(duplicates_of, group, as_json)
+        return
     with connected(server, store, model, **settings) as client:  # type: ignore[arg-type]
         result, query_tile = _ask(client, image, image_id, k, options)
     if as_json:
@@ -257,6 +270,20 @@ def _ask(
     return QueryResult(
         others, result.query_latent, result.query_preview, result.model_id, result.timings
     ), tile
+
+
+def _print_group(image_id: int, group: DuplicateGroup | None, as_json: bool) -> None:
+    members = group.members if group is not None else []
+    if as_json:
+        typer.echo(json.dumps([_match_json(rank, m) for rank, m in enumerate(members, 1)], indent=2))
+        return
+    if group is None:
+        typer.echo(f"image {image_id} has no near-duplicate")
+        return
+    for rank, match in enumerate(members):
+        mark = "keep" if rank == 0 else f"{match.distance:.4f}"
+        size = f"{match.metadata.width}x{match.metadata.height}"
+        typer.echo(f"{mark:>6}  id {match.id:6d}  {size:>11}  {match.path}")
 
 
 def _match_json(rank: int, match: Match) -> dict[str, object]:

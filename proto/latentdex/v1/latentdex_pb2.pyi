@@ -17,6 +17,13 @@ class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMAGE_FORMAT_JPEG: _ClassVar[ImageFormat]
     IMAGE_FORMAT_WEBP: _ClassVar[ImageFormat]
 
+class DuplicatePreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DUPLICATE_PRESET_UNSPECIFIED: _ClassVar[DuplicatePreset]
+    DUPLICATE_PRESET_EXACT: _ClassVar[DuplicatePreset]
+    DUPLICATE_PRESET_NEAR: _ClassVar[DuplicatePreset]
+    DUPLICATE_PRESET_SIMILAR: _ClassVar[DuplicatePreset]
+
 class SampleSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SAMPLE_SOURCE_UNSPECIFIED: _ClassVar[SampleSource]
@@ -39,6 +46,10 @@ IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
 IMAGE_FORMAT_WEBP: ImageFormat
+DUPLICATE_PRESET_UNSPECIFIED: DuplicatePreset
+DUPLICATE_PRESET_EXACT: DuplicatePreset
+DUPLICATE_PRESET_NEAR: DuplicatePreset
+DUPLICATE_PRESET_SIMILAR: DuplicatePreset
 SAMPLE_SOURCE_UNSPECIFIED: SampleSource
 SAMPLE_SOURCE_PRIOR: SampleSource
 SAMPLE_SOURCE_LIBRARY: SampleSource
@@ -261,6 +272,60 @@ class ListImagesResponse(_message.Message):
     next_page_token: str
     total_count: int
     def __init__(self, images: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
+
+class FindDuplicatesRequest(_message.Message):
+    __slots__ = ("preset", "threshold", "filter", "of_id", "page_size", "page_token", "neighbours")
+    PRESET_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    OF_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
+    preset: DuplicatePreset
+    threshold: float
+    filter: Filter
+    of_id: int
+    page_size: int
+    page_token: str
+    neighbours: int
+    def __init__(self, preset: _Optional[_Union[DuplicatePreset, str]] = ..., threshold: _Optional[float] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., of_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., neighbours: _Optional[int] = ...) -> None: ...
+
+class DuplicatePair(_message.Message):
+    __slots__ = ("a", "b", "distance")
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    a: int
+    b: int
+    distance: float
+    def __init__(self, a: _Optional[int] = ..., b: _Optional[int] = ..., distance: _Optional[float] = ...) -> None: ...
+
+class DuplicateGroup(_message.Message):
+    __slots__ = ("members", "exact", "pairs")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Match]
+    exact: bool
+    pairs: _containers.RepeatedCompositeFieldContainer[DuplicatePair]
+    def __init__(self, members: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., exact: _Optional[bool] = ..., pairs: _Optional[_Iterable[_Union[DuplicatePair, _Mapping]]] = ...) -> None: ...
+
+class FindDuplicatesResponse(_message.Message):
+    __slots__ = ("groups", "next_page_token", "total_groups", "images_in_groups", "images_scanned", "threshold")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_IN_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_SCANNED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[DuplicateGroup]
+    next_page_token: str
+    total_groups: int
+    images_in_groups: int
+    images_scanned: int
+    threshold: float
+    def __init__(self, groups: _Optional[_Iterable[_Union[DuplicateGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_groups: _Optional[int] = ..., images_in_groups: _Optional[int] = ..., images_scanned: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class ImageMetadata(_message.Message):
     __slots__ = ("size_bytes", "mtime_ns", "content_hash", "width", "height", "format", "capture_time", "camera_make", "camera_model", "model_id", "indexed_at")

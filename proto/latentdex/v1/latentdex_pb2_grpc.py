@@ -80,6 +80,11 @@ class LatentdexStub:
                 request_serializer=latentdex_dot_v1_dot_latentdex__pb2.ListImagesRequest.SerializeToString,
                 response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.ListImagesResponse.FromString,
                 _registered_method=True)
+        self.FindDuplicates = channel.unary_unary(
+                '/latentdex.v1.Latentdex/FindDuplicates',
+                request_serializer=latentdex_dot_v1_dot_latentdex__pb2.FindDuplicatesRequest.SerializeToString,
+                response_deserializer=latentdex_dot_v1_dot_latentdex__pb2.FindDuplicatesResponse.FromString,
+                _registered_method=True)
         self.Generate = channel.unary_unary(
                 '/latentdex.v1.Latentdex/Generate',
                 request_serializer=latentdex_dot_v1_dot_latentdex__pb2.GenerateRequest.SerializeToString,
@@ -196,6 +201,14 @@ class LatentdexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindDuplicates(self, request, context):
+        """Groups of near-duplicates (the same picture saved twice, re-encoded, resized, lightly edited or
+        cropped), a page at a time, largest first; each names a suggested keeper. Nothing is deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Generate(self, request, context):
         """--- the latent space -------------------------------------------------------------------------------
         New images: samples from the prior, from a Gaussian fitted to the library's latents, or around an
@@ -307,6 +320,11 @@ def add_LatentdexServicer_to_server(servicer, server):
                     servicer.ListImages,
                     request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.ListImagesRequest.FromString,
                     response_serializer=latentdex_dot_v1_dot_latentdex__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'FindDuplicates': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindDuplicates,
+                    request_deserializer=latentdex_dot_v1_dot_latentdex__pb2.FindDuplicatesRequest.FromString,
+                    response_serializer=latentdex_dot_v1_dot_latentdex__pb2.FindDuplicatesResponse.SerializeToString,
             ),
             'Generate': grpc.unary_unary_rpc_method_handler(
                     servicer.Generate,
@@ -598,6 +616,33 @@ class Latentdex:
             '/latentdex.v1.Latentdex/ListImages',
             latentdex_dot_v1_dot_latentdex__pb2.ListImagesRequest.SerializeToString,
             latentdex_dot_v1_dot_latentdex__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindDuplicates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/latentdex.v1.Latentdex/FindDuplicates',
+            latentdex_dot_v1_dot_latentdex__pb2.FindDuplicatesRequest.SerializeToString,
+            latentdex_dot_v1_dot_latentdex__pb2.FindDuplicatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

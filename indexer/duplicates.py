@@ -1,0 +1,222 @@
+"""Near-duplicate groups of a store: the same picture saved twice, re-encoded, resized, lightly edited or
+cropped.
+
+Two images are linked when their distance in the store's search space (for the default "whitened" metric:
+1 - cosine of whitened latents) is at most a threshold, or when their files have the same content hash
+(always, whatever the threshold). Groups are the connected parts of those links, found without an
+all-pairs matrix: each image's `neighbours` nearest are searched in batches through the store's own index,
+links under the threshold go into a union-find. Nothing is deleted: a group names a suggested keeper.
+
+Keeper rule, stated: the largest pixel count, then the oldest capture time (images without one come after
+those with one), then the shortest path, then the lowest id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from latentdex.errors import InvalidQuery
+from latentdex.indexer.catalog import ImageRecord
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.store import LatentStore
+
+# Thresholds on the store's distance, by the space it searches: "whitened" (1 - cosine of whitened latents)
+# and "cosine" (1 - cosine of raw mu: a cosine store, or a whitened one too small to have fitted its
+# whitening). Calibrated on the shipped model by `python -m bench --only duplicates_quality`
+# (bench/results/duplicates_quality.json): "near" is the largest threshold with pair precision 0.98 on the
+# calibration pairs, "similar" with 0.90. "exact": content hashes only.
+PRESETS: dict[str, dict[str, float] | None] = {
+    "exact": None,
+    "near": {"whitened": 0.0105, "cosine": 0.0018},
+    "similar": {"whitened": 0.0368, "cosine": 0.0057},
+}
+DEFAULT_PRESET = "near"
+DEFAULT_NEIGHBOURS = (
+    16  # links searched per image: a group larger than this still joins up through its members
+)
+MAX_NEIGHBOURS = 256
+MAX_THRESHOLD = 2.0  # the largest cosine distance; an l2 store may use larger thresholds
+BATCH = 2048  # images searched per batch
+PAIRWISE_LIMIT = (
+    32  # groups up to this size list every pairwise distance; larger ones, distances to the keeper
+)
+
+Progress = Callable[[int, int], None]  # (images searched so far, images in all)
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Images of one picture: the keeper first, then the others nearest to it first."""
+
+    members: list[ImageRecord]
+    distances: dict[int, float]  # member id -> its distance to the keeper (the keeper's own: 0)
+    exact: bool  # every member's file has the keeper's content hash
+    pairs: list[tuple[int, int, float]] = field(default_factory=list)  # (id, id, distance), small groups
+
+    @property
+    def keeper(self) -> ImageRecord:
+        return self.members[0]
+
+    @property
+    def ids(self) -> list[int]:
+        return [int(m.id or 0) for m in self.members]
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    groups: list[DuplicateGroup]  # largest first, then by keeper id
+    threshold: float | None
+    images_scanned: int
+    seconds: float
+
+    @property
+    def images_in_groups(self) -> int:
+        return sum(len(g.members) for g in self.groups)
+
+
+def resolve_threshold(preset: str | None, threshold: float | None, space: str) -> float | None:
+    """The distance threshold asked for: an explicit `threshold`, else the preset's (default "near") for
+    the store's distance `space` ("whitened", "cosine" or "l2"). InvalidQuery for an unknown preset, a
+    threshold out of range, both given, or a distance preset on an "l2" store."""
+    if preset is not None and threshold is not None:
+        raise InvalidQuery("give a preset or a threshold, not both")
+    if threshold is not None:
+        limit = float("inf") if space == "l2" else MAX_THRESHOLD
+        if not (0 <= threshold <= limit):  # also refuses NaN
+            raise InvalidQuery(f"threshold must be between 0 and {limit:g}, got {threshold}")
+        return float(threshold)
+    name = preset or DEFAULT_PRESET
+    if name not in PRESETS:
+        raise InvalidQuery(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    by_space = PRESETS[name]
+    if by_space is None:
+        return None
+    if space not in by_space:
+        raise InvalidQuery(
+            f"the presets are calibrated for cosine distances; this store searches by {space}: give a "
+            "threshold, or switch it with `latentdex rebuild STORE --metric whitened`"
+        )
+    return by_space[space]
+
+
+def find_duplicates(
+    store: LatentStore,
+    threshold: float | None,
+    where: SearchFilter | None = None,
+    *,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    progress: Progress | None = None,
+) -> DuplicateReport:
+    """Every group of two or more ok images (passing `where`) linked by a distance at most `threshold`
+    (None: same content hash only)."""
+    if not 1 <= neighbours <= MAX_NEIGHBOURS:
+        raise InvalidQuery(f"neighbours must be between 1 and {MAX_NEIGHBOURS}, got {neighbours}")
+    started = time.perf_counter()
+    where = None if where is None or where.is_empty else where
+    ids = store.select_ids(where)
+    links = UnionFind(ids)
+    for group in store.same_hash_groups(where):
+        for other in group[1:]:
+            links.union(group[0], other)
+    if threshold is not None and len(ids) > 1:
+        k = min(neighbours + 1, len(ids))
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start : start + BATCH]
+            found, latents = store.all_latents(batch)
+            for source, matches in zip(found.tolist(), store.search(latents, k, where), strict=True):
+                for match in matches:
+                    if match.distance > threshold:
+                        break  # nearest first: the rest are farther
+                    if match.id != source:
+                        links.union(source, match.id)
+            if progress is not None:
+                progress(min(start + BATCH, len(ids)), len(ids))
+    groups = [_group(store, members) for members in links.groups()]
+    groups.sort(key=lambda g: (-len(g.members), g.keeper.id or 0))
+    return DuplicateReport(groups, threshold, len(ids), time.perf_counter() - started)
+
+
+def duplicates_of(
+    store: LatentStore, image_id: int, threshold: float | None, neighbours: int = MAX_NEIGHBOURS
+) -> DuplicateGroup | None:
+    """The images within `threshold` of `image_id` or with its content hash, as a group with it (None if
+    it has none). NotFound for an unknown id."""
+    [record] = store.get([image_id])
+    members = {image_id}
+    members.update(
+        r.id for r in store.find_by_hash(record.content_hash) if r.id is not None and r.status == "ok"
+    )
+    if threshold is not None:
+        latent = store.latents([image_id])
+        k = min(neighbours + 1, store.vector_count)
+        members.update(m.id for m in store.search(latent, k)[0] if m.distance <= threshold)
+    return _group(store, sorted(members)) if len(members) > 1 else None
+
+
+def keeper_order(record: ImageRecord) -> tuple:
+    """Sort key of the keeper rule: most pixels, then oldest capture time, then shortest path, then id."""
+    pixels = (record.width or 0) * (record.height or 0)
+    captured = record.capture_time or datetime.max
+    return (-pixels, record.capture_time is None, captured, len(record.path), record.id or 0)
+
+
+def _group(store: LatentStore, member_ids: Sequence[int]) -> DuplicateGroup:
+    records = sorted(store.get(list(member_ids)), key=keeper_order)
+    ids = [int(r.id or 0) for r in records]
+    matrix = store.pairwise_distances(ids)
+    to_keeper = {image_id: float(matrix[0, i]) for i, image_id in enumerate(ids)}
+    to_keeper[ids[0]] = 0.0
+    order = [0, *sorted(range(1, len(ids)), key=lambda i: (to_keeper[ids[i]], ids[i]))]
+    records = [records[i] for i in order]
+    exact = len({r.content_hash for r in records}) == 1
+    pairs = []
+    if len(ids) <= PAIRWISE_LIMIT:
+        pairs = [
+            (ids[a], ids[b], float(matrix[a, b])) for a in range(len(ids)) for b in range(a + 1, len(ids))
+        ]
+    return DuplicateGroup(records, {r.id or 0: to_keeper[r.id or 0] for r in records}, exact, pairs)
+
+
+class UnionFind:
+    """Disjoint sets over a fixed array of ids (union by size, path halving)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.parent = np.arange(len(self.ids))
+        self.size = np.ones(len(self.ids), dtype=np.int64)
+
+    def _slot(self, image_id: int) -> int | None:
+        slot = int(np.searchsorted(self.ids, image_id))
+        return slot if slot < len(self.ids) and self.ids[slot] == image_id else None
+
+    def _root(self, slot: int) -> int:
+        parent = self.parent
+        while parent[slot] != slot:
+            parent[slot] = parent[parent[slot]]
+            slot = parent[slot]
+        return slot
+
+    def union(self, a: int, b: int) -> None:
+        """Link two ids; an id outside the set (filtered out, or removed meanwhile) is ignored."""
+        slot_a, slot_b = self._slot(a), self._slot(b)
+        if slot_a is None or slot_b is None:
+            return
+        root_a, root_b = self._root(slot_a), self._root(slot_b)
+        if root_a == root_b:
+            return
+        if self.size[root_a] < self.size[root_b]:
+            root_a, root_b = root_b, root_a
+        self.parent[root_b] = root_a
+        self.size[root_a] += self.size[root_b]
+
+    def groups(self) -> list[list[int]]:
+        """The sets of two or more ids, each sorted."""
+        roots = np.array([self._root(slot) for slot in range(len(self.ids))], dtype=np.int64)
+        order = np.argsort(roots, kind="stable")
+        boundaries = np.flatnonzero(np.diff(roots[order])) + 1
+        return [self.ids[part].tolist() for part in np.split(order, boundaries) if len(part) > 1]
