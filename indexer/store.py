@@ -657,7 +657,9 @@ class LatentStore:
         vectors = spec.to_index(self.latents(ids)).astype(np.float64)
         if spec.index_metric == "cosine":
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            return np.clip(1.0 - vectors @ vectors.T, 0.0, 2.0)
+            distances = np.clip(1.0 - vectors @ vectors.T, 0.0, 2.0)
+            distances[distances < 1e-9] = 0.0  # rounding of equal vectors
+            return distances
         squared = (vectors**2).sum(axis=1)
         return np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * vectors @ vectors.T, 0.0))
 

@@ -60,7 +60,7 @@ def duplicates(
     )
     with LatentStore.open(store, read_only=True) as opened:
         limit = resolve_threshold(preset, threshold, opened.distance_space)
-        with progress_bar("img") as bar:
+        with progress_bar("img", stderr=True) as bar:
             task = bar.add_task("searching", total=opened.vector_count, status="")
             report = find_duplicates(
                 opened,

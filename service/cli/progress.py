@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -58,8 +59,9 @@ class LoggingProgress(Progress):
         self.console.print(line.rstrip(), highlight=False)
 
 
-def progress_bar(unit: str = "it") -> LoggingProgress:
-    """A progress display with description, bar, done/total, rate in `unit`/s, elapsed and ETA."""
+def progress_bar(unit: str = "it", *, stderr: bool = False) -> LoggingProgress:
+    """A progress display with description, bar, done/total, rate in `unit`/s, elapsed and ETA; on
+    stderr when stdout carries the command's answer (JSON)."""
     return LoggingProgress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -70,4 +72,5 @@ def progress_bar(unit: str = "it") -> LoggingProgress:
         TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"),
         unit=unit,
+        console=Console(stderr=True) if stderr else None,
     )

@@ -1,0 +1,296 @@
+"""Near-duplicate groups on a generated library with known copies (shipped model, a whitened store): exact
+copies, a re-encode, a resize, a crop, and a burst of distinct frames that `near` keeps apart; the keeper
+rule; the RPC's pages and its bad arguments; the CLI's text, JSON, sheet, script and exit codes."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import grpc
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from latentdex.indexer.catalog import ImageRecord
+from latentdex.indexer.duplicates import PRESETS, find_duplicates, keeper_order, resolve_threshold
+from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.store import LatentStore
+from latentdex.models.inference import LatentCodec
+from latentdex.service.cli import app, main
+from latentdex.service.client import ServerError, connect
+from latentdex.service.live_store import LiveStore
+from latentdex.service.queries import QueryEngine
+from latentdex.service.sample_collection import write_sample_collection
+from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.v1 import latentdex_pb2 as pb
+from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.slow
+SCENES = 270  # over 2 x 128 images: the store fits its whitening, as the presets assume
+COPIES = 7
+EXACT_GROUP = ["copies/scene-000.jpg", "copies/again-scene-000.jpg", "scenes/scene-000.jpg"]
+runner = CliRunner()
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@dataclass
+class Library:
+    root: Path
+    store: Path
+    ids: dict[str, int]  # relative path -> id
+
+    def id(self, path: str) -> int:
+        return self.ids[path]
+
+
+def build_library(folder: Path) -> Library:
+    root = folder / "photos"
+    scenes = write_sample_collection(root / "scenes", count=SCENES, size=(320, 240))
+    copies = root / "copies"
+    copies.mkdir()
+    shutil.copy(scenes[0], copies / scenes[0].name)  # exact copies in two other places
+    shutil.copy(scenes[0], copies / f"again-{scenes[0].name}")
+    Image.open(scenes[1]).convert("RGB").save(copies / "reencoded.jpg", quality=60)
+    original = Image.open(scenes[2]).convert("RGB")
+    original.resize((160, 120), Image.Resampling.LANCZOS).save(copies / "small.png")
+    Image.open(scenes[3]).convert("RGB").crop((8, 6, 312, 234)).save(copies / "cropped.png")
+    burst = Image.open(scenes[4]).convert("RGB")
+    burst.crop((0, 0, 272, 204)).save(copies / "burst-1.png")  # two frames of one scene, panned 15%
+    burst.crop((48, 36, 320, 240)).save(copies / "burst-2.png")
+    store = folder / "store"
+    index_folder(root, store, LatentCodec.load(), IndexOptions(workers=1))
+    with LatentStore.open(store, read_only=True) as opened:
+        ids = {entry.path: entry.id for entry in opened.entries()}
+    return Library(root, store, ids)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
+    return build_library(tmp_path_factory.mktemp("duplicates"))
+
+
+def groups_by_path(library: Library, threshold: float | None, where: SearchFilter | None = None) -> list:
+    with LatentStore.open(library.store, read_only=True) as store:
+        report = find_duplicates(store, threshold, where)
+    return [[m.path for m in group.members] for group in report.groups]
+
+
+def near(library: Library) -> float | None:
+    with LatentStore.open(library.store, read_only=True) as store:
+        assert store.distance_space == "whitened"
+        return resolve_threshold("near", None, store.distance_space)
+
+
+def test_near_groups_the_copies_and_keeps_burst_frames_apart(library: Library) -> None:
+    groups = groups_by_path(library, near(library))
+    # same pixels, no capture time, paths of one length: the lowest id keeps (the rule's last step)
+    assert groups[0] == EXACT_GROUP
+    assert ["copies/reencoded.jpg", "scenes/scene-001.png"] in groups
+    assert ["scenes/scene-002.webp", "copies/small.png"] in groups  # the larger original is the keeper
+    assert not any("burst-1.png" in g and "burst-2.png" in g for g in groups)
+    assert not any(any("burst" in p for p in g) for g in groups)
+    assert len(groups) == 3
+
+
+def test_exact_groups_only_identical_files_whatever_the_threshold(library: Library) -> None:
+    with LatentStore.open(library.store, read_only=True) as store:
+        exact = find_duplicates(store, None)
+    assert [[m.path for m in g.members] for g in exact.groups] == [EXACT_GROUP]
+    assert exact.groups[0].exact and set(exact.groups[0].distances.values()) == {0.0}
+    assert len(exact.groups[0].pairs) == 3
+    tiny = groups_by_path(library, 0.0)
+    assert EXACT_GROUP in tiny
+
+
+def test_a_looser_threshold_also_joins_the_crop_but_not_the_burst(library: Library) -> None:
+    groups = groups_by_path(library, 0.1)
+    assert ["scenes/scene-003.jpg", "copies/cropped.png"] in groups
+    assert not any(any("burst" in p for p in g) for g in groups)
+
+
+def test_a_filter_limits_which_images_take_part(library: Library) -> None:
+    groups = groups_by_path(library, near(library), SearchFilter(path_prefix="copies/"))
+    assert groups == [["copies/scene-000.jpg", "copies/again-scene-000.jpg"]]  # the scenes/ copy is out
+
+
+def test_the_keeper_is_the_largest_then_the_oldest_then_the_shortest_path() -> None:
+    def record(path: str, width: int, taken: datetime | None, image_id: int) -> ImageRecord:
+        return ImageRecord(
+            path=path,
+            size=1,
+            mtime_ns=0,
+            content_hash="x",
+            width=width,
+            height=100,
+            capture_time=taken,
+            id=image_id,
+        )
+
+    old, new = datetime(2020, 1, 1), datetime(2024, 1, 1)
+    candidates = [
+        record("a/longer-name.jpg", 100, old, 1),
+        record("b.jpg", 100, None, 2),
+        record("c.jpg", 100, new, 3),
+        record("big.jpg", 200, None, 4),
+        record("a/x.jpg", 100, old, 5),
+    ]
+    ordered = [r.id for r in sorted(candidates, key=keeper_order)]
+    assert ordered == [4, 5, 1, 3, 2]
+
+
+def test_presets_and_thresholds_are_checked() -> None:
+    assert resolve_threshold(None, None, "whitened") == PRESETS["near"]["whitened"]
+    assert resolve_threshold("exact", None, "l2") is None
+    assert resolve_threshold(None, 3.5, "l2") == 3.5
+    for preset, threshold, space in (
+        ("bogus", None, "whitened"),
+        ("near", 0.1, "whitened"),
+        (None, 2.5, "whitened"),
+        (None, -0.1, "cosine"),
+        (None, math.nan, "whitened"),
+        ("near", None, "l2"),
+    ):
+        with pytest.raises(Exception, match=r"preset|threshold") as raised:
+            resolve_threshold(preset, threshold, space)
+        assert type(raised.value).__name__ == "InvalidQuery"
+
+
+# --- over gRPC ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(library: Library) -> Iterator[RunningServer]:
+    live = LiveStore(library.store)
+    running = start_server(QueryEngine(LatentCodec.load(), live), ServerConfig(port=0))
+    yield running
+    running.stop(0)
+    live.close()
+
+
+def test_the_rpc_pages_through_every_group(served: RunningServer, library: Library) -> None:
+    with connect(f"127.0.0.1:{served.port}") as client:
+        first = client.find_duplicates(page_size=2)
+        second = client.find_duplicates(page_size=2, page_token=first.next_page_token)
+        assert first.total_groups == 3 and first.images_scanned == SCENES + COPIES
+        assert len(first.groups) == 2 and len(second.groups) == 1 and second.next_page_token == ""
+        assert first.threshold == pytest.approx(PRESETS["near"]["whitened"])
+        keeper = first.groups[0].keeper
+        assert keeper.path == "copies/scene-000.jpg" and first.groups[0].exact
+        assert [m.distance for m in first.groups[0].members] == [0.0, 0.0, 0.0]
+        group = client.duplicates_of(library.id("copies/reencoded.jpg"))
+        assert group is not None and [m.path for m in group.members] == [
+            "copies/reencoded.jpg",
+            "scenes/scene-001.png",
+        ]
+        assert client.duplicates_of(library.id("copies/burst-1.png")) is None
+        exact = client.find_duplicates(preset="exact")
+        assert exact.total_groups == 1 and exact.threshold is None
+        loose = client.find_duplicates(threshold=0.1)
+        assert loose.total_groups == 4
+
+
+@pytest.mark.parametrize(
+    ("request_message", "code"),
+    [
+        (pb.FindDuplicatesRequest(preset=57), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.FindDuplicatesRequest(threshold=2.5), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.FindDuplicatesRequest(threshold=float("nan")), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            pb.FindDuplicatesRequest(preset=pb.DUPLICATE_PRESET_NEAR, threshold=0.1),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (pb.FindDuplicatesRequest(page_size=5000), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.FindDuplicatesRequest(neighbours=1000), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.FindDuplicatesRequest(page_token="bm90LWEtdG9rZW4="), grpc.StatusCode.INVALID_ARGUMENT),
+        (pb.FindDuplicatesRequest(of_id=999_999), grpc.StatusCode.NOT_FOUND),
+    ],
+)
+def test_bad_arguments_are_refused_at_the_wire(
+    served: RunningServer, request_message: pb.FindDuplicatesRequest, code: grpc.StatusCode
+) -> None:
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        pb_grpc.LatentdexStub(channel).FindDuplicates(request_message, timeout=60)
+    assert refused.value.code() == code
+
+
+def test_a_page_token_from_before_the_store_changed_is_refused(tmp_path: Path, library: Library) -> None:
+    shutil.copytree(library.store, tmp_path / "store")
+    live = LiveStore(tmp_path / "store", check_interval=0.05)
+    running = start_server(QueryEngine(LatentCodec.load(), live), ServerConfig(port=0))
+    try:
+        with connect(f"127.0.0.1:{running.port}") as client:
+            first = client.find_duplicates(page_size=1)
+            with LatentStore.open(tmp_path / "store") as writer:
+                writer.remove_images([library.id("copies/small.png")])
+                writer.flush()
+            with pytest.raises(ServerError) as refused:
+                for _ in range(100):  # until the server has picked up the changed store
+                    client.find_duplicates(page_size=1, page_token=first.next_page_token)
+            assert refused.value.code == "INVALID_ARGUMENT" and "start again" in str(refused.value)
+    finally:
+        running.stop(0)
+        live.close()
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+def test_the_cli_prints_json_draws_a_sheet_and_writes_a_script_that_moves_only_copies(
+    library: Library, tmp_path: Path
+) -> None:
+    sheet, script = tmp_path / "groups.png", tmp_path / "review.sh"
+    result = runner.invoke(
+        app, ["duplicates", str(library.store), "--json", "--sheet", str(sheet), "--emit-script", str(script)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["groups_found"] == 3 and report["preset"] == "near"
+    assert report["groups"][0]["keeper"] == library.id("copies/scene-000.jpg")
+    assert Image.open(sheet).size[1] > 3 * 128
+    photos = tmp_path / "photos"
+    shutil.copytree(library.root, photos)
+    text = script.read_text().replace(f"cd {library.root}", f"cd {photos}")
+    script.write_text(text)
+    subprocess.run(["sh", str(script), str(tmp_path / "review")], check=True)
+    moved = sorted(str(p.relative_to(tmp_path / "review")) for p in (tmp_path / "review").rglob("*.*"))
+    assert moved == [
+        "copies/again-scene-000.jpg",
+        "copies/small.png",
+        "scenes/scene-000.jpg",
+        "scenes/scene-001.png",
+    ]
+    assert (photos / "copies/scene-000.jpg").exists() and (photos / "copies/reencoded.jpg").exists()
+
+
+@pytest.mark.parametrize(
+    "options", [["--preset", "bogus"], ["--threshold", "3"], ["--preset", "near", "--threshold", "0.1"]]
+)
+def test_the_cli_refuses_bad_options_with_exit_2(
+    library: Library, options: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.argv", ["latentdex", "duplicates", str(library.store), *options])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.lower().startswith(("error: ", "usage: "))
+
+
+def test_query_duplicates_of_lists_one_images_group(library: Library) -> None:
+    result = runner.invoke(
+        app, ["query", "--duplicates-of", str(library.id("copies/small.png")), "--store", str(library.store)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[0] == "keep" and lines[0].endswith("scenes/scene-002.webp")
+    assert lines[1].endswith("copies/small.png") and len(lines) == 2
