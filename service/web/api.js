@@ -67,10 +67,10 @@ async function errorFrom(resp) {
   return new ApiError(resp.status, code, message, (body && body.kind) || '');
 }
 
-async function send(url, init) {
+async function send(url, init, deadlineMs = DEADLINE_MS) {
   for (;;) {
     const headers = new Headers(init.headers || {});
-    headers.set('X-Deadline-Ms', String(DEADLINE_MS));
+    headers.set('X-Deadline-Ms', String(deadlineMs));
     headers.set('Accept', 'application/json');
     let resp;
     try {
@@ -97,14 +97,17 @@ async function send(url, init) {
   }
 }
 
-/** One RPC: POST /v1/{method} with `body` as JSON; the reply message as an object. */
-export function call(method, body = {}, { signal } = {}) {
+/**
+ * One RPC: POST /v1/{method} with `body` as JSON; the reply message as an object. `deadlineMs`: how long
+ * the server may take (30 s unless a call needs longer, as finding every duplicate of a big library).
+ */
+export function call(method, body = {}, { signal, deadlineMs = DEADLINE_MS } = {}) {
   return send(`/v1/${method}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify(body),
     signal,
-  });
+  }, deadlineMs);
 }
 
 /** QueryByImage with the raw file as the body and the options as dotted query parameters. */

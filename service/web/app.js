@@ -1,4 +1,4 @@
-// latentdex web app: wires the views, the hash routes (#search, #browse, #latent) and signing in.
+// latentdex web app: wires the views, the hash routes (#search, #browse, #latent, #duplicates) and signing in.
 
 import { setLoginHandler, startSession } from './api.js';
 import { $, $$, clearError, currentRoute, showError } from './ui.js';
@@ -7,6 +7,9 @@ import { initSearch } from './search.js';
 import { initBrowse, invalidateBrowse, showBrowse } from './browse.js';
 import { initLatent } from './latent.js';
 import { initEdit, showLatent } from './edit.js';
+import { initDuplicates, invalidateDuplicates } from './duplicates.js';
+
+// The Duplicates view's route (ui.js lists the first three).
 
 // --- routes -------------------------------------------------------------------------------------------
 
@@ -88,6 +91,7 @@ function start() {
   initBrowse();
   initLatent();
   initEdit();
+  initDuplicates();
 
   // A newer store (the indexer saved again) makes the library views reload when next shown.
   let storeStamp = null;
@@ -95,6 +99,7 @@ function start() {
     const stamp = `${info.storeUpdatedAt || ''}|${info.imageCount || 0}`;
     if (storeStamp !== null && stamp !== storeStamp) {
       invalidateBrowse();
+      invalidateDuplicates();
       if (currentRoute() === 'browse') showBrowse();
     }
     storeStamp = stamp;

@@ -56,7 +56,7 @@ export function announce(message) {
 
 // --- routing ------------------------------------------------------------------------------------------
 
-export const ROUTES = ['search', 'browse', 'latent'];
+export const ROUTES = ['search', 'browse', 'latent', 'duplicates'];
 
 export function currentRoute() {
   const name = location.hash.replace(/^#/, '');
