@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
@@ -224,7 +225,11 @@ def test_errors_carry_the_grpc_code_its_http_status_and_the_error_kind(served: S
     assert post_json(served.port, "GetInfo", {"unknownField": 1}).status == 400
     assert request(served.port, "GET", "/v1/GetInfo").status == 405
     assert request(served.port, "GET", "/nothing-here").status == 404
-    late = post_json(served.port, "QueryById", {"id": "1"}, {"X-Deadline-Ms": "0"})
+    noise = np.random.default_rng(1).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    big = io.BytesIO()
+    Image.fromarray(noise).save(big, "JPEG", quality=30)  # tens of ms to decode: far past 1 ms
+    headers = {"Content-Type": "image/jpeg", "X-Deadline-Ms": "1"}
+    late = request(served.port, "POST", "/v1/QueryByImage", big.getvalue(), headers)
     assert late.status == 504 and late.json()["code"] == "DEADLINE_EXCEEDED"
 
 

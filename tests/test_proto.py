@@ -18,7 +18,7 @@ def test_generated_modules_import_and_define_the_service() -> None:
     assert service.full_name == "latentdex.v1.Latentdex"
     methods = ["Decode", "Encode", "GetInfo", "QueryBatch", "QueryById", "QueryByImage", "QueryByLatent"]
     methods += ["CreateDirection", "DeleteDirection", "Edit", "Generate", "GetLatentStats", "Interpolate"]
-    methods += ["ListDirections", "RenderMap", "Traverse", "GetImage", "ListImages"]
+    methods += ["ListDirections", "RenderMap", "Traverse", "GetImage", "ListImages", "FindDuplicates"]
     assert sorted(m.name for m in service.methods) == sorted(methods)
     for method in methods:
         assert callable(getattr(latentdex_pb2_grpc.LatentdexServicer, method))

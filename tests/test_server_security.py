@@ -34,7 +34,7 @@ HEALTH = "grpc.health.v1.Health"
 REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 METHODS = {"Encode", "Decode", "GetInfo", "QueryByImage", "QueryByLatent", "QueryById", "QueryBatch"}
 METHODS |= {"Generate", "Interpolate", "Edit", "CreateDirection", "ListDirections", "DeleteDirection"}
-METHODS |= {"Traverse", "GetLatentStats", "RenderMap", "GetImage", "ListImages"}
+METHODS |= {"Traverse", "GetLatentStats", "RenderMap", "GetImage", "ListImages", "FindDuplicates"}
 REFUSED_TIMEOUT = 3.0  # seconds: a refused connection fails fast; this only bounds a hang
 PHOTOS = 6
 
