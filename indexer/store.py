@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import faiss
 import numpy as np
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
@@ -650,6 +651,16 @@ class LatentStore:
         """Ids of the ok images (passing `where`) that share their file's content hash, one list per hash."""
         with self._catalog.reading() as session:
             return same_hash_groups(session, where or SearchFilter())
+
+    def search_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        """(the ids of `ids` with a usable latent, their vectors as `search` compares them, and how:
+        "cosine" (vectors L2-normalised) or "l2")."""
+        spec = self._spec
+        found, latents = self.all_latents(ids)
+        vectors = np.ascontiguousarray(spec.to_index(latents), dtype=np.float32)
+        if spec.index_metric == "cosine" and len(vectors):
+            faiss.normalize_L2(vectors)
+        return found, vectors, spec.index_metric
 
     def pairwise_distances(self, ids: Sequence[int]) -> np.ndarray:
         """The (n, n) distances between the stored latents of `ids`, as `search` measures them."""

@@ -387,11 +387,10 @@ class LatentdexClient:
         where: SearchFilter | None = None,
         page_size: int = 50,
         page_token: str = "",
-        neighbours: int = 0,
     ) -> DuplicateGroups:
         """A page of the library's near-duplicate groups (`preset` "exact", "near" (the default) or
         "similar", or a distance `threshold`); pass `next_page_token` for the next page."""
-        request = _duplicates_request(preset, threshold, where, neighbours)
+        request = _duplicates_request(preset, threshold, where)
         request.page_size, request.page_token = page_size, page_token
         return _duplicate_groups(self._call(self._stub.FindDuplicates, request))
 
@@ -400,7 +399,7 @@ class LatentdexClient:
     ) -> DuplicateGroup | None:
         """The group of `image_id`: it and the images within the threshold of it or with its content hash;
         None when it has no duplicate."""
-        request = _duplicates_request(preset, threshold, None, 0)
+        request = _duplicates_request(preset, threshold, None)
         request.of_id = image_id
         groups = _duplicate_groups(self._call(self._stub.FindDuplicates, request)).groups
         return groups[0] if groups else None
@@ -754,9 +753,9 @@ def _run(message: pb.IndexRun) -> IndexRun:
 
 
 def _duplicates_request(
-    preset: str | None, threshold: float | None, where: SearchFilter | None, neighbours: int
+    preset: str | None, threshold: float | None, where: SearchFilter | None
 ) -> pb.FindDuplicatesRequest:
-    request = pb.FindDuplicatesRequest(neighbours=neighbours)
+    request = pb.FindDuplicatesRequest()
     if preset is not None:
         if preset not in DUPLICATE_PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(DUPLICATE_PRESETS)}")

@@ -6,7 +6,6 @@ import numpy as np
 
 from latentdex.indexer.catalog import RunRecord
 from latentdex.indexer.directions import Direction
-from latentdex.indexer.duplicates import DEFAULT_NEIGHBOURS
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import ImageRecord
 from latentdex.service import wire
@@ -110,7 +109,6 @@ def duplicate_options(request: pb.FindDuplicatesRequest) -> DuplicateOptions:
         preset=preset,
         threshold=request.threshold if has_threshold else None,
         where=search_filter(request.filter) if request.HasField("filter") else None,
-        neighbours=request.neighbours or DEFAULT_NEIGHBOURS,
     )
 
 

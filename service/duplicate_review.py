@@ -37,7 +37,6 @@ class DuplicateOptions:
     preset: str | None = None
     threshold: float | None = None
     where: SearchFilter | None = None
-    neighbours: int = 16
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,6 @@ class DuplicateReview:
                     store,
                     threshold,
                     options.where,
-                    neighbours=options.neighbours,
                     progress=lambda done, total: stop_if_abandoned(),
                 )
                 self._remember(key, report)
@@ -94,7 +92,7 @@ class DuplicateReview:
         with self._store() as store:
             space = store.distance_space
             threshold = resolve_threshold(options.preset, options.threshold, space)
-            group = duplicates_of(store, image_id, threshold, neighbours=max(options.neighbours, 64))
+            group = duplicates_of(store, image_id, threshold)
         groups = [] if group is None else [group]
         in_groups = sum(len(g.members) for g in groups)
         return DuplicatePage(groups, "", len(groups), in_groups, 1, threshold, space)
@@ -119,7 +117,7 @@ class DuplicateReview:
 
 
 def _answer_key(state: str, folder: object, threshold: float | None, options: DuplicateOptions) -> str:
-    text = repr((state, str(folder), threshold, options.where, options.neighbours))
+    text = repr((state, str(folder), threshold, options.where))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

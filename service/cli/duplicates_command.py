@@ -37,7 +37,6 @@ def duplicates(
     threshold: Annotated[
         float | None, typer.Option(min=0.0, help="A distance threshold instead of a preset.")
     ] = None,
-    neighbours: Annotated[int, typer.Option(min=1, max=256, help="Nearest images searched per image.")] = 16,
     path_prefix: Annotated[str | None, typer.Option(help="Only images under this relative path.")] = None,
     after: Annotated[datetime | None, typer.Option(help="Only photos captured at or after.")] = None,
     before: Annotated[datetime | None, typer.Option(help="Only photos captured before.")] = None,
@@ -66,7 +65,6 @@ def duplicates(
                 opened,
                 limit,
                 where,
-                neighbours=neighbours,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         root = opened.indexed_root()

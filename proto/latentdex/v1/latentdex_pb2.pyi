@@ -274,22 +274,20 @@ class ListImagesResponse(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
 
 class FindDuplicatesRequest(_message.Message):
-    __slots__ = ("preset", "threshold", "filter", "of_id", "page_size", "page_token", "neighbours")
+    __slots__ = ("preset", "threshold", "filter", "of_id", "page_size", "page_token")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     OF_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
     preset: DuplicatePreset
     threshold: float
     filter: Filter
     of_id: int
     page_size: int
     page_token: str
-    neighbours: int
-    def __init__(self, preset: _Optional[_Union[DuplicatePreset, str]] = ..., threshold: _Optional[float] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., of_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., neighbours: _Optional[int] = ...) -> None: ...
+    def __init__(self, preset: _Optional[_Union[DuplicatePreset, str]] = ..., threshold: _Optional[float] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., of_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class DuplicatePair(_message.Message):
     __slots__ = ("a", "b", "distance")
