@@ -1,37 +1,36 @@
-"""How long `find_duplicates` takes on large stores, how much memory it takes, and where the time goes.
+"""How long `find_duplicates` takes on large stores, how much memory it adds, where the time goes, and what
+the IVF range search it uses above `EXACT_RANGE_MAX` images misses.
 
-Stores: the seeded synthetic stores of `bench.latency_inputs` (10k, 100k and 1M latents; quick: 10k), flat
-under the default whitened metric, cached under bench/work/query_latency. The issue's goal is all groups of
-a 1M-image store in at most 5 minutes with the index type `auto` picks for it
-(`indexer.vectors.resolve_index_type`: flat below 100k, HNSW from 100k to 2M). So each store is measured as
-cached (flat) and, where `auto` picks another type, as a copy rebuilt with `index_type="auto"` (made under
-bench/work/duplicates_scale and deleted after it is measured; the rebuild time is reported). The flat
-store above FLAT_FULL_MAX images is only measured on SAMPLE_BATCHES of its batches, extrapolated (an exact
-all-k-NN pass over 1M images is O(n^2): about 10^14 multiply-adds).
+Stores: the seeded synthetic stores of `bench.latency_inputs` (10k, 100k and 1M latents; quick: 10k), under
+the default whitened metric, cached under bench/work/query_latency. The issue's goal: all groups of a
+1M-image store in at most 5 minutes. find_duplicates reads the library's vectors once and range-searches
+them at the threshold with an index built for the run, so the store's own index type plays no part.
 
-Per store: `find_duplicates(store, near)` (the "near" preset for the store's distance space, 16 neighbours)
-once, timed, and a bare k-NN pass in the same run: the store's FAISS index searched for the same batches of
-the same ids with the same k (`VectorIndex.search`, the latents loaded from the catalog beforehand and not
-timed). Reported: seconds, images/s, ratio = find_duplicates / bare k-NN, groups found and pairs under the
-threshold (from the bare pass), and a split of find_duplicates' time, measured by wrapping the store's
-methods on the instance (bench only): the catalog reads (`select_ids`, `same_hash_groups`), `all_latents`
-(catalog read + decode of each batch), `LatentStore.search` split into its FAISS call and the rest (checks,
-whitening, `Match` objects), the union-find loop (the rest of the batch loop), and after the loop the
-union-find's `groups()` and building the groups (`_group`: catalog read + pairwise distances per group).
+Per store: `find_duplicates(store, near)` once, timed, with its phases split by wrapping (bench only) the
+store's methods on the instance and the module's `linked_pairs` and `_group`: "catalog" (`select_ids`,
+`same_hash_groups`), "read vectors" (`search_vectors`: catalog read, decode, whitening, normalising),
+"range search" (time spent inside the `linked_pairs` generator: building the exact or IVF index and the
+batched range searches) and "union + groups" (the rest: the union-find, its groups, `_group`). Baseline in
+the same run: the bare range search, `linked_pairs` alone over the same vectors (read beforehand, untimed);
+ratio = find_duplicates / bare.
 
-Memory: `bench.memory.PeakMemory` (this process's VmHWM from /proc/self/status after resetting it through
-/proc/self/clear_refs at the start) minus VmRSS just before: what find_duplicates itself adds on top of the
-open store. The store's own resident size (index loaded) is given as rss_before.
+Recall (on the 100k store's vectors; quick: 10k): PLANTED_BASES images get 1 to 4 copies each at a cosine
+distance drawn uniformly up to the "similar" threshold (in a random direction orthogonal to the base), kept
+in memory; `linked_pairs` (IVF above EXACT_RANGE_MAX vectors) is compared with an exact flat range search:
+pair recall (exact pairs found directly), pair recall through groups (exact pairs whose images end in one
+group), and group recall (exact groups found exactly), at the "near" and "similar" thresholds.
 
-Threads: FAISS (OpenMP) uses every core for this batch job: `faiss.omp_set_num_threads(os.cpu_count())`
-(or `threads` when given); the count in use is recorded. A batch search parallelises over its queries.
+Memory: `bench.memory.PeakMemory` (this process's VmHWM, reset through /proc/self/clear_refs at the start)
+minus VmRSS just before: what find_duplicates adds on top of the open store.
+
+Threads: FAISS (OpenMP) uses every core (`os.cpu_count()`), or `threads` when given; the count in use and
+the load average (`os.getloadavg()`, other processes included) are recorded.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,9 +47,15 @@ from bench.memory import PeakMemory
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
 from latentdex.indexer import duplicates
-from latentdex.indexer.duplicates import BATCH, DEFAULT_NEIGHBOURS, find_duplicates, resolve_threshold
+from latentdex.indexer.duplicates import (
+    BATCH,
+    EXACT_RANGE_MAX,
+    IVF_PROBES,
+    find_duplicates,
+    linked_pairs,
+    resolve_threshold,
+)
 from latentdex.indexer.store import LatentStore
-from latentdex.indexer.vectors import resolve_index_type
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
 
 NAME = "duplicates_scale"
@@ -59,21 +64,11 @@ GOAL_N = 1_000_000
 PRESET = "near"
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000,)
-FLAT_FULL_MAX = 100_000  # larger flat stores: sampled batches of the bare pass only, extrapolated
-SAMPLE_BATCHES = 6
-COPY_DIR = Path(__file__).resolve().parent / "work" / NAME
+PHASES = ("catalog", "read_vectors", "range_search", "union_groups")
 PROGRESS_STEPS = 10  # progress lines per store above PROGRESS_ABOVE images
 PROGRESS_ABOVE = 100_000
-PHASES = (
-    "select_ids",
-    "same_hash_groups",
-    "all_latents",
-    "faiss_search",
-    "search_rest",
-    "union_loop",
-    "uf_groups",
-    "build_groups",
-)
+PLANTED_BASES = 3000
+PLANTED_SEED = 7
 
 
 def run(
@@ -81,23 +76,24 @@ def run(
     quick: bool = False,
     threads: int = 0,
     stores_dir: Path = STORES_DIR,
-    copy_dir: Path = COPY_DIR,
-    keep_copies: bool = False,
 ) -> dict[str, Any]:
-    """Measure find_duplicates on each store size; `keep_copies` keeps (and reuses) the `auto` copies."""
+    """Measure find_duplicates on each store size and the IVF range search's recall."""
     card = read_card(model_dir or DEFAULT_MODEL_DIR)
     mixture = LatentMixture(dim=card.config.latent_dim)
     sizes = QUICK_SIZES if quick else FULL_SIZES
+    planted_n = 10_000 if quick else 100_000
     with _faiss_threads(threads or os.cpu_count() or 1):
         result: dict[str, Any] = {
             "sizes": list(sizes),
             "mixture": asdict(mixture),
             "preset": PRESET,
-            "neighbours": DEFAULT_NEIGHBOURS,
             "batch": BATCH,
+            "exact_range_max": EXACT_RANGE_MAX,
+            "ivf_probes": IVF_PROBES,
             "goal_s": GOAL_S,
             "goal_n": GOAL_N,
             "faiss_threads": faiss.omp_get_max_threads(),
+            "cpu_count": os.cpu_count(),
             "faiss_version": faiss.__version__,
             "memory_method": "VmHWM (/proc/self/status, reset via /proc/self/clear_refs) - VmRSS before",
             "load_average_start": list(os.getloadavg()),
@@ -105,23 +101,13 @@ def run(
         }
         for n in sizes:
             folder, build = ensure_store(stores_dir / f"store-{n}", n, card.model_id, mixture)
-            auto_kind, _ = resolve_index_type("auto", n)
-            store = LatentStore.open(folder, read_only=True)
-            try:
-                row = measure_store(store, n, sampled=n > FLAT_FULL_MAX)
-            finally:
-                store.close()
+            with LatentStore.open(folder, read_only=True) as store:
+                row = measure_store(store)
+                if n == planted_n:
+                    print(f"{NAME}: planted duplicates on the {n:,} store's vectors", flush=True)
+                    result["planted"] = planted_recall(store)
             row["store_build"] = build
             result["runs"].append(row)
-            if auto_kind != store.vector_kind:
-                with auto_copy(folder, copy_dir, n, keep_copies) as (copy, rebuild_s):
-                    store = LatentStore.open(copy, read_only=True)
-                    try:
-                        row = measure_store(store, n, sampled=False)
-                    finally:
-                        store.close()
-                row["auto_rebuild_s"] = rebuild_s
-                result["runs"].append(row)
         result["load_average_end"] = list(os.getloadavg())
     return result
 
@@ -129,131 +115,79 @@ def run(
 # --- measuring -----------------------------------------------------------------------------------------
 
 
-def measure_store(store: LatentStore, n: int, sampled: bool) -> dict[str, Any]:
-    """One store: the bare k-NN pass (sampled batches if `sampled`) and, unless sampled, find_duplicates."""
+def measure_store(store: LatentStore) -> dict[str, Any]:
+    """find_duplicates once (timed, phases, memory), then the bare range search over the same vectors."""
     threshold = resolve_threshold(PRESET, None, store.distance_space)
     assert threshold is not None
-    kind = store.vector_kind
+    n = store.vector_count
+    label = f"{n:,}"
     row: dict[str, Any] = {
-        "n": store.vector_count,
-        "index": kind,
-        "auto_picks": resolve_index_type("auto", n)[0],
+        "n": n,
         "distance_space": store.distance_space,
         "threshold": threshold,
-        "sampled": sampled,
-        "rss_before_mib": _vm("VmRSS") / 2**20,
-        "vectors_file_mb": (store.folder / "vectors.faiss").stat().st_size / 1e6,
+        "range_index": "flat (exact)" if n <= EXACT_RANGE_MAX else f"IVF-Flat {_lists(n)} lists",
+        "load_average": list(os.getloadavg()),
     }
-    label = f"{row['n']:,} {kind}"
-    row["bare"] = bare_pass(store, threshold, DEFAULT_NEIGHBOURS, SAMPLE_BATCHES if sampled else None)
-    if sampled:
-        print(f"{NAME}: {label}: bare k-NN estimated at {row['bare']['seconds']:.0f} s", flush=True)
-        return row
-    row["find"] = timed_find(store, threshold, DEFAULT_NEIGHBOURS, label)
+    row["find"] = timed_find(store, threshold, label)
+    print(f"{NAME}: {label}: find_duplicates {row['find']['seconds']:.1f} s", flush=True)
+    row["bare"] = bare_range(store, threshold)
+    print(f"{NAME}: {label}: bare range search {row['bare']['seconds']:.1f} s", flush=True)
     row["ratio_to_bare"] = row["find"]["seconds"] / row["bare"]["seconds"]
-    print(
-        f"{NAME}: {label}: find_duplicates {row['find']['seconds']:.1f} s, "
-        f"bare k-NN {row['bare']['seconds']:.1f} s",
-        flush=True,
-    )
     return row
 
 
-def bare_pass(
-    store: LatentStore, threshold: float, neighbours: int, sample: int | None = None
-) -> dict[str, Any]:
-    """The FAISS search of find_duplicates' batches alone (the latents loaded beforehand, untimed).
-
-    `sample`: search only that many batches spread over the ids and extrapolate the time to all of them.
-    """
-    ids = store.select_ids()
-    k = min(neighbours + 1, len(ids))
-    starts = list(range(0, len(ids), BATCH))
-    chosen = starts if sample is None else [starts[i] for i in _spread(len(starts), sample)]
-    spec, vectors = store._spec, store._vectors  # bench only: the index FAISS searches, without the store
-    search_s = load_s = 0.0
-    pairs = searched = 0
-    for start in chosen:
-        began = time.perf_counter()
-        found, latents = store.all_latents(ids[start : start + BATCH])
-        queries = spec.to_index(latents)
-        load_s += time.perf_counter() - began
-        began = time.perf_counter()
-        scores, neighbours_found = vectors.search(queries, k)
-        search_s += time.perf_counter() - began
-        distances = 1.0 - scores if spec.index_metric == "cosine" else np.sqrt(np.maximum(scores, 0.0))
-        linked = (distances <= threshold) & (neighbours_found >= 0) & (neighbours_found != found[:, None])
-        pairs += int(linked.sum())
-        searched += len(found)
-    scale = len(ids) / searched
-    return {
-        "k": k,
-        "batches": len(chosen),
-        "batches_all": len(starts),
-        "images_searched": searched,
-        "seconds": search_s * scale,
-        "seconds_measured": search_s,
-        "load_s": load_s * scale,
-        "images_per_s": searched / search_s,
-        # directed links (a -> b among a's k nearest); a pair found from both ends counts twice
-        "links_under_threshold": round(pairs * scale),
-        "extrapolated": sample is not None,
-    }
-
-
-def timed_find(store: LatentStore, threshold: float, neighbours: int, label: str) -> dict[str, Any]:
+def timed_find(store: LatentStore, threshold: float, label: str) -> dict[str, Any]:
     """find_duplicates once, with its phases timed through wrappers and its memory peak."""
     clock = _Clock()
     every = max(1, store.vector_count // PROGRESS_STEPS)
-    vectors = store._vectors  # bench only: to time the FAISS call inside LatentStore.search
-    wrapped = [
-        (store, "select_ids", "select_ids"),
-        (store, "same_hash_groups", "same_hash_groups"),
-        (store, "all_latents", "all_latents"),
-        (store, "search", "search"),
-        (vectors, "search", "faiss_search"),
-    ]
-    for owner, method, key in wrapped:
-        setattr(owner, method, clock.wrap(getattr(owner, method), key))
-    original_group, original_groups = duplicates._group, duplicates.UnionFind.groups
-    duplicates._group = clock.wrap(original_group, "build_groups")  # type: ignore[assignment]
-    duplicates.UnionFind.groups = clock.wrap(original_groups, "uf_groups")  # type: ignore[method-assign]
-    marks: list[tuple[float, int]] = []
+    wrapped = ("select_ids", "same_hash_groups", "search_vectors")
+    for method in wrapped:
+        setattr(store, method, clock.wrap(getattr(store, method), method))
+    original = duplicates.linked_pairs
+
+    def timed_pairs(*args: Any, **kwargs: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        pairs = original(*args, **kwargs)
+        while True:
+            began_ = time.perf_counter()
+            try:
+                item = next(pairs)
+            except StopIteration:
+                clock.add("range_search", time.perf_counter() - began_)
+                return
+            clock.add("range_search", time.perf_counter() - began_)
+            yield item
 
     def progress(done: int, total: int) -> None:
-        marks.append((time.perf_counter(), done))
         if total > PROGRESS_ABOVE and (done // every != (done - BATCH) // every or done == total):
             print(f"{NAME}: {label}: {done:,}/{total:,} ({time.perf_counter() - began:.0f} s)", flush=True)
 
+    duplicates.linked_pairs = timed_pairs  # type: ignore[assignment]
     rss_before = _vm("VmRSS") / 2**20
     try:
         with PeakMemory() as memory:
             began = time.perf_counter()
-            report = find_duplicates(store, threshold, neighbours=neighbours, progress=progress)
+            report = find_duplicates(store, threshold, progress=progress)
             seconds = time.perf_counter() - began
     finally:
-        duplicates._group = original_group  # type: ignore[assignment]
-        duplicates.UnionFind.groups = original_groups  # type: ignore[method-assign]
-        for owner, method, _ in wrapped:
-            delattr(owner, method)
-    loop_s = marks[-1][0] - began - clock.totals["select_ids"] - clock.totals["same_hash_groups"]
-    phases = dict(clock.totals)
-    phases["search_rest"] = phases.pop("search") - phases["faiss_search"]
-    phases["union_loop"] = loop_s - phases["all_latents"] - phases["faiss_search"] - phases["search_rest"]
-    phases = {name: phases.get(name, 0.0) for name in PHASES}
-    phases["other"] = seconds - sum(phases.values())
+        duplicates.linked_pairs = original
+        for method in wrapped:
+            delattr(store, method)
+    totals = clock.totals
+    phases = {
+        "catalog": totals["select_ids"] + totals["same_hash_groups"],
+        "read_vectors": totals["search_vectors"],
+        "range_search": totals["range_search"],
+    }
+    phases["union_groups"] = seconds - sum(phases.values())
     peak = memory.result()
-    largest = max((len(g.members) for g in report.groups), default=0)
     return {
         "seconds": seconds,
         "images_per_s": report.images_scanned / seconds,
         "images_scanned": report.images_scanned,
         "groups": len(report.groups),
         "images_in_groups": report.images_in_groups,
-        "largest_group": largest,
-        "group_builds": clock.calls.get("build_groups", 0),
+        "largest_group": max((len(g.members) for g in report.groups), default=0),
         "phases_s": phases,
-        "search_share": phases["faiss_search"] / seconds,
         "rss_before_mib": rss_before,
         "peak_mib": peak["self_peak_mib"],
         "peak_over_before_mib": peak["self_peak_mib"] - rss_before,
@@ -261,55 +195,141 @@ def timed_find(store: LatentStore, threshold: float, neighbours: int, label: str
     }
 
 
+def bare_range(store: LatentStore, threshold: float) -> dict[str, Any]:
+    """`linked_pairs` alone over the store's vectors (read beforehand, untimed): the baseline."""
+    began = time.perf_counter()
+    _, vectors, metric = store.search_vectors(store.select_ids())
+    read_s = time.perf_counter() - began
+    rss_before = _vm("VmRSS") / 2**20
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        pairs = sum(len(first) for first, _ in linked_pairs(vectors, metric, threshold))
+        seconds = time.perf_counter() - began
+    return {
+        "seconds": seconds,
+        "images_per_s": len(vectors) / seconds,
+        "pairs": pairs,
+        "read_vectors_s": read_s,
+        "peak_over_before_mib": memory.result()["self_peak_mib"] - rss_before,
+    }
+
+
+def planted_recall(store: LatentStore) -> dict[str, Any]:
+    """`linked_pairs` (IVF above EXACT_RANGE_MAX vectors) on the store's vectors plus planted near-copies,
+    against an exact flat range search, at the "near" and "similar" thresholds."""
+    _, base_vectors, metric = store.search_vectors(store.select_ids())
+    if metric != "cosine":
+        return {"skipped": f"the store's vectors are compared by {metric}, the planting is by cosine"}
+    rng = np.random.default_rng(PLANTED_SEED)
+    thresholds = {name: resolve_threshold(name, None, store.distance_space) for name in ("near", "similar")}
+    most = max(t for t in thresholds.values() if t is not None)
+    bases = rng.choice(len(base_vectors), min(PLANTED_BASES, len(base_vectors) // 30), replace=False)
+    copies = []
+    for base in bases.tolist():
+        for _ in range(int(rng.integers(1, 5))):
+            # a copy at cosine distance `delta` from its base, in a random direction orthogonal to it
+            delta = rng.uniform(0.0005, most)
+            noise = rng.standard_normal(base_vectors.shape[1]).astype(np.float32)
+            noise -= noise @ base_vectors[base] * base_vectors[base]
+            noise /= np.linalg.norm(noise)
+            angle = np.arccos(1.0 - delta)
+            copies.append(np.cos(angle) * base_vectors[base] + np.sin(angle) * noise)
+    vectors = np.ascontiguousarray(np.concatenate([base_vectors, np.stack(copies).astype(np.float32)]))
+    faiss.normalize_L2(vectors)
+    count = len(vectors)
+    result: dict[str, Any] = {
+        "n": len(base_vectors),
+        "planted": len(copies),
+        "bases": len(bases),
+        "vectors": count,
+        "method": "flat (exact)" if count <= EXACT_RANGE_MAX else f"IVF-Flat {_lists(count)} lists",
+        "nprobe": IVF_PROBES,
+    }
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    began = time.perf_counter()
+    limits, scores, found = exact.range_search(vectors, 1.0 - most)
+    result["exact_range_s"] = time.perf_counter() - began
+    sources = np.repeat(np.arange(count), np.diff(limits).astype(np.int64))
+    later = found > sources
+    exact_first, exact_second, exact_distance = sources[later], found[later], 1.0 - scores[later]
+    result["rows"] = []
+    for name, threshold in thresholds.items():
+        assert threshold is not None
+        within = exact_distance <= threshold
+        truth_pairs = (exact_first[within], exact_second[within])
+        began = time.perf_counter()
+        parts = list(linked_pairs(vectors, metric, threshold))
+        seconds = time.perf_counter() - began
+        first = np.concatenate([p[0] for p in parts])
+        second = np.concatenate([p[1] for p in parts])
+        result["rows"].append(
+            {"threshold": name, "distance": threshold, "seconds": seconds, "pairs": len(first)}
+            | _recall((first, second), truth_pairs, count)
+        )
+    return result
+
+
+def _recall(
+    found: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray], count: int
+) -> dict[str, Any]:
+    """Direct pair recall, pair recall through the groups, exact-group recall and mixed groups."""
+    truth_keys = set((truth[0] * count + truth[1]).tolist())
+    found_keys = set((np.minimum(*found) * count + np.maximum(*found)).tolist())
+    found_labels, found_groups = _components(found, count)
+    truth_labels, truth_groups = _components(truth, count)
+    same = found_labels[truth[0]] == found_labels[truth[1]]
+    return {
+        "exact_pairs": len(truth_keys),
+        "groups": len(found_groups),
+        "exact_groups": len(truth_groups),
+        "pair_recall": len(truth_keys & found_keys) / max(1, len(truth_keys)),
+        "pair_recall_groups": float(same.mean()) if len(same) else 1.0,
+        "group_recall": len(found_groups & truth_groups) / max(1, len(truth_groups)),
+        "mixed_groups": sum(len(set(truth_labels[list(g)].tolist())) > 1 for g in found_groups),
+    }
+
+
+def _components(pairs: tuple[np.ndarray, np.ndarray], count: int) -> tuple[np.ndarray, set[tuple[int, ...]]]:
+    """Component label of each row, and the components of two or more rows as sorted tuples."""
+    links = duplicates.UnionFind(np.arange(count))
+    for a, b in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
+        links.union_slots(a, b)
+    labels = np.array([links._root(slot) for slot in range(count)])
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    groups = {tuple(part.tolist()) for part in np.split(order, bounds) if len(part) > 1}
+    return labels, groups
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
 class _Clock:
-    """Summed seconds and call counts of wrapped callables, by key."""
+    """Seconds spent in wrapped calls, by key."""
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
 
-    def wrap(self, fn: Callable[..., Any], key: str) -> Callable[..., Any]:
+    def add(self, key: str, seconds: float) -> None:
+        self.totals[key] = self.totals.get(key, 0.0) + seconds
+
+    def wrap(self, function: Callable[..., Any], key: str) -> Callable[..., Any]:
         self.totals.setdefault(key, 0.0)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             began = time.perf_counter()
             try:
-                return fn(*args, **kwargs)
+                return function(*args, **kwargs)
             finally:
-                self.totals[key] += time.perf_counter() - began
-                self.calls[key] = self.calls.get(key, 0) + 1
+                self.add(key, time.perf_counter() - began)
 
         return timed
 
 
-# --- inputs --------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def auto_copy(folder: Path, copy_dir: Path, n: int, keep: bool) -> Iterator[tuple[Path, float | None]]:
-    """A copy of the store `folder` rebuilt with index_type "auto", and the seconds the rebuild took
-    (None when a kept copy is reused). Deleted on exit unless `keep`."""
-    copy = copy_dir / f"store-{n}-auto"
-    marker = copy.with_name(copy.name + ".source")
-    source = folder.with_name(folder.name + ".recipe.json").read_text(encoding="utf-8")
-    rebuild_s: float | None = None
-    if not (keep and marker.exists() and marker.read_text(encoding="utf-8") == source):
-        marker.unlink(missing_ok=True)
-        shutil.rmtree(copy, ignore_errors=True)
-        copy_dir.mkdir(parents=True, exist_ok=True)
-        print(f"{NAME}: copying the {n:,} store and rebuilding it with index_type auto", flush=True)
-        shutil.copytree(folder, copy)
-        began = time.perf_counter()
-        with LatentStore.open(copy) as store:
-            store.rebuild(index_type="auto")
-        rebuild_s = time.perf_counter() - began
-        marker.write_text(source, encoding="utf-8")
-    try:
-        yield copy, rebuild_s
-    finally:
-        if not keep:
-            marker.unlink(missing_ok=True)
-            shutil.rmtree(copy, ignore_errors=True)
+def _lists(n: int) -> int:
+    """The IVF lists `linked_pairs` builds for `n` vectors (as `duplicates._range_index`)."""
+    return 2 ** round(np.log2(np.sqrt(n)))
 
 
 @contextmanager
@@ -320,11 +340,6 @@ def _faiss_threads(count: int) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def _spread(count: int, wanted: int) -> list[int]:
-    """`wanted` indices spread evenly over range(count) (all of them if fewer)."""
-    return sorted(set(np.linspace(0, count - 1, min(count, wanted)).round().astype(int).tolist()))
 
 
 def _vm(key: str) -> int:
@@ -338,51 +353,63 @@ def _vm(key: str) -> int:
 
 
 def format_result(result: dict[str, Any]) -> str:
-    """The timing table and the phase split."""
-    rows = []
-    for run_ in result["runs"]:
-        bare, find = run_["bare"], run_.get("find")
-        rows.append(
-            [
-                f"{run_['n']:,}",
-                run_["index"] + (" (auto)" if run_["index"] == run_["auto_picks"] else ""),
-                find["seconds"] if find else None,
-                find["images_per_s"] if find else None,
-                bare["seconds"],
-                run_.get("ratio_to_bare"),
-                find["search_share"] if find else None,
-                find["peak_over_before_mib"] if find else None,
-                run_["rss_before_mib"],
-                find["groups"] if find else None,
-                bare["links_under_threshold"],
-            ]
-        )
-    headers = [
-        "images",
-        "index",
-        "find s",
-        "img/s",
-        "bare kNN s",
-        "ratio",
-        "faiss share",
-        "+peak MiB",
-        "store MiB",
-        "groups",
-        "links<=t",
-    ]
-    title = (
-        f"find_duplicates at {result['preset']!r}, {result['neighbours']} neighbours, batch "
-        f"{result['batch']}, {result['faiss_threads']} FAISS threads (goal: {result['goal_n']:,} in "
-        f"<= {result['goal_s']:.0f} s; bare kNN marked * is extrapolated from sampled batches)"
-    )
-    for row, run_ in zip(rows, result["runs"], strict=True):
-        if run_["bare"]["extrapolated"]:
-            row[4] = f"{run_['bare']['seconds']:,.0f}*"
-    parts = [table(title, headers, rows)]
-    split = [
-        [f"{r['n']:,} {r['index']}", *(r["find"]["phases_s"][p] for p in (*PHASES, "other"))]
+    """The timing table with find_duplicates' phases, and the planted-duplicate recall."""
+    rows = [
+        [
+            f"{r['n']:,}",
+            r["range_index"],
+            r["find"]["seconds"],
+            r["find"]["images_per_s"],
+            r["find"]["peak_over_before_mib"],
+            r["bare"]["seconds"],
+            r["ratio_to_bare"],
+            r["find"]["groups"],
+            *(r["find"]["phases_s"][p] for p in PHASES),
+        ]
         for r in result["runs"]
-        if "find" in r
     ]
-    parts.append(table("find_duplicates' seconds by phase", ["store", *PHASES, "other"], split))
+    headers = ["images", "range index", "find s", "img/s", "+peak MiB", "bare s", "ratio", "groups"]
+    headers += [f"{p} s" for p in PHASES]
+    load = ", ".join(f"{x:.2f}" for x in result["load_average_start"])
+    title = (
+        f"find_duplicates at {result['preset']!r}, batch {result['batch']}, IVF nprobe "
+        f"{result['ivf_probes']}, {result['faiss_threads']} FAISS threads, load average at start {load} "
+        f"(goal: {result['goal_n']:,} in <= {result['goal_s']:.0f} s)"
+    )
+    parts = [table(title, headers, rows)]
+    planted = result.get("planted")
+    if planted and "rows" in planted:
+        recall = [
+            [
+                r["threshold"],
+                r["distance"],
+                r["seconds"],
+                r["pair_recall"],
+                r["pair_recall_groups"],
+                r["group_recall"],
+                r["groups"],
+                r["exact_groups"],
+                r["mixed_groups"],
+            ]
+            for r in planted["rows"]
+        ]
+        parts.append(
+            table(
+                f"planted duplicates: {planted['n']:,} vectors + {planted['planted']:,} copies of "
+                f"{planted['bases']:,}; linked_pairs ({planted['method']}, nprobe {planted['nprobe']}) vs "
+                f"exact flat range search ({planted['exact_range_s']:.1f} s)",
+                [
+                    "threshold",
+                    "distance",
+                    "s",
+                    "pair recall",
+                    "via groups",
+                    "group recall",
+                    "groups",
+                    "exact",
+                    "mixed",
+                ],
+                recall,
+            )
+        )
     return "\n\n".join(parts)

@@ -18,6 +18,7 @@ import torch
 
 from bench import (
     duplicates_quality,
+    duplicates_scale,
     index_types,
     indexing_throughput,
     latent_latency,
@@ -56,6 +57,10 @@ BENCHMARKS: dict[str, Benchmark] = {
             args.model, args.data, quick=args.quick, workers=args.workers
         ),
         format=duplicates_quality.format_result,
+    ),
+    duplicates_scale.NAME: Benchmark(
+        run=lambda args: duplicates_scale.run(args.model, quick=args.quick, threads=args.threads),
+        format=duplicates_scale.format_result,
     ),
     index_types.NAME: Benchmark(
         run=lambda args: index_types.run(args.store, quick=args.quick, threads=args.threads),
@@ -108,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=0,
-        help="torch (and index_types' and query_latency's FAISS) threads (0: the default)",
+        help="torch (and index_types', query_latency's, duplicates_scale's FAISS) threads (0: the default)",
     )
     parser.add_argument(
         "--workers",
