@@ -4,7 +4,8 @@
 port), with ServerConfig's default 8 workers and 64 calls in progress, and the model loaded as `latentdex
 serve` does. Placement "process" runs it in a child process started with "spawn" (as a deployed server
 runs); "thread" runs it in this process's threads. `threads` > 0 sets torch and FAISS (OpenMP) threads in
-the server; the counts in use and the model's precision are reported back as the server's facts.
+the server; the counts in use and the model's precision are reported back as the server's facts. `http`
+also serves the web app and HTTP/JSON API (a free port, `facts["http_port"]`).
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ class Served:
 
 @contextmanager
 def served(
-    store_dir: Path, model_dir: str | os.PathLike[str] | None, threads: int, placement: str
+    store_dir: Path,
+    model_dir: str | os.PathLike[str] | None,
+    threads: int,
+    placement: str,
+    *,
+    http: bool = False,
 ) -> Iterator[Served]:
     """A server over `store_dir` on 127.0.0.1 (free port), in a child process or in this one."""
     model = None if model_dir is None else str(model_dir)
     if placement == "thread":
-        running, live, facts = _start(str(store_dir), model, threads)
+        running, live, facts = _start(str(store_dir), model, threads, http)
         try:
             yield Served(running.port, {**facts, "placement": "thread"})
         finally:
@@ -56,7 +62,9 @@ def served(
         raise ValueError(f"placement must be 'process' or 'thread', got {placement!r}")
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    child = context.Process(target=_serve_child, args=(str(store_dir), model, threads, theirs), daemon=True)
+    child = context.Process(
+        target=_serve_child, args=(str(store_dir), model, threads, http, theirs), daemon=True
+    )
     child.start()
     theirs.close()
     try:
@@ -82,7 +90,7 @@ def served(
 
 
 def _start(
-    store_dir: str, model_dir: str | None, threads: int
+    store_dir: str, model_dir: str | None, threads: int, http: bool
 ) -> tuple[RunningServer, LiveStore, dict[str, Any]]:
     """Load the model and the store and start a server; the server, its live store, and its facts."""
     if threads > 0:
@@ -96,10 +104,15 @@ def _start(
         max_workers=SERVER_WORKERS,
         max_concurrent_rpcs=SERVER_MAX_CONCURRENT,
         faiss_threads=threads if threads > 0 else ServerConfig().faiss_threads,
+        http_port=0 if http else None,
     )
     running = start_server(engine, config)
+    with live.use() as store:
+        stored = store.vector_count
     facts = {
         "port": running.port,
+        "http_port": running.http_port,
+        "store_n": stored,
         "torch_threads": torch.get_num_threads(),
         "faiss_threads": faiss.omp_get_max_threads(),
         "precision": codec.precision,
@@ -108,10 +121,10 @@ def _start(
     return running, live, facts
 
 
-def _serve_child(store_dir: str, model_dir: str | None, threads: int, conn: Any) -> None:
+def _serve_child(store_dir: str, model_dir: str | None, threads: int, http: bool, conn: Any) -> None:
     """The child process: start a server, send its facts, serve until told to stop (or the pipe closes)."""
     try:
-        running, live, facts = _start(store_dir, model_dir, threads)
+        running, live, facts = _start(store_dir, model_dir, threads, http)
     except Exception as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
         return

@@ -9,11 +9,11 @@ name files that do not exist, so the cards' thumbnails answer 404: what is timed
 (path, size, date, distance), not the thumbnail downloads, which the page starts while it paints and which
 do not delay the mark. Queries: the 640x480 camera-like JPEGs of `bench.query_latency`.
 
-Server: `service.server.start_server` over `QueryEngine` and `LiveStore` with the web app and the
-HTTP/JSON API on (`ServerConfig(port=0, http_port=0)`), in a child process started with "spawn" as a
-deployed server runs; FAISS 1 thread (ServerConfig's default) and torch `threads` threads (0: one, so that
-the server and the browser each have a core of a two-core machine), the model loaded as `latentdex serve`
-does. Browser: headless Chromium (`bench.browser.start_browser`, 1280x900), offline but for the loopback.
+Server: query_latency's (`bench.latency_server.served`) with the web app and the HTTP/JSON API on, in a
+child process started with "spawn" as a deployed server runs; `threads` torch and FAISS threads (0: one, so
+that the server and the browser each have a core of a two-core machine), the model loaded as `latentdex
+serve` does. Browser: headless Chromium (`bench.browser.start_browser`, 1280x900), offline but for the
+loopback.
 
 Each query image, in turn (after untimed warm-ups, the same images for both):
 
@@ -34,17 +34,15 @@ why.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.latency_inputs import IMAGE_FILES, IMAGE_SIZE, WORK_DIR, ensure_store, image_folder
+from bench.latency_server import served
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
@@ -154,7 +152,7 @@ def run(
     Returns the JSON-ready result; {"skipped": reason, ...} where no browser can be started.
     """
     sizes = QUICK if quick else FULL
-    server_torch_threads = threads if threads > 0 else 1
+    server_threads = threads if threads > 0 else 1  # torch and FAISS threads of the server
     result: dict[str, Any] = {
         "sizes": asdict(sizes),
         "k": K,
@@ -188,8 +186,8 @@ def run(
     }
     folder, build = ensure_store(work_dir / f"store-{sizes.store_n}", sizes.store_n, card.model_id, mixture)
     result["store"] = build
-    with _served(folder, model_dir, server_torch_threads) as facts:
-        result["server"] = facts
+    with served(folder, model_dir, server_threads, "process", http=True) as server:
+        facts = result["server"] = server.facts
         try:
             driver = start_browser(1280, 900)
         except RuntimeError as exc:
@@ -297,84 +295,6 @@ def _stats(samples: list[float]) -> dict[str, float]:
         "best_ms": ordered[0],
         "n": len(ordered),
     }
-
-
-# --- the server ----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _served(
-    store_dir: Path, model_dir: str | os.PathLike[str] | None, torch_threads: int
-) -> Iterator[dict[str, Any]]:
-    """A server with the web app over `store_dir` on 127.0.0.1 (free ports) in a child process; its facts."""
-    model = None if model_dir is None else str(model_dir)
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    child = context.Process(
-        target=_serve_child, args=(str(store_dir), model, torch_threads, theirs), daemon=True
-    )
-    child.start()
-    theirs.close()
-    try:
-        if not ours.poll(SERVER_START_TIMEOUT_S):
-            raise RuntimeError(f"the server process did not start within {SERVER_START_TIMEOUT_S:.0f} s")
-        try:
-            facts = ours.recv()
-        except EOFError:
-            raise RuntimeError(
-                f"the server process exited with code {child.exitcode} before serving"
-            ) from None
-        if "error" in facts:
-            raise RuntimeError(f"the server process failed: {facts['error']}")
-        yield facts
-    finally:
-        with suppress(OSError):
-            ours.send("stop")
-        child.join(30)
-        if child.is_alive():
-            child.terminate()
-            child.join(5)
-        ours.close()
-
-
-def _serve_child(store_dir: str, model_dir: str | None, torch_threads: int, conn: Any) -> None:
-    """The child process: start the server (gRPC + HTTP), send its facts, serve until told to stop."""
-    import faiss
-    import torch
-
-    from latentdex.models.inference import LatentCodec
-    from latentdex.service.live_store import LiveStore
-    from latentdex.service.queries import QueryEngine
-    from latentdex.service.server import ServerConfig, start_server
-
-    try:
-        torch.set_num_threads(torch_threads)
-        codec = LatentCodec.load(model_dir, precision="auto")  # as `latentdex serve`
-        live = LiveStore(store_dir)
-        with live.use() as store:
-            stored = store.vector_count
-        running = start_server(QueryEngine(codec, live), ServerConfig(port=0, http_port=0))
-    except Exception as exc:
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-        return
-    conn.send(
-        {
-            "port": running.port,
-            "http_port": running.http_port,
-            "pid": os.getpid(),
-            "torch_threads": torch.get_num_threads(),
-            "faiss_threads": faiss.omp_get_max_threads(),
-            "precision": codec.precision,
-            "store_n": stored,
-        }
-    )
-    try:
-        conn.recv()
-    except EOFError:
-        pass
-    finally:
-        running.stop(1.0)
-        live.close()
 
 
 # --- the table -----------------------------------------------------------------------------------------
