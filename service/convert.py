@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from latentdex.indexer.catalog import RunRecord
@@ -257,17 +259,8 @@ def query_response(answer: Answer) -> pb.QueryResponse:
 
 
 def run_message(run: RunRecord) -> pb.IndexRun:
-    counts = run.counts
     message = pb.IndexRun(
-        id=run.id,
-        status=run.status,
-        started_at=timestamp_message(run.started_at),
-        new=counts.new,
-        changed=counts.changed,
-        unchanged=counts.unchanged,
-        moved=counts.moved,
-        deleted=counts.deleted,
-        failed=counts.failed,
+        id=run.id, status=run.status, started_at=timestamp_message(run.started_at), **asdict(run.counts)
     )
     if run.ended_at is not None:
         message.ended_at.CopyFrom(timestamp_message(run.ended_at))

@@ -11,10 +11,9 @@ import base64
 import hashlib
 import threading
 from collections import OrderedDict
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from latentdex.errors import InvalidQuery, NoStore
+from latentdex.errors import InvalidQuery
 from latentdex.indexer.duplicates import (
     DuplicateGroup,
     DuplicateReport,
@@ -23,7 +22,6 @@ from latentdex.indexer.duplicates import (
     resolve_threshold,
 )
 from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.store import LatentStore
 from latentdex.service.call_guard import stop_if_abandoned
 from latentdex.service.queries import QueryEngine
 
@@ -61,7 +59,7 @@ class DuplicateReview:
         size = page_size or DEFAULT_PAGE_SIZE
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise InvalidQuery(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
-        with self._store() as store:
+        with self.engine.current_store() as store:
             space = store.distance_space
             threshold = resolve_threshold(options.preset, options.threshold, space)
             key = _answer_key(store.info.updated_at.isoformat(), store.folder, threshold, options)
@@ -89,18 +87,13 @@ class DuplicateReview:
 
     def group_of(self, image_id: int, options: DuplicateOptions) -> DuplicatePage:
         """The group of one image (no group: an empty page). NotFound for an unknown id."""
-        with self._store() as store:
+        with self.engine.current_store() as store:
             space = store.distance_space
             threshold = resolve_threshold(options.preset, options.threshold, space)
             group = duplicates_of(store, image_id, threshold)
         groups = [] if group is None else [group]
         in_groups = sum(len(g.members) for g in groups)
         return DuplicatePage(groups, "", len(groups), in_groups, 1, threshold, space)
-
-    def _store(self) -> AbstractContextManager[LatentStore]:
-        if self.engine.store is None:
-            raise NoStore("this server runs without a store: start it with --store")
-        return self.engine.store.use()
 
     def _cached(self, key: str) -> DuplicateReport | None:
         with self._lock:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 from latentdex.errors import InvalidQuery, NoStore, NotFound
 from latentdex.indexer.catalog import RunRecord
 from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.store import LatentStore
 from latentdex.service.previews import encode_picture
 from latentdex.service.queries import Hit, PreviewSpec, QueryEngine
 
@@ -44,7 +42,7 @@ class LibraryBrowser:
         image has that id."""
         if preview.matches or preview.thumbnails:
             self.engine.check_preview(preview.format, preview.size)
-        with self._store() as store:
+        with self.engine.current_store() as store:
             rows = store.hits([image_id], with_latents=preview.matches or include_latent)
             if image_id not in rows:
                 raise NotFound(f"no indexed image with id {image_id}")
@@ -65,7 +63,7 @@ class LibraryBrowser:
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise InvalidQuery(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
         after = _token_id(page_token)
-        with self._store() as store:
+        with self.engine.current_store() as store:
             ids, total = store.page_ids(where, after, size + 1)
             records = store.hits(ids[:size].tolist(), with_latents=False)
         hits = [Hit(records[i][0], 0.0, 0.0) for i in ids[:size].tolist() if i in records]
@@ -74,19 +72,12 @@ class LibraryBrowser:
 
     def last_run(self) -> RunRecord | None:
         """The store's latest indexing run; None without a store or a recorded run."""
-        if self.engine.store is None:
-            return None
         try:
-            with self.engine.store.use() as store:
+            with self.engine.current_store() as store:
                 runs = store.runs()
         except NoStore:
             return None
         return runs[-1] if runs else None
-
-    def _store(self) -> AbstractContextManager[LatentStore]:
-        if self.engine.store is None:
-            raise NoStore("this server runs without a store: start it with --store")
-        return self.engine.store.use()
 
 
 def _token(last_id: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -320,6 +320,13 @@ class QueryEngine:
         return [[replace(hit, thumbnail=pictures[hit.id]) for hit in hits] for hits in hits_per_query]
 
     # --- checks --------------------------------------------------------------------------------------
+
+    def current_store(self) -> AbstractContextManager[LatentStore]:
+        """The live store, held open for a block; NoStore when the server runs without one (or none is
+        indexed yet at its folder)."""
+        if self.store is None:
+            raise NoStore("this server runs without a store: start it with --store")
+        return self.store.use()
 
     @contextmanager
     def searchable_store(self) -> Iterator[LatentStore]:
