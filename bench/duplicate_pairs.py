@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 from bench.alterations import cap_source
 from bench.datasets import MAX_SOURCE_PIXELS
 from latentdex.errors import BadImage
-from latentdex.indexer.load import fit_square, load_for_model, load_image
+from latentdex.indexer.load import load_for_model, load_image, model_square
 
 # Positive kinds; "colour" is one of brightness / contrast / saturation, "combo" two distinct other kinds.
 ALTERATION_KINDS = ("jpeg", "resize", "crop", "colour", "rotate", "border", "caption", "combo")
@@ -422,6 +422,6 @@ def _render_job(
             version, model_input = original, None
         p_bits, d_bits = hash_bits(Image.fromarray(version))
         if model_input is None:
-            model_input = fit_square(version, size)
+            model_input = model_square(version, size)
         rows.append((index, model_input, p_bits, d_bits))
     return rows, error

@@ -20,7 +20,7 @@ from PIL import Image
 from bench.alterations import QUERY_KINDS, alter, cap_source, choose_ops
 from bench.datasets import MAX_SOURCE_PIXELS
 from latentdex.errors import BadImage
-from latentdex.indexer.load import fit_square, load_for_model, load_image
+from latentdex.indexer.load import load_for_model, load_image, model_square
 
 SEED = 0  # every random choice of the retrieval benchmark derives from it
 SOURCE_GROUPS = ("photo", "clipart", "stamp")  # the values of `Source.kind`
@@ -101,7 +101,7 @@ def _load_source(source: Source, queries: list[QuerySpec], size: int) -> SourceR
         inputs: list[np.ndarray | None] = []
         for offset, box in enumerate(source.crops):
             crop = _crop(pixels, box, size)
-            inputs.append(fit_square(crop, size))
+            inputs.append(model_square(crop, size))
             if offset in wanted:
                 originals[offset] = cap_source(crop)
     else:

@@ -23,7 +23,7 @@ from datetime import datetime
 import numpy as np
 
 from latentdex.errors import BadImage
-from latentdex.indexer.load import fit_square, load_image
+from latentdex.indexer.load import load_image, model_square
 from latentdex.indexer.parent_watch import die_with_parent, helper_context
 
 HASH_CHUNK = 1 << 20
@@ -90,7 +90,7 @@ def decode_for_index(path: str, image_size: int) -> DecodedFile:
     size, mtime_ns = info.st_size, info.st_mtime_ns
     try:
         image = load_image(path, min_side=image_size)
-        pixels = fit_square(image.pixels, image_size)
+        pixels = model_square(image.pixels, image_size)
     except BadImage as exc:
         return DecodedFile(size, mtime_ns, digest, failure=exc.reason)
     except Exception as exc:  # a loader bug must cost one file, not the run; the reason names it

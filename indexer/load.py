@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from latentdex.errors import BadImage
+from latentdex.indexer.framing import trim_flat_bands
 
 try:
     import pillow_heif
@@ -160,14 +161,19 @@ def fit_square(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.array(out, dtype=np.uint8)
 
 
+def model_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    """The model's view of a decoded image: flat edge bands trimmed (`trim_flat_bands`), then `fit_square`."""
+    return fit_square(trim_flat_bands(pixels), size)
+
+
 def load_for_model(
     source: str | os.PathLike[str] | bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
     """Load `source` (path or bytes) as a size x size x 3 uint8 RGB model input.
 
-    Same as `fit_square(load_image(source, min_side=size).pixels, size)`; raises `BadImage` like `load_image`.
+    Same as `model_square(load_image(source, min_side=size).pixels, size)`; raises `BadImage` as `load_image`.
     """
-    return fit_square(load_image(source, min_side=size, max_pixels=max_pixels).pixels, size)
+    return model_square(load_image(source, min_side=size, max_pixels=max_pixels).pixels, size)
 
 
 @contextmanager
