@@ -5,8 +5,10 @@ Two folders (`bench.photo_folders`): camera-size JPEGs (200, quick 16) and 256x2
 hits both alike:
 
 - decode-only: `DecodePool` running `decode_for_index` (stat, sha256, decode, fit to the model's size) on
-  every file with the pipeline's worker count and window, pool start-up included; no encoding, no store;
-- index: `index_folder` into a fresh store, with the same worker count and torch threads.
+  every file with one worker per core (every core decoding: the fastest the files can be read), pool
+  start-up included; no encoding, no store;
+- index: `index_folder` into a fresh store, sharing the cores as it does by default (measured rates,
+  `indexer.core_split`) unless `--workers`/`--threads` fix them.
 
 Reported: images/s of both, indexing as a ratio of decode-only (the goal: >= 0.8, i.e. encoding and
 storing hide behind decoding), peak memory (`bench.memory`), and where the main process spent the
@@ -37,7 +39,7 @@ from bench.memory import PeakMemory
 from bench.photo_folders import jpeg_folder, png_folder
 from bench.report import table
 from latentdex.indexer.decoding import DecodePool, decode_for_index
-from latentdex.indexer.pipeline import _WINDOW_PER_WORKER, IndexOptions, index_folder, split_cores
+from latentdex.indexer.pipeline import _WINDOW_PER_WORKER, IndexOptions, index_folder
 from latentdex.indexer.scan import iter_image_files
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
@@ -73,8 +75,7 @@ def run(
     sizes = QUICK if quick else FULL
     raw = fetch(Path(data_root))
     codec = LatentCodec.load(model_dir, precision="auto")
-    worker_count, torch_threads = split_cores(os.cpu_count() or 1, workers, threads or None)
-    options = IndexOptions(workers=worker_count, torch_threads=torch_threads)
+    options = IndexOptions(workers=workers, torch_threads=threads or None)
     started = time.perf_counter()
     folders = {
         "photos": jpeg_folder(raw, work_dir / f"photos-{sizes.photos}", sizes.photos),
@@ -83,8 +84,8 @@ def run(
     result: dict[str, Any] = {
         "sizes": asdict(sizes),
         "cpu_count": os.cpu_count(),
-        "workers": worker_count,
-        "torch_threads": torch_threads,
+        "workers": workers or "measured",
+        "torch_threads": threads or "measured",
         "batch_size": options.batch_size,
         "precision": codec.precision,
         "image_size": codec.image_size,
@@ -105,8 +106,7 @@ def warm_up(folder: Path, work_dir: Path, codec: LatentCodec, options: IndexOpti
     small.mkdir(parents=True)
     for path in list(iter_image_files(folder))[:files]:
         shutil.copy(path, small / path.name)
-    workers = options.workers or 1
-    decode_only([str(p) for p in iter_image_files(small)], codec.image_size, workers, 2 * files)
+    decode_only([str(p) for p in iter_image_files(small)], codec.image_size, 2 * files)
     index_once(small, codec, options)
     shutil.rmtree(small)
 
@@ -119,11 +119,10 @@ def measure_folder(
     The last pass's store is kept at `keep` (replacing what is there), e.g. for `index_types --store`.
     """
     paths = [str(p) for p in iter_image_files(folder)]
-    workers = options.workers or 1
-    window = max(_WINDOW_PER_WORKER * workers, 2 * options.batch_size)  # as the pipeline's `_encode`
+    window = max(_WINDOW_PER_WORKER * (os.cpu_count() or 1), 2 * options.batch_size)  # as `_encode`'s
     decode_passes, index_passes = [], []
     for attempt in range(repeat):
-        decode_passes.append(decode_only(paths, codec.image_size, workers, window))
+        decode_passes.append(decode_only(paths, codec.image_size, window))
         index_passes.append(index_once(folder, codec, options, keep if attempt == repeat - 1 else None))
     decode_rate = statistics.median(p["images_per_s"] for p in decode_passes)
     index_rate = statistics.median(p["images_per_s"] for p in index_passes)
@@ -153,8 +152,9 @@ def describe_files(paths: list[str]) -> dict[str, Any]:
     }
 
 
-def decode_only(paths: list[str], image_size: int, workers: int, window: int) -> dict[str, Any]:
-    """The pipeline's decode work alone: its pool, per-file function, worker count and window."""
+def decode_only(paths: list[str], image_size: int, window: int) -> dict[str, Any]:
+    """The pipeline's decode work alone (its pool and per-file function), one worker per core."""
+    workers = os.cpu_count() or 1
     with PeakMemory() as memory:
         started = time.perf_counter()
         with DecodePool(min(workers, len(paths)), decode_for_index, image_size, window) as pool:
@@ -196,6 +196,7 @@ def index_once(
         "report_images_per_s": report.images_per_second,
         "indexed": report.counts.new + report.counts.changed,
         "failed": report.counts.failed,
+        "split": asdict(report.split) if report.split else None,
         "stages_s": stages,
         "memory": memory.result(),
     }
@@ -285,10 +286,12 @@ def format_result(result: dict[str, Any]) -> str:
         files = data["files"]
         index_passes = data["index"]["passes"]
         decode_passes = data["decode_only"]["passes"]
+        split = index_passes[-1].get("split") or {}
         rows.append(
             [
                 f"{name} ({files['count']} x {files['mean_megapixels']:.1f} MP, "
                 f"{files['mean_file_mb']:.2f} MB)",
+                f"{split.get('workers', '?')} / {split.get('threads', '?')}",
                 data["decode_only"]["images_per_s"],
                 data["index"]["images_per_s"],
                 data["ratio"],
@@ -303,11 +306,13 @@ def format_result(result: dict[str, Any]) -> str:
         stages = {s: statistics.median(p["stages_s"][s] for p in index_passes) for s in (*STAGES, "other")}
         stage_rows.append([name, seconds, *(f"{stages[s]:.2f} ({stages[s] / seconds:.0%})" for s in stages)])
     title = (
-        f"Indexing throughput ({result['workers']} decode workers, {result['torch_threads']} torch threads, "
+        f"Indexing throughput (decode-only: {result['cpu_count']} workers, one per core; index: "
+        f"workers {result['workers']}, threads {result['torch_threads']}; {result['precision']}, "
         f"model input {result['image_size']} px; goal: index/decode >= {result['goal_ratio']})"
     )
     headers = [
         "folder",
+        "index workers / threads",
         "decode img/s",
         "index img/s",
         "index/decode",

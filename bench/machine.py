@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from latentdex.models.inference import cpu_bf16_instructions
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -130,6 +132,8 @@ class MachineFacts:
     timestamp: str
     hostname: str
     cpu_model: str
+    cpu_bf16: str | None  # native bfloat16 arithmetic: "amx", "avx512_bf16" or None
+    cpu_vector: str  # the widest vector instructions torch dispatches to (e.g. "AVX512")
     cpu_count: int | None
     cpus_usable: int
     torch_threads: int
@@ -151,6 +155,8 @@ def machine_facts() -> MachineFacts:
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
         hostname=platform.node(),
         cpu_model=cpu_model(),
+        cpu_bf16=cpu_bf16_instructions(),
+        cpu_vector=torch.backends.cpu.get_cpu_capability(),
         cpu_count=os.cpu_count(),
         cpus_usable=len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")

@@ -31,6 +31,7 @@ import torch
 from latentdex.errors import LatentdexError, ModelMismatch, NotFound, StoreError
 from latentdex.indexer.catalog import display_path, path_key, public_url
 from latentdex.indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, scan_folder
+from latentdex.indexer.core_split import CoreSplit, measured_split, split_cores
 from latentdex.indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index
 from latentdex.indexer.store import MANIFEST_FILE, ImageRecord, LatentStore, RunCounts
 from latentdex.indexer.vectors import resolve_index_type
@@ -57,7 +58,8 @@ class IndexOptions:
     """How to run. None for `index_type`/`metric`: keep a store's, or "flat"/"whitened" for a new one.
 
     `workers`: decode processes; `torch_threads`: encoder (and FAISS) threads in this process; None for
-    either: share the cores as `split_cores` does. `flush_every`: batches between saves of the vectors
+    both: share the cores by measured rates (`indexer.core_split`), else the rest of the cores go to the
+    side not given. `flush_every`: batches between saves of the vectors
     file. `reencode`: re-encode every image, as needed when the store was built with another model.
     `database`: for a new store, keep its catalog in this PostgreSQL database (a SQLAlchemy URL); an
     existing store must already be there.
@@ -97,21 +99,7 @@ class IndexReport:
     images_per_second: float = 0.0  # files decoded (indexed or failed) per second of the whole run
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-def split_cores(cores: int, workers: int | None = None, torch_threads: int | None = None) -> tuple[int, int]:
-    """(decode workers, torch threads) for `cores` cores, filling in what the caller did not fix.
-
-    Measured on a busy 2-core machine: the default 64-px, 128-d encoder runs about 160 images/s on one
-    thread, while decoding a 12-MP JPEG (with draft) and fitting it to 64 px runs about 34/s per core.
-    So about one core in six encodes and the rest decode; the two never add up to more than the cores,
-    except that both get at least one. Small photos decode faster and shift the balance to the encoder.
-    """
-    if torch_threads is None:
-        torch_threads = max(1, round(cores / 6)) if workers is None else max(1, cores - workers)
-    if workers is None:
-        workers = max(1, cores - torch_threads)
-    return workers, torch_threads
+    split: CoreSplit | None = None  # how the cores were shared; None when nothing was decoded
 
 
 def index_folder(
@@ -146,8 +134,9 @@ def index_folder(
         notes = list(store.last_reconcile.notes) if store.last_reconcile else []
         if options.reencode:
             store.reset_model(codec.model_id, codec.latent_dim)
-        workers, threads = split_cores(os.cpu_count() or 1, options.workers, options.torch_threads)
-        run = _Run(store, codec, options, root, on_progress, decode, workers)
+        cores = os.cpu_count() or 1
+        _, threads = split_cores(cores, options.workers, options.torch_threads)
+        run = _Run(store, codec, options, root, on_progress, decode, cores)
         run_id = store.start_run(str(root))
         status = "interrupted"
         try:
@@ -169,6 +158,7 @@ def index_folder(
         images_per_second=run.decoded / seconds if seconds > 0 else 0.0,
         interrupted=status == "interrupted",
         notes=notes,
+        split=run.split,
     )
 
 
@@ -183,11 +173,12 @@ class _Run:
         root: Path,
         on_progress: ProgressFn | None,
         decode: DecodeFn,
-        workers: int,
+        cores: int,
     ) -> None:
         self.store, self.codec, self.options, self.root = store, codec, options, root
         self.on_progress = on_progress or (lambda progress: None)
-        self.decode, self.workers = decode, workers
+        self.decode, self.cores = decode, cores
+        self.split: CoreSplit | None = None
         self.counts = RunCounts()
         self.failures: list[tuple[str, str]] = []
         self.skipped: list[tuple[str, str]] = []
@@ -241,8 +232,8 @@ class _Run:
         failed: list[ImageRecord] = []
         self.on_progress(IndexProgress("indexing", 0, len(jobs)))
         paths = [str(self.root / job.file.path) for job in jobs]
-        # The window lets workers run a batch ahead while this process encodes and writes the last one.
-        with self._decoder(len(jobs)) as pool:
+        self.split = self._split(paths)
+        with _threads(self.split.threads), self._decoder(len(jobs), self.split.workers) as pool:
             for index, result in pool.results(paths, stop):
                 job = jobs[index]
                 if result.failure is None:
@@ -260,14 +251,20 @@ class _Run:
         self._write_batch(decoded)
         self._write_failed(failed)
 
-    def _decoder(self, jobs: int) -> DecodePool | RayEngine:
+    def _split(self, paths: Sequence[str]) -> CoreSplit:
+        fixed_workers, fixed_threads = self.options.workers, self.options.torch_threads
+        if fixed_workers is not None or fixed_threads is not None or self.options.engine == "ray":
+            return CoreSplit(*split_cores(self.cores, fixed_workers, fixed_threads))
+        return measured_split(self.cores, self.codec, self.decode, paths, self.options.batch_size)
+
+    def _decoder(self, jobs: int, workers: int) -> DecodePool | RayEngine:
         if self.options.engine == "ray":
             from latentdex.indexer.ray_engine import RayEngine  # Ray is heavy to import: only when asked for
 
             return RayEngine(self.codec, self.options.model_dir, self.options.ray_address)
         # The window lets workers run a batch ahead while this process encodes and writes the last one.
-        window = max(_WINDOW_PER_WORKER * self.workers, 2 * self.options.batch_size)
-        return DecodePool(min(self.workers, jobs), self.decode, self.codec.image_size, window)
+        window = max(_WINDOW_PER_WORKER * workers, 2 * self.options.batch_size)
+        return DecodePool(min(workers, jobs), self.decode, self.codec.image_size, window)
 
     def _write_batch(self, items: list[tuple[EncodeJob, DecodedFile]]) -> None:
         """Encode a batch (unless its engine did) and store it: rows and latents in one transaction, then

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import shape_image
 
-from latentdex.models.inference import LatentCodec, resolve_precision
+from latentdex.models.inference import LatentCodec, cpu_bf16_instructions, resolve_precision
 
 
 def test_precision_names_are_checked_and_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,6 +20,25 @@ def test_precision_names_are_checked_and_auto_follows_the_hardware(monkeypatch: 
     monkeypatch.setattr("latentdex.models.inference.cpu_has_fast_bf16", lambda: False)
     assert resolve_precision("auto") == "fp32"
     assert resolve_precision("bf16") == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "expected"),
+    [(True, True, "amx"), (False, True, "avx512_bf16"), (True, False, "amx"), (False, False, None)],
+)
+def test_native_bf16_is_amx_or_avx512_bf16(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, expected: str | None
+) -> None:
+    monkeypatch.setattr("torch.cpu._is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr("torch.cpu._is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert cpu_bf16_instructions() == expected
+    assert resolve_precision("auto") == ("fp32" if expected is None else "bf16")
+
+
+def test_a_torch_without_the_probes_means_no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr("torch.cpu._is_amx_tile_supported")
+    monkeypatch.delattr("torch.cpu._is_avx512_bf16_supported")
+    assert cpu_bf16_instructions() is None
 
 
 def test_inputs_longer_than_a_batch_are_encoded_and_decoded_in_chunks() -> None:

@@ -22,7 +22,7 @@ from latentdex.errors import ModelMismatch, NotFound, StoreError
 from latentdex.indexer.catalog import RunCounts
 from latentdex.indexer.decoding import WORKER_DIED
 from latentdex.indexer.load import load_for_model
-from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder, split_cores
+from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 
@@ -61,14 +61,6 @@ def run_crashing(photos: Path, store: Path, codec: LatentCodec, **options: objec
 def ids_by_path(store: Path) -> dict[str, int]:
     with LatentStore.open(store, read_only=True) as opened:
         return {entry.path: entry.id for entry in opened.entries()}
-
-
-def test_split_cores_keeps_workers_and_threads_within_the_cores() -> None:
-    assert split_cores(2) == (1, 1)
-    assert split_cores(16) == (13, 3)
-    assert split_cores(1) == (1, 1)
-    assert split_cores(8, workers=6) == (6, 2)
-    assert split_cores(8, torch_threads=4) == (4, 4)
 
 
 def test_first_run_indexes_everything_and_the_second_reencodes_nothing(

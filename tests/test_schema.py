@@ -4,13 +4,17 @@ what the ORM models describe, and catalogs made before Alembic are stamped and u
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 import latentdex.indexer.directions  # noqa: F401  (registers the directions table on the models' metadata)
+from latentdex.errors import StoreError
 from latentdex.indexer import schema
 from latentdex.indexer.catalog import Base
 from latentdex.indexer.store import LatentStore
@@ -45,3 +49,38 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
         assert inspect(engine).has_table("directions")
     finally:
         engine.dispose()
+
+
+def test_the_fast_path_head_is_alembics_head() -> None:
+    assert schema.head_revision() == schema.HEAD_REVISION
+
+
+def test_opening_a_current_store_does_not_import_alembic(tmp_path: Path) -> None:
+    LatentStore.create(tmp_path / "store", model_id="vae-a", latent_dim=4).close()
+    script = (
+        "import sys\n"
+        "from latentdex.indexer.store import LatentStore\n"
+        f"LatentStore.open({str(tmp_path / 'store')!r}).close()\n"
+        "assert not any(name.split('.')[0] == 'alembic' for name in sys.modules), 'alembic imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_a_catalog_one_revision_behind_is_upgraded_and_one_ahead_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    LatentStore.create(folder, model_id="vae-a", latent_dim=4).close()
+    with sqlite3.connect(folder / "catalog.sqlite") as db:
+        db.execute("DROP TABLE directions")
+        db.execute("UPDATE alembic_version SET version_num = '0001'")
+    with LatentStore.open(folder) as store:
+        assert store.verify().ok
+    engine = create_engine(f"sqlite:///{folder / 'catalog.sqlite'}")
+    try:
+        assert schema.current_revision(engine) == schema.HEAD_REVISION
+        assert inspect(engine).has_table("directions")
+    finally:
+        engine.dispose()
+    with sqlite3.connect(folder / "catalog.sqlite") as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(StoreError, match="newer latentdex"):
+        LatentStore.open(folder)

@@ -16,7 +16,9 @@ ModelOption = Annotated[
 ]
 PrecisionOption = Annotated[
     Literal["auto", "fp32", "bf16"],
-    typer.Option(help="Encoder arithmetic: auto (bf16 on a CPU with AMX, else fp32), fp32 or bf16."),
+    typer.Option(
+        help="Encoder arithmetic: auto (bf16 on a CPU with AMX or AVX512-BF16, else fp32), fp32 or bf16."
+    ),
 ]
 
 

@@ -232,6 +232,8 @@ def _print_index_report(report: IndexReport, store: Path) -> None:
         f"{counts.new} new, {counts.changed} changed, {counts.unchanged} unchanged, {counts.moved} moved, "
         f"{counts.deleted} deleted, {counts.failed} failed"
     )
+    if report.split is not None:
+        typer.echo(f"cores: {report.split.describe()}")
     if report.failures:
         typer.echo(f"failed ({len(report.failures)}):")
         for path, reason in report.failures:
