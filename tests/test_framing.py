@@ -93,3 +93,14 @@ def test_a_framed_copy_gives_the_model_the_original_picture(tmp_path: Path) -> N
     plain = [fit_square(load_image(path).pixels, 64) for path in (original, copy)]
     untrimmed = difference(*plain)
     assert trimmed < 6 < untrimmed
+
+
+def test_a_flat_stripe_along_one_edge_is_scene() -> None:
+    """A graphic's flat stripe on one side is not a frame: bands come in opposite pairs of one colour."""
+    picture = scene(100, 120, seed=7)
+    stripe = np.full((15, 120, 3), (200, 30, 30), np.uint8)
+    striped = np.concatenate([stripe, picture])
+    assert trim_flat_bands(striped) is striped
+    other = np.full((15, 120, 3), (30, 30, 200), np.uint8)
+    two_colours = np.concatenate([stripe, picture, other])
+    assert trim_flat_bands(two_colours) is two_colours

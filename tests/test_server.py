@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import faiss
 import grpc
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from latentdex.models.inference import LatentCodec
 from latentdex.service.client import LatentdexClient, QueryOptions, ServerError, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import RunningServer, ServerConfig, rpc_executor, start_server
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
@@ -424,3 +425,11 @@ def test_serve_command_answers_and_stops_gracefully_on_sigterm(served: Served) -
             )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_every_rpc_thread_runs_faiss_on_the_configured_threads(count: int) -> None:
+    """OpenMP's thread count is per thread: set once in the main thread, the RPC threads never see it."""
+    with rpc_executor(ServerConfig(max_workers=4, faiss_threads=count)) as executor:
+        seen = {executor.submit(faiss.omp_get_max_threads).result() for _ in range(16)}
+    assert seen == {count}
