@@ -77,7 +77,9 @@ def import_store(
     source: str | os.PathLike[str], folder: str | os.PathLike[str], index_type: str | None = None
 ) -> int:
     """Create a store in `folder` holding the images of the export `source` (Parquet or .npz, told by
-    its content); return how many. Paths, metadata and latents are kept; ids are assigned anew.
+    its content); return how many. Paths, metadata and latents are kept; ids are assigned anew. The
+    vectors end as the index type asked for (the export's by default) would have them at this size, as
+    after `index`: "auto" over a million latents builds HNSW, not the flat index it starts with.
 
     Raises StoreError for a file that is not a latentdex export (or a folder already holding a store).
     """
@@ -103,6 +105,8 @@ def import_store(
             for start in range(0, len(records), _CHUNK):
                 store.upsert_images(records[start : start + _CHUNK], latents[start : start + _CHUNK])
             count += len(records)
+        store.flush()
+        store.settle_index_type()
     return count
 
 

@@ -147,7 +147,7 @@ def index_folder(
             store.flush()
             store.finish_run(run_id, run.counts, status)
         if status == "complete":
-            notes += _settle_index_type(store, options.index_type)
+            notes += store.settle_index_type(options.index_type)
     seconds = time.monotonic() - started
     return IndexReport(
         run_id=run_id,
@@ -401,15 +401,6 @@ def _check_writable(folder: Path) -> None:
             pass
     except OSError as exc:
         raise StoreError(f"cannot write to the store folder {folder}: {exc.strerror or exc}") from exc
-
-
-def _settle_index_type(store: LatentStore, requested: str | None) -> list[str]:
-    """Rebuild when another index type was asked for, or "auto"/"ivfpq" now call for another kind."""
-    wanted = requested or store.index_type
-    concrete, _ = resolve_index_type(wanted, store.count())
-    if wanted != store.index_type or concrete != store.vector_kind:
-        return [f"rebuilt the vectors as {wanted}", *store.rebuild(wanted)]
-    return []
 
 
 def _printable(path: str) -> str:

@@ -86,7 +86,14 @@ from latentdex.indexer.filters import (
     page_of_ids,
     same_hash_groups,
 )
-from latentdex.indexer.vectors import IVF_REFINE, VectorIndex, check_vectors, exact_search, rerank
+from latentdex.indexer.vectors import (
+    IVF_REFINE,
+    VectorIndex,
+    check_vectors,
+    exact_search,
+    rerank,
+    resolve_index_type,
+)
 from latentdex.indexer.whitening import STORE_METRICS, Whitening, needs_fit
 from latentdex.indexer.whitening import describe as describe_whitening
 
@@ -480,6 +487,16 @@ class LatentStore:
                 self._vectors = rebuild_vectors(self._catalog, self._spec, report)
             self._save()
             return report.notes
+
+    def settle_index_type(self, requested: str | None = None) -> list[str]:
+        """Rebuild when `requested` differs from the configured index type, or when "auto" (or "ivfpq")
+        now calls for another kind than the vectors have; return notes (empty when nothing changed)."""
+        wanted = requested or self.index_type
+        concrete, _ = resolve_index_type(wanted, self.count())
+        if wanted != self.index_type or concrete != self.vector_kind:
+            kind = wanted if concrete == wanted else f"{wanted} ({concrete})"
+            return [f"rebuilt the vectors as {kind}", *self.rebuild(wanted)]
+        return []
 
     def verify(self) -> VerifyReport:
         """Check catalog, vectors and manifest against each other without changing anything."""

@@ -114,6 +114,21 @@ def test_export_then_import_keeps_every_path_field_and_latent(
         assert copy.get_by_path(ODD_PATH).size == 5
 
 
+def test_import_ends_with_the_index_auto_would_pick(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("latentdex.indexer.vectors.AUTO_FLAT_BELOW", 20)  # 41 images call for HNSW
+    out = tmp_path / "lib.parquet"
+    with LatentStore.open(store, read_only=True) as opened:
+        export_store(opened, out)
+    import_store(out, tmp_path / "auto", index_type="auto")
+    import_store(out, tmp_path / "flat", index_type="flat")
+    with LatentStore.open(tmp_path / "auto", read_only=True) as auto:
+        assert (auto.index_type, auto.vector_kind) == ("auto", "hnsw") and auto.verify().ok
+    with LatentStore.open(tmp_path / "flat", read_only=True) as flat:
+        assert (flat.index_type, flat.vector_kind) == ("flat", "flat")
+
+
 def test_the_format_follows_the_suffix_or_the_option(store: Path, tmp_path: Path) -> None:
     forced = tmp_path / "lib.data"
     result = runner.invoke(app, ["export", str(store), "--out", str(forced), "--format", "parquet"])
