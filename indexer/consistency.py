@@ -32,6 +32,7 @@ class VectorSpec:
     metric: str
     index_type: str
     whitening: Whitening | None = None
+    max_index_bytes: int | None = None  # the RAM budget "auto" picks the index type within
 
     @property
     def index_metric(self) -> str:
@@ -134,7 +135,7 @@ def index_latents(
 ) -> VectorIndex:
     """A new index of `spec.index_type` holding `latents` (raw, `spec` transforms them) under `ids`."""
     index, notes = VectorIndex.build(
-        spec.index_type, spec.latent_dim, spec.index_metric, ids, spec.to_index(latents)
+        spec.index_type, spec.latent_dim, spec.index_metric, ids, spec.to_index(latents), spec.max_index_bytes
     )
     report.rebuilt, report.readded = True, len(ids)
     report.notes += notes

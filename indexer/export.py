@@ -74,12 +74,16 @@ def export_store(store: LatentStore, out: str | os.PathLike[str], format: str | 
 
 
 def import_store(
-    source: str | os.PathLike[str], folder: str | os.PathLike[str], index_type: str | None = None
+    source: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    index_type: str | None = None,
+    max_index_bytes: int | None = None,
 ) -> int:
     """Create a store in `folder` holding the images of the export `source` (Parquet or .npz, told by
     its content); return how many. Paths, metadata and latents are kept; ids are assigned anew. The
     vectors end as the index type asked for (the export's by default) would have them at this size, as
-    after `index`: "auto" over a million latents builds HNSW, not the flat index it starts with.
+    after `index`: "auto" over a million latents builds HNSW, not the flat index it starts with, or
+    IVF-PQ when HNSW would not fit in `max_index_bytes`.
 
     Raises StoreError for a file that is not a latentdex export (or a folder already holding a store).
     """
@@ -98,6 +102,7 @@ def import_store(
         latent_dim=latent_dim,
         metric=facts["metric"],
         index_type=index_type or facts["index_type"],
+        max_index_bytes=max_index_bytes,
     ) as store:
         for records, latents in batches:
             for record in records:

@@ -67,6 +67,7 @@ class IndexOptions:
 
     index_type: str | None = None
     metric: str | None = None
+    max_index_bytes: int | None = None  # RAM budget for "auto" (0: drop the store's budget; None: keep it)
     reencode: bool = False
     workers: int | None = None
     torch_threads: int | None = None
@@ -147,7 +148,7 @@ def index_folder(
             store.flush()
             store.finish_run(run_id, run.counts, status)
         if status == "complete":
-            notes += store.settle_index_type(options.index_type)
+            notes += store.settle_index_type(options.index_type, options.max_index_bytes)
     seconds = time.monotonic() - started
     return IndexReport(
         run_id=run_id,
@@ -369,6 +370,7 @@ def _open_or_create(folder: Path, codec: LatentCodec, options: IndexOptions) -> 
             metric=options.metric or "whitened",
             index_type=options.index_type or "flat",
             database=options.database,
+            max_index_bytes=options.max_index_bytes or None,
         )
     store = LatentStore.open(folder)
     try:

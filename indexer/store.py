@@ -90,6 +90,7 @@ from latentdex.indexer.vectors import (
     IVF_REFINE,
     VectorIndex,
     check_vectors,
+    describe_choice,
     exact_search,
     rerank,
     resolve_index_type,
@@ -172,13 +173,22 @@ class LatentStore:
         self._records: OrderedDict[int, ImageRecord] = OrderedDict()  # read-only stores: see `hits`
         self._records_lock = threading.Lock()
         self._writer_lock: int | None = None
-        keys = ("model_id", "latent_dim", "metric", "index_type", "whitening", "whitening_changes")
+        keys = (
+            "model_id",
+            "latent_dim",
+            "metric",
+            "index_type",
+            "whitening",
+            "whitening_changes",
+            "max_index_bytes",
+        )
         with catalog.reading() as session:
             meta = {key: get_meta(session, key) for key in keys}
         self.model_id, self.metric, self.index_type = meta["model_id"], meta["metric"], meta["index_type"]
         self.latent_dim = int(meta["latent_dim"] or 0)
         self.whitening = Whitening.from_text(meta["whitening"]) if meta["whitening"] else None
         self.whitening_changes = int(meta["whitening_changes"] or 0)
+        self.max_index_bytes = int(meta["max_index_bytes"]) if meta["max_index_bytes"] else None
         self._whitening_unsaved = False
         self._directions: DirectionBook | None = None
 
@@ -192,12 +202,14 @@ class LatentStore:
         metric: str = "whitened",
         index_type: str = "flat",
         database: str | None = None,
+        max_index_bytes: int | None = None,
     ) -> LatentStore:
         """Create an empty store in `folder` (made if missing). StoreError if a store is already there;
         ValueError for an unknown metric or index type.
 
         `database`: keep the catalog in this PostgreSQL database (a SQLAlchemy URL, one store per
         database) instead of `catalog.sqlite` in the folder; the manifest records it without its password.
+        `max_index_bytes`: the RAM budget within which "auto" picks the index type (None: no budget).
         What a killed `create` leaves (files without a manifest, no image and no run) is cleared first.
         """
         if database is not None and not is_database_url(database):
@@ -207,7 +219,9 @@ class LatentStore:
         folder = Path(folder)
         if latent_dim < 1 or metric not in STORE_METRICS:
             raise ValueError(f"need latent_dim >= 1 and a metric in {list(STORE_METRICS)}")
-        spec = VectorSpec(model_id, latent_dim, metric, index_type)
+        if max_index_bytes is not None and max_index_bytes < 1:
+            raise ValueError(f"max_index_bytes must be positive, got {max_index_bytes}")
+        spec = VectorSpec(model_id, latent_dim, metric, index_type, max_index_bytes=max_index_bytes)
         vectors, notes = VectorIndex.build(
             index_type, latent_dim, spec.index_metric, np.empty(0), np.empty((0, latent_dim))
         )
@@ -228,6 +242,7 @@ class LatentStore:
             "latent_dim": str(latent_dim),
             "metric": metric,
             "index_type": index_type,
+            "max_index_bytes": str(max_index_bytes or ""),
         }
         meta |= {"generation": "0", "vectors_generation": "0", "vectors_digest": ""}
         try:
@@ -466,12 +481,19 @@ class LatentStore:
             raise StoreError("the store is open read-only")
         return self._reconcile(None)
 
-    def rebuild(self, index_type: str | None = None, metric: str | None = None) -> list[str]:
-        """Rebuild the vectors from the stored latents, optionally with another index type or metric;
-        return notes. A "whitened" store refits its whitening first (a store made before the whitened
-        metric moves to it with `metric="whitened"`)."""
+    def rebuild(
+        self,
+        index_type: str | None = None,
+        metric: str | None = None,
+        max_index_bytes: int | None = None,
+    ) -> list[str]:
+        """Rebuild the vectors from the stored latents, optionally with another index type, metric or
+        RAM budget for "auto" (`max_index_bytes`, 0: none); return notes. A "whitened" store refits its
+        whitening first (a store made before the whitened metric moves to it with `metric="whitened"`)."""
         if metric is not None and metric not in STORE_METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(STORE_METRICS)}")
+        if max_index_bytes is not None and max_index_bytes < 0:
+            raise ValueError(f"max_index_bytes must be >= 0, got {max_index_bytes}")
         with self._lock:
             report = ReconcileReport()
             with self._writing(changes_images=False) as session:
@@ -479,7 +501,11 @@ class LatentStore:
                     set_meta(session, "index_type", index_type)
                 if metric is not None:
                     set_meta(session, "metric", metric)
+                if max_index_bytes is not None:
+                    set_meta(session, "max_index_bytes", str(max_index_bytes or ""))
             self.index_type = index_type or self.index_type
+            if max_index_bytes is not None:
+                self.max_index_bytes = max_index_bytes or None
             self.metric = metric or self.metric
             if self.metric == "whitened":
                 report.notes += self._refit_whitening()
@@ -488,15 +514,23 @@ class LatentStore:
             self._save()
             return report.notes
 
-    def settle_index_type(self, requested: str | None = None) -> list[str]:
-        """Rebuild when `requested` differs from the configured index type, or when "auto" (or "ivfpq")
-        now calls for another kind than the vectors have; return notes (empty when nothing changed)."""
+    def settle_index_type(
+        self, requested: str | None = None, max_index_bytes: int | None = None
+    ) -> list[str]:
+        """Rebuild when `requested` (or the RAM budget `max_index_bytes`, 0: none) differs from the
+        store's, or when "auto" (or "ivfpq") now calls for another kind than the vectors have; return
+        notes (empty when nothing changed)."""
         wanted = requested or self.index_type
-        concrete, _ = resolve_index_type(wanted, self.count())
-        if wanted != self.index_type or concrete != self.vector_kind:
+        budget = self.max_index_bytes if max_index_bytes is None else (max_index_bytes or None)
+        concrete, _ = resolve_index_type(wanted, self.count(), self.latent_dim, budget)
+        if wanted != self.index_type or budget != self.max_index_bytes or concrete != self.vector_kind:
             kind = wanted if concrete == wanted else f"{wanted} ({concrete})"
-            return [f"rebuilt the vectors as {kind}", *self.rebuild(wanted)]
+            return [f"rebuilt the vectors as {kind}", *self.rebuild(wanted, max_index_bytes=budget or 0)]
         return []
+
+    def index_choice(self) -> str:
+        """Why the vectors are of the kind they are: the index type's rule, RAM estimate and budget."""
+        return describe_choice(self.index_type, self.count(), self.latent_dim, self.max_index_bytes)
 
     def verify(self) -> VerifyReport:
         """Check catalog, vectors and manifest against each other without changing anything."""
@@ -759,7 +793,9 @@ class LatentStore:
 
     @property
     def _spec(self) -> VectorSpec:
-        return VectorSpec(self.model_id, self.latent_dim, self.metric, self.index_type, self.whitening)
+        return VectorSpec(
+            self.model_id, self.latent_dim, self.metric, self.index_type, self.whitening, self.max_index_bytes
+        )
 
     def _count_changes(self, count: int, session: Session) -> None:
         """Add `count` images added, changed or removed to the tally that decides a whitening refit, in

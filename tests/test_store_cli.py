@@ -181,3 +181,28 @@ def test_store_and_folder_errors_have_their_exit_codes(
     code, err = run_main(monkeypatch, capsys, *index_args(tmp_path / "no-photos", tmp_path / "s", model))
     assert code == 6 and "photos folder" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_memory_budget_is_kept_by_the_store_and_explained_by_stats(
+    tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("latentdex.indexer.vectors.AUTO_FLAT_BELOW", 2)  # 6 photos call for HNSW
+    write_photos(tmp_path / "photos", 6)
+    args = index_args(tmp_path / "photos", tmp_path / "store", model, "--index-type", "auto")
+    result = runner.invoke(app, [*args, "--max-index-memory", "1KB"])
+    assert result.exit_code == 0, result.output
+    assert "over the 1.0 KB budget; too few images for ivfpq" in result.output
+    result = runner.invoke(app, ["stats", str(tmp_path / "store")])
+    assert "index:       hnsw (configured: auto)" in result.output
+    assert "budget 1.0 KB" in result.output
+    result = runner.invoke(app, ["rebuild", str(tmp_path / "store"), "--max-index-memory", "0"])
+    assert result.exit_code == 0, result.output
+    assert "no memory budget" in runner.invoke(app, ["stats", str(tmp_path / "store")]).output
+
+
+def test_a_malformed_memory_budget_is_a_usage_error(tmp_path: Path, model: Path) -> None:
+    write_photos(tmp_path / "photos", 1)
+    args = index_args(tmp_path / "photos", tmp_path / "store", model, "--max-index-memory", "lots")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "not a size" in result.output
+    assert not (tmp_path / "store").exists()

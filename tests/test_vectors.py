@@ -12,7 +12,7 @@ import pytest
 from latentdex import atomic_files
 from latentdex.errors import BadLatent, DimensionMismatch, StoreError
 from latentdex.indexer import vectors
-from latentdex.indexer.vectors import VectorIndex, resolve_index_type
+from latentdex.indexer.vectors import VectorIndex, parse_size, resolve_index_type
 
 DIM = 16
 
@@ -125,6 +125,33 @@ def test_index_type_resolution() -> None:
     assert vectors.ivfpq_factory(2_000_000, 128) == "IVF4096,PQ32"
     with pytest.raises(ValueError, match="unknown index type"):
         resolve_index_type("lsh", 10)
+
+
+def test_auto_steps_down_to_ivfpq_when_the_pick_exceeds_the_memory_budget() -> None:
+    million = 1_000_000
+    assert resolve_index_type("auto", million, 128) == ("hnsw", None)
+    assert resolve_index_type("auto", million, 128, parse_size("2GB")) == ("hnsw", None)
+    kind, note = resolve_index_type("auto", million, 128, parse_size("500MB"))
+    assert kind == "ivfpq" and "792.0 MB" in note and "500.0 MB budget" in note
+    kind, note = resolve_index_type("auto", 5000, 128, 1000)  # too few to train IVF-PQ: stays, says so
+    assert kind == "flat" and "too few images" in note
+    assert resolve_index_type("hnsw", million, 128, 1000) == ("hnsw", None)  # a type asked for is kept
+    assert vectors.index_bytes("ivfpq", million, 128) < 64 * million
+    why = vectors.describe_choice("auto", million, 128, parse_size("500MB"))
+    assert why.startswith("ivfpq, about 47.0 MB") and "budget 500.0 MB" in why
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("2GB", 2 * 10**9), ("512MiB", 512 * 2**20), ("1.5g", 1_500_000_000), ("100", 100)]
+)
+def test_sizes_parse_in_decimal_and_binary_units(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-1GB", "2XB", "0.1"])
+def test_malformed_sizes_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
 
 
 def test_save_is_atomic_and_interrupted_save_keeps_old_file(

@@ -11,6 +11,7 @@ from latentdex.errors import ModelMismatch
 from latentdex.indexer.export import export_format, export_store, import_store
 from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
 from latentdex.indexer.store import LatentStore
+from latentdex.indexer.vectors import parse_size
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
 from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
@@ -20,6 +21,26 @@ from latentdex.service.indexer_metrics import IndexerMetrics
 IndexType = Literal["flat", "hnsw", "ivfpq", "auto"]
 Metric = Literal["whitened", "cosine", "l2"]
 StoreArgument = Annotated[Path, typer.Argument(help="Store folder.")]
+MaxIndexMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--max-index-memory",
+        help="RAM budget for the vector index (e.g. 2GB, 512MiB; 0: none): auto picks the best index "
+        "type that fits. Kept by the store.",
+    ),
+]
+
+
+def _budget(text: str | None) -> int | None:
+    """--max-index-memory as bytes (0: no budget); None when not given; a usage error when malformed."""
+    if text is None:
+        return None
+    if text.strip() == "0":
+        return 0
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-index-memory") from exc
 
 
 def index(
@@ -37,6 +58,7 @@ def index(
             "cosine or l2. Default: whitened; `latentdex rebuild --metric` changes it later."
         ),
     ] = None,
+    max_index_memory: MaxIndexMemory = None,
     reencode: Annotated[
         bool, typer.Option("--reencode", help="Re-encode every image, e.g. with a model the store lacks.")
     ] = False,
@@ -79,6 +101,7 @@ def index(
     options = IndexOptions(
         index_type=index_type,
         metric=metric,
+        max_index_bytes=_budget(max_index_memory),
         reencode=reencode,
         workers=workers,
         batch_size=batch_size,
@@ -120,6 +143,7 @@ def stats(
         if opened.metric == "whitened":
             typer.echo(f"whitening:   {opened.whitening_summary()}")
         typer.echo(f"index:       {opened.vector_kind} (configured: {opened.index_type})")
+        typer.echo(f"             {opened.index_choice()}")
         typer.echo(f"images:      {ok} ok, {failed} failed")
         typer.echo(f"on disk:     {opened.disk_bytes():,} bytes")
         typer.echo(f"catalog:     {opened.catalog_name}")
@@ -174,13 +198,15 @@ def rebuild(
         Metric | None, typer.Option(help="Switch the store to this metric (whitened refits its transform).")
     ] = None,
     index_type: Annotated[IndexType | None, typer.Option(help="Switch to this FAISS index type.")] = None,
+    max_index_memory: MaxIndexMemory = None,
 ) -> None:
     """Rebuild a store's vectors from its stored latents; a whitened store refits its whitening first.
 
     Stores made before the whitened metric keep searching by cosine until `--metric whitened`.
     """
     with LatentStore.open(store) as opened:
-        notes = opened.rebuild(index_type=index_type, metric=metric)
+        budget = _budget(max_index_memory)
+        notes = opened.rebuild(index_type=index_type, metric=metric, max_index_bytes=budget)
         typer.echo(
             f"rebuilt {opened.vector_count} vectors: {opened.vector_kind} index, {opened.metric} metric"
         )
@@ -218,9 +244,10 @@ def import_(
     index_type: Annotated[
         IndexType | None, typer.Option(help="FAISS index for the new store. Default: the exported store's.")
     ] = None,
+    max_index_memory: MaxIndexMemory = None,
 ) -> None:
     """Create a new store from an export: same paths, metadata and latents; new ids."""
-    count = import_store(source, store, index_type)
+    count = import_store(source, store, index_type, _budget(max_index_memory) or None)
     typer.echo(f"imported {count} images into {store}")
 
 
