@@ -86,12 +86,14 @@ from latentdex.indexer.filters import (
     page_of_ids,
     same_hash_groups,
 )
+from latentdex.indexer.rerank_rows import RerankRows
 from latentdex.indexer.vectors import (
     IVF_REFINE,
     VectorIndex,
     check_vectors,
     describe_choice,
     exact_search,
+    prepare_vectors,
     rerank,
     resolve_index_type,
 )
@@ -112,6 +114,7 @@ __all__ = [
 FORMAT_VERSION = 1
 CATALOG_FILE = "catalog.sqlite"
 VECTORS_FILE = "vectors.faiss"
+RERANK_FILE = "rerank.f32"  # IVF-PQ stores only: exact vectors by id (`indexer.rerank_rows`)
 MANIFEST_FILE = "manifest.json"
 # A filtered search that HNSW or IVF-PQ answers with fewer than k matches is redone exactly over the
 # admitted images' stored latents, when there are at most this many of them (more would be slow, and
@@ -173,6 +176,7 @@ class LatentStore:
         self._records: OrderedDict[int, ImageRecord] = OrderedDict()  # read-only stores: see `hits`
         self._records_lock = threading.Lock()
         self._writer_lock: int | None = None
+        self._rerank: RerankRows | None = None
         keys = (
             "model_id",
             "latent_dim",
@@ -288,6 +292,7 @@ class LatentStore:
                     interrupt_running_runs(session)  # the writer lock is ours: their process died
                 _remove_stale_temp_files(folder)  # left by a writer killed mid-save; ours now
                 store.last_reconcile = store._reconcile(load_error)
+            store._attach_rerank_rows()
         except BaseException:
             store.close()
             raise
@@ -302,6 +307,8 @@ class LatentStore:
                 self.flush()
         finally:
             self._closed = True
+            if self._rerank is not None:
+                self._rerank.close()
             self._catalog.close()
             if self._writer_lock is not None:
                 os.close(self._writer_lock)  # releases the flock
@@ -347,7 +354,9 @@ class LatentStore:
     def disk_bytes(self) -> int:
         """Bytes the store's files take on disk (catalog with its WAL, vectors, manifest)."""
         names = (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE, MANIFEST_FILE)
-        return sum((self.folder / name).stat().st_size for name in names if (self.folder / name).exists())
+        total = sum((self.folder / name).stat().st_size for name in names if (self.folder / name).exists())
+        rerank = self.folder / RERANK_FILE
+        return total + (rerank.stat().st_blocks * 512 if rerank.exists() else 0)  # sparse: blocks used
 
     # --- writing -------------------------------------------------------------------------------------
 
@@ -438,10 +447,14 @@ class LatentStore:
             self._save()
 
     def _save(self) -> None:
+        with self._lock:
+            reranked = self._sync_rerank_rows()
         with self._lock, self._writing(changes_images=False) as session:
             digest = self._vectors.save(self.folder / VECTORS_FILE)
+            generation = get_meta(session, "generation") or "0"
             set_meta(session, "vectors_digest", digest)
-            set_meta(session, "vectors_generation", get_meta(session, "generation") or "0")
+            set_meta(session, "vectors_generation", generation)
+            set_meta(session, "rerank_generation", generation if reranked else "")
             set_meta(session, "vectors_whitening", self._spec.whitening_id)
             if self._whitening_unsaved:
                 set_meta(session, "whitening", self.whitening.to_text() if self.whitening else "")
@@ -462,6 +475,73 @@ class LatentStore:
                 manifest["database"] = self._catalog.name
         write_bytes_atomic(self.folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
         self._dirty = self._whitening_unsaved = False
+
+    def _sync_rerank_rows(self) -> bool:
+        """Bring an IVF-PQ store's re-rank rows up to its vectors (a writer, before a save); remove them
+        from a store of another kind. True when the store has them."""
+        path = self.folder / RERANK_FILE
+        if self._vectors.kind != "ivfpq":
+            if self._rerank is not None:
+                self._rerank.close()
+                self._rerank = None
+            path.unlink(missing_ok=True)
+            return False
+        ids, vectors, complete = self._vectors.take_unsynced()
+        if self._rerank is None and not complete:
+            self._rerank = self._current_rerank_rows(writable=True)
+        if self._rerank is None or complete:
+            if not complete:  # no usable file: every vector again, from the catalog
+                ids, latents = self.all_latents()
+                vectors = prepare_vectors(self._spec.to_index(latents), self._spec.index_metric)
+            if self._rerank is not None:
+                self._rerank.close()
+            self._rerank = RerankRows.write_all(path, self.latent_dim, ids, vectors)
+        else:
+            self._rerank.write(ids, vectors)
+            self._rerank.sync()
+        return True
+
+    def _current_rerank_rows(self, *, writable: bool) -> RerankRows | None:
+        """The re-rank rows file if the catalog says it holds the saved vectors' generation, else None."""
+        with self._catalog.reading() as session:
+            held, saved = get_meta(session, "rerank_generation"), get_meta(session, "vectors_generation")
+        path = self.folder / RERANK_FILE
+        if not held or held != saved or not path.exists():
+            return None
+        try:
+            return RerankRows(path, self.latent_dim, writable=writable)
+        except (OSError, ValueError):
+            return None
+
+    def _attach_rerank_rows(self) -> None:
+        """Map an IVF-PQ store's re-rank rows at open; a writer makes them first when they are missing or
+        stale (a reader then re-ranks from the catalog, as a store before them did)."""
+        if self._rerank is not None or self._vectors is None or self._vectors.kind != "ivfpq":
+            return
+        self._rerank = self._current_rerank_rows(writable=not self.read_only)
+        if self._rerank is None and not self.read_only:
+            self._save()
+
+    def _exact_vectors(self, ids: np.ndarray, spec: VectorSpec) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, exact index-space vectors) of `ids` for re-ranking: from the vectors added since the last
+        save, the re-rank rows, and for the rest the catalog."""
+        pending = self._vectors.unsynced
+        recent = np.array([i for i in ids.tolist() if i in pending], dtype=np.int64)
+        parts_ids = [recent]
+        parts = [
+            np.stack([pending[i] for i in recent.tolist()]) if len(recent) else np.empty((0, spec.latent_dim))
+        ]
+        rest = np.setdiff1d(ids, recent)
+        if self._rerank is not None and len(rest):
+            found_ids, found = self._rerank.rows(rest)
+            parts_ids.append(found_ids)
+            parts.append(found)
+            rest = np.setdiff1d(rest, found_ids)
+        if len(rest):
+            stored_ids, stored = self.all_latents(rest)
+            parts_ids.append(stored_ids)
+            parts.append(spec.to_index(stored))
+        return np.concatenate(parts_ids), np.concatenate(parts).astype(np.float32)
 
     def start_run(self, root: str) -> int:
         """Record the start of an indexing run over `root`; return its id."""
@@ -536,7 +616,28 @@ class LatentStore:
         """Check catalog, vectors and manifest against each other without changing anything."""
         manifest = _read_manifest(self.folder / MANIFEST_FILE)
         with self._lock:
-            return verify_store(self._catalog, self._vectors, self._spec, manifest)
+            report = verify_store(self._catalog, self._vectors, self._spec, manifest)
+            report.problems += self._rerank_problems()
+            return report
+
+    def _rerank_problems(self) -> list[str]:
+        """Where an IVF-PQ store's re-rank rows disagree with its stored latents (none: one line)."""
+        if self._vectors.kind != "ivfpq":
+            return []
+        rows = self._rerank or self._current_rerank_rows(writable=False)
+        if rows is None:
+            return ["the re-rank rows file is missing or stale: open the store writable once to rebuild it"]
+        ids, latents = self.all_latents()
+        expected = prepare_vectors(self._spec.to_index(latents), self._spec.index_metric)
+        pending = self._vectors.unsynced
+        found_ids, found = rows.rows(ids)
+        wrong = [int(i) for i in np.setdiff1d(ids, found_ids) if int(i) not in pending]
+        places = np.searchsorted(ids, found_ids)
+        differs = ~np.isclose(found, expected[places], atol=1e-5).all(axis=1)
+        wrong += [int(i) for i in found_ids[differs] if int(i) not in pending]
+        if not wrong:
+            return []
+        return [f"{len(wrong)} re-rank rows are missing or differ from the latents: ids {sorted(wrong)[:10]}"]
 
     # --- reading -------------------------------------------------------------------------------------
 
@@ -559,8 +660,7 @@ class LatentStore:
         if approximate:
 
             def indexed_vectors(wanted_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                found, stored = self.all_latents(wanted_ids)
-                return found, spec.to_index(stored)
+                return self._exact_vectors(wanted_ids, spec)
 
             scores, ids = rerank(queries, ids, indexed_vectors, k, spec.index_metric)
         results = []
@@ -891,7 +991,7 @@ def _clear_abandoned_create(folder: Path, location: CatalogLocation) -> None:
     catalog = folder / CATALOG_FILE
     if (folder / MANIFEST_FILE).exists() or not catalog.exists() or not holds_nothing(catalog):
         return
-    for name in (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE):
+    for name in (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE, RERANK_FILE):
         (folder / name).unlink(missing_ok=True)
     _remove_stale_temp_files(folder)
 

@@ -213,6 +213,10 @@ class VectorIndex:
     def __init__(self, index: faiss.Index, metric: str) -> None:
         self.metric = metric
         self.digest: str | None = None  # sha256 of the file this index was last loaded from or saved to
+        # IVF-PQ only: the exact vectors added since `take_unsynced` last ran, for the store's re-rank
+        # rows; `fresh` while every vector of the index is among them (a new index, not a loaded one).
+        self.unsynced: dict[int, np.ndarray] = {}
+        self.fresh = True
         self._adopt(index)
 
     @classmethod
@@ -297,8 +301,18 @@ class VectorIndex:
         # remove_ids rewrites the whole flat index: pay for it only when an id really is being replaced.
         if self._index.ntotal and np.isin(ids, self.ids()).any():
             self.remove(ids)
-        self._index.add_with_ids(prepare_vectors(vectors, self.metric), ids)
+        prepared = prepare_vectors(vectors, self.metric)
+        self._index.add_with_ids(prepared, ids)
         self._slot_ids = None
+        if not self._mapped:
+            self.unsynced.update(zip(ids.tolist(), prepared, strict=True))
+
+    def take_unsynced(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(ids, exact vectors) added since the last call, and whether they are all the index holds."""
+        ids = np.fromiter(self.unsynced, dtype=np.int64, count=len(self.unsynced))
+        vectors = np.stack(list(self.unsynced.values())) if self.unsynced else np.empty((0, self.dim))
+        complete, self.unsynced, self.fresh = self.fresh, {}, False
+        return ids, vectors.astype(np.float32), complete
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove the vectors of `ids` (unknown ids are ignored); return how many were removed."""
@@ -393,6 +407,7 @@ class VectorIndex:
         if METRICS[metric] != raw.metric_type:
             raise StoreError(f"{path} uses FAISS metric {raw.metric_type}, the store says {metric}")
         index.digest = hashlib.sha256(data).hexdigest()
+        index.fresh = False
         if index.kind == "hnsw":  # slots are append-only, so the last copy of an id is the newest
             slots = index._slots()
             _, last_from_end = np.unique(slots[::-1], return_index=True)
