@@ -40,6 +40,8 @@ class LiveStore:
         self.check_interval = check_interval
         self.reloads = 0  # how many times a changed store was swapped in
         self._lock = threading.Lock()
+        # One reopen at a time: two could finish out of order and swap an older state back in.
+        self._reopening = threading.Lock()
         self._current: _Opened | None = None
         self._checked_at = float("-inf")
         self._last_error: str | None = None
@@ -72,6 +74,15 @@ class LiveStore:
             if not force and now - self._checked_at < self.check_interval:
                 return False
             self._checked_at = now
+        if not self._reopening.acquire(blocking=force):
+            return False  # another call is reopening; queries go on with the current store meanwhile
+        try:
+            return self._reopen()
+        finally:
+            self._reopening.release()
+
+    def _reopen(self) -> bool:
+        with self._lock:
             known = self._current.stamp if self._current else None
         stamp = _manifest_stamp(self.folder)
         if stamp is None or stamp == known:
