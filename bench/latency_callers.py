@@ -1,15 +1,17 @@
-"""The query_latency benchmark's callers: load generators that send latent queries and time every call.
+"""The query_latency benchmark's callers: client processes that send queries (or echoes) and time every call.
 
-- `threads_together`: calls run in threads of this process, all released at once by a barrier;
-- `ClientProcesses`: load-generating processes ("spawn"), started once and given one job per store. The
-  protocol with the parent: the parent sends (target, share of queries) down each process's pipe; the
-  process connects, sends one untimed query, waits at a shared barrier with the others and the parent,
-  sends its share one after another and replies {"samples": seconds per call, "end": perf_counter at its
-  last reply}, or {"error": ...} after aborting the barrier; None (or a closed pipe) ends it. They exist
-  because client threads in one Python process share its GIL: the load generator itself would then limit
-  what is measured.
+`ClientProcesses` are load-generating processes ("spawn"), started once and given one job per load. A job
+goes to the first `callers` processes; `callers` is one of the group sizes the processes were started
+with, each of which has its barrier. The protocol with the parent: the parent sends (target, call,
+share, callers) down each taking part process's pipe; the process connects, makes one untimed call,
+waits at the group's barrier with the others and the parent, makes its share of calls one after another
+and replies {"samples": seconds per call, "end": perf_counter at its last reply}, or {"error": ...} after
+aborting the barrier; None (or a closed pipe) ends it. The calls: "query", a QueryByLatent (k=K) of each
+latent of the share; "echo", the standard health Check (grpc.health.v1) as often, the loopback round trip
+of an almost empty call. Processes, not threads: client threads in one Python process share its GIL, and
+the load generator itself would then limit what is measured.
 
-Both report every call's latency and QPS = queries / wall time from the release to the last reply
+Reported: every call's latency and QPS = calls / wall time from the release to the last reply
 (`aggregate`, `latency_stats`). This module imports no torch, so the client processes stay light.
 """
 
@@ -18,19 +20,19 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from latentdex.service.client import LatentdexClient, connect
 
-if TYPE_CHECKING:
-    from latentdex.indexer.store import LatentStore
-
 K = 10  # matches asked for by every query
+Call = Literal["query", "echo"]
+ECHO_REQUEST = health_pb2.HealthCheckRequest(service="")
 
 
 def server_query(client: LatentdexClient, latent: np.ndarray) -> None:
@@ -38,36 +40,18 @@ def server_query(client: LatentdexClient, latent: np.ndarray) -> None:
     client.query_by_latent(latent, K)
 
 
-def raw_search(store: LatentStore, latent: np.ndarray) -> None:
-    """One in-process `LatentStore.search` (k=K): the raw baseline."""
-    store.search(latent[None], K)
+def echo(health: health_pb2_grpc.HealthStub, _latent: np.ndarray | None = None) -> None:
+    """One health Check: the loopback round trip of an almost empty call (the latent is not sent)."""
+    health.Check(ECHO_REQUEST, timeout=30)
 
 
-def threads_together(calls: list[Callable[[np.ndarray], object]], shares: list[np.ndarray]) -> dict[str, Any]:
-    """Run `calls[i]` over `shares[i]` in thread i, all released at once; latencies and aggregate QPS."""
-    barrier = threading.Barrier(len(calls) + 1)
-    samples: list[list[float]] = [[] for _ in calls]
-    ends = [0.0] * len(calls)
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        barrier.wait()
-        try:
-            samples[i] = timed_calls(calls[i], shares[i])
-        except BaseException as exc:
-            errors.append(exc)
-        ends[i] = time.perf_counter()
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(calls))]
-    for worker in workers:
-        worker.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} of {len(calls)} threads failed: {errors[0]!r}") from errors[0]
-    return aggregate(samples, max(ends) - started)
+def caller(client: LatentdexClient, call: Call) -> Callable[[np.ndarray], None]:
+    """The function that makes one `call` through `client`, given a query latent."""
+    if call == "query":
+        return partial(server_query, client)
+    if call == "echo":
+        return partial(echo, health_pb2_grpc.HealthStub(client.channel))
+    raise ValueError(f"call must be 'query' or 'echo', got {call!r}")
 
 
 def timed_calls(call: Callable[[np.ndarray], object], share: np.ndarray) -> list[float]:
@@ -102,39 +86,46 @@ def latency_stats(samples: list[float]) -> dict[str, float]:
 
 
 class ClientProcesses:
-    """`count` load-generating processes ("spawn"), started once and given one job per store.
+    """`count` load-generating processes ("spawn"), started once and given one job per load.
 
-    A job: connect to the target, send one untimed query, wait at a shared barrier with the others and
-    this process (for at most `timeout_s`), then send the share of queries one after another and report
-    the latencies. Clocks are `time.perf_counter` (CLOCK_MONOTONIC on Linux, so comparable across
-    processes).
+    A job for `callers` processes (one of `groups`): the first `callers` connect to the target, make one
+    untimed call, wait at the group's barrier with this process (for at most `timeout_s`), then make
+    their share of calls one after another and report the latencies. Clocks are `time.perf_counter`
+    (CLOCK_MONOTONIC on Linux, so comparable across processes).
     """
 
-    def __init__(self, count: int, timeout_s: float) -> None:
+    def __init__(self, count: int, timeout_s: float, groups: Sequence[int] = ()) -> None:
+        if any(not 1 <= size <= count for size in groups):
+            raise ValueError(f"every group size must be between 1 and {count}, got {list(groups)}")
         context = multiprocessing.get_context("spawn")
-        self.barrier = context.Barrier(count + 1, timeout=timeout_s)
+        self.barriers = {size: context.Barrier(size + 1, timeout=timeout_s) for size in {*groups, count}}
         self.pipes = []
         self.processes = []
         for _ in range(count):
             ours, theirs = context.Pipe()
-            process = context.Process(target=_client_child, args=(theirs, self.barrier), daemon=True)
+            process = context.Process(target=_client_child, args=(theirs, self.barriers), daemon=True)
             process.start()
             theirs.close()
             self.pipes.append(ours)
             self.processes.append(process)
 
-    def run(self, target: str, shares: list[np.ndarray]) -> dict[str, Any]:
-        """Every process sends its share to `target` at once; latencies and aggregate QPS."""
-        for pipe, share in zip(self.pipes, shares, strict=True):
-            pipe.send((target, share))
+    def run(self, target: str, shares: list[np.ndarray], call: Call = "query") -> dict[str, Any]:
+        """The first len(`shares`) processes make their `call`s to `target` at once, process i over
+        `shares[i]`; latencies and aggregate QPS."""
+        callers = len(shares)
+        if callers not in self.barriers:
+            raise ValueError(f"{callers} callers: the processes were started for {sorted(self.barriers)}")
+        pipes = self.pipes[:callers]
+        for pipe, share in zip(pipes, shares, strict=True):
+            pipe.send((target, call, share, callers))
         try:
-            self.barrier.wait()
+            self.barriers[callers].wait()
         except threading.BrokenBarrierError:
-            replies = [pipe.recv() for pipe in self.pipes if pipe.poll(5)]
+            replies = [pipe.recv() for pipe in pipes if pipe.poll(5)]
             errors = [r["error"] for r in replies if "error" in r]
             raise RuntimeError(f"a client process failed: {errors[0] if errors else 'no reply'}") from None
         started = time.perf_counter()
-        replies = [pipe.recv() for pipe in self.pipes]
+        replies = [pipe.recv() for pipe in pipes]
         if errors := [r["error"] for r in replies if "error" in r]:
             raise RuntimeError(f"{len(errors)} client processes failed: {errors[0]}")
         return aggregate([r["samples"] for r in replies], max(r["end"] for r in replies) - started)
@@ -152,7 +143,7 @@ class ClientProcesses:
             pipe.close()
 
 
-def _client_child(conn: Any, barrier: Any) -> None:
+def _client_child(conn: Any, barriers: dict[int, Any]) -> None:
     """A load-generating process: run jobs from `conn` until it sends None (or closes)."""
     while True:
         try:
@@ -161,13 +152,14 @@ def _client_child(conn: Any, barrier: Any) -> None:
             return
         if job is None:
             return
-        target, share = job
+        target, call, share, callers = job
         try:
             with connect(target) as client:
-                client.query_by_latent(share[0], K)
-                barrier.wait()
-                samples = timed_calls(partial(server_query, client), share)
+                make_call = caller(client, call)
+                make_call(share[0])
+                barriers[callers].wait()
+                samples = timed_calls(make_call, share)
             conn.send({"samples": samples, "end": time.perf_counter()})
         except Exception as exc:
-            barrier.abort()
+            barriers[callers].abort()
             conn.send({"error": f"{type(exc).__name__}: {exc}"})

@@ -6,6 +6,10 @@ transactions with one flush at the end; the build time and upsert rate are retur
 plausible photo metadata (path, size, hash, 4032x3024 JPEG, EXIF time and camera) so that replies are as
 large as real ones. `bench.latent_latency` reuses these stores.
 
+Stores of other index types (`ensure_rebuilt_store`): a copy of a flat store's folder rebuilt with
+`LatentStore.rebuild(index_type=...)` ("auto": HNSW from 100k vectors); the copy and rebuild times are
+returned.
+
 Query JPEGs: 640x480 crops of the wallpaper photos (`bench.photo_folders`), or generated gradients + noise
 when no photos are there.
 
@@ -34,19 +38,16 @@ BENCHMARK = "query_latency"  # the benchmark these inputs are made for: names th
 WORK_DIR = Path(__file__).resolve().parent / "work" / BENCHMARK
 BUILD_CHUNK = 50_000  # rows per upsert while building a store
 STORE_RECIPE_VERSION = 2  # 2: the whitened metric, the stores' default
+REBUILT_RECIPE_VERSION = 1
 BASE_SEED = 3
 IMAGE_SIZE = (640, 480)
 IMAGE_FILES = 50
 IMAGE_QUALITY = 90
 
 
-def ensure_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> tuple[Path, dict[str, Any]]:
-    """`folder` holding a flat store of `n` synthetic latents (built now unless built with this recipe).
-
-    Returns the folder and what building it took (this run's, or the earlier run's when reused).
-    """
-    marker = folder.with_name(folder.name + ".recipe.json")
-    recipe = {
+def store_recipe(n: int, model_id: str, mixture: LatentMixture) -> dict[str, Any]:
+    """What makes a flat store of `n` synthetic latents: a store built with another recipe is built again."""
+    return {
         "version": STORE_RECIPE_VERSION,
         "n": n,
         "model_id": model_id,
@@ -56,15 +57,52 @@ def ensure_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) ->
         "metric": "whitened",
         "chunk": BUILD_CHUNK,
     }
-    if marker.exists() and (folder / "manifest.json").exists():
-        saved = json.loads(marker.read_text(encoding="utf-8"))
-        if saved.get("recipe") == recipe:
-            return folder, {**saved["built"], "reused": True}
-    marker.unlink(missing_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
+
+
+def ensure_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> tuple[Path, dict[str, Any]]:
+    """`folder` holding a flat store of `n` synthetic latents (built now unless built with this recipe).
+
+    Returns the folder and what building it took (this run's, or the earlier run's when reused).
+    """
+    recipe = store_recipe(n, model_id, mixture)
+    if (reused := _made_before(folder, recipe)) is not None:
+        return folder, reused
     print(f"{BENCHMARK}: building a store of {n:,} vectors in {folder} (kept for later runs)", flush=True)
     built = build_store(folder, n, model_id, mixture)
-    marker.write_text(json.dumps({"recipe": recipe, "built": built}) + "\n", encoding="utf-8")
+    _remember(folder, recipe, built)
+    return folder, {**built, "reused": False}
+
+
+def ensure_rebuilt_store(
+    source: Path, source_recipe: dict[str, Any], folder: Path, index_type: str
+) -> tuple[Path, dict[str, Any]]:
+    """`folder` holding a copy of the flat store in `source` (made with `source_recipe`) rebuilt as
+    `index_type`; made now unless made from this recipe.
+
+    Returns the folder and what making it took: copy_s, rebuild_s (the new index, and the whitening
+    refit a whitened store does first), build_s (both), the concrete `vector_kind`, the rebuild's notes.
+    """
+    recipe = {"version": REBUILT_RECIPE_VERSION, "source": source_recipe, "index_type": index_type}
+    if (reused := _made_before(folder, recipe)) is not None:
+        return folder, reused
+    print(f"{BENCHMARK}: copying {source.name} to {folder} and rebuilding it as {index_type}", flush=True)
+    started = time.perf_counter()
+    shutil.copytree(source, folder)
+    copied = time.perf_counter()
+    with LatentStore.open(folder) as store:
+        notes = store.rebuild(index_type=index_type)
+        rebuilt = time.perf_counter()
+        built = {
+            "n": store.vector_count,
+            "index_type": index_type,
+            "vector_kind": store.vector_kind,
+            "copy_s": copied - started,
+            "rebuild_s": rebuilt - copied,
+            "build_s": rebuilt - started,
+            "notes": notes,
+            "disk_mb": store.disk_bytes() / 1e6,
+        }
+    _remember(folder, recipe, built)
     return folder, {**built, "reused": False}
 
 
@@ -99,6 +137,28 @@ def build_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> 
         "build_s": time.perf_counter() - started,
         "disk_mb": disk / 1e6,
     }
+
+
+def _made_before(folder: Path, recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """What making `folder` took when it was made with `recipe` (reused: True); else None, and the
+    folder and its recipe file are gone, to be made again."""
+    marker = _marker(folder)
+    if marker.exists() and (folder / "manifest.json").exists():
+        saved = json.loads(marker.read_text(encoding="utf-8"))
+        if saved.get("recipe") == recipe:
+            return {**saved["built"], "reused": True}
+    marker.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _remember(folder: Path, recipe: dict[str, Any], built: dict[str, Any]) -> None:
+    """Record the recipe beside `folder`, last, so that an interrupted build is made again."""
+    _marker(folder).write_text(json.dumps({"recipe": recipe, "built": built}) + "\n", encoding="utf-8")
+
+
+def _marker(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".recipe.json")
 
 
 def _record(i: int, model_id: str) -> ImageRecord:

@@ -4,8 +4,15 @@
 port), with ServerConfig's default 8 workers and 64 calls in progress, and the model loaded as `latentdex
 serve` does. Placement "process" runs it in a child process started with "spawn" (as a deployed server
 runs); "thread" runs it in this process's threads. `threads` > 0 sets torch and FAISS (OpenMP) threads in
-the server; the counts in use and the model's precision are reported back as the server's facts. `http`
-also serves the web app and HTTP/JSON API (a free port, `facts["http_port"]`).
+the server; the counts in use and the model's precision are reported back as the server's facts: those of
+its main thread, and those a thread set up as its RPC threads are reports (`rpc_torch_threads`,
+`rpc_faiss_threads`; OpenMP's count is per thread). `http` also serves the web app and HTTP/JSON API (a
+free port, `facts["http_port"]`).
+
+`rpc_like_thread` is one thread set up as the server's RPC threads are (`service.server.rpc_executor`),
+for baselines that should run as the server's handlers do: torch's intra-op threads behave differently
+in the main thread (measured: an encode of one image took 77-550 ms on two threads in the main thread of
+a busy 2-core machine, 9 ms in another thread).
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +32,7 @@ import torch
 from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import RunningServer, ServerConfig, rpc_executor, start_server
 
 SERVER_WORKERS = 8  # ServerConfig's defaults, stated here so the result records them
 SERVER_MAX_CONCURRENT = 64
@@ -37,6 +45,28 @@ class Served:
 
     port: int
     facts: dict[str, Any]
+
+
+def server_config(threads: int, http: bool = False) -> ServerConfig:
+    """The served config: a free port, SERVER_WORKERS, SERVER_MAX_CONCURRENT, FAISS on `threads` (> 0)
+    per RPC thread or ServerConfig's default, the HTTP port (a free one) when `http`."""
+    return ServerConfig(
+        port=0,
+        max_workers=SERVER_WORKERS,
+        max_concurrent_rpcs=SERVER_MAX_CONCURRENT,
+        faiss_threads=threads if threads > 0 else ServerConfig().faiss_threads,
+        http_port=0 if http else None,
+    )
+
+
+def rpc_like_thread(threads: int) -> ThreadPoolExecutor:
+    """One thread set up as the served server's RPC threads are (`threads` as for `served`)."""
+    return rpc_executor(replace(server_config(threads), max_workers=1))
+
+
+def thread_counts() -> dict[str, int]:
+    """The torch and FAISS (OpenMP) threads of the calling thread."""
+    return {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()}
 
 
 @contextmanager
@@ -99,22 +129,20 @@ def _start(
     codec = LatentCodec.load(model_dir, precision="auto")  # as `latentdex serve`
     live = LiveStore(store_dir)
     engine = QueryEngine(codec, live, Limits())
-    config = ServerConfig(
-        port=0,
-        max_workers=SERVER_WORKERS,
-        max_concurrent_rpcs=SERVER_MAX_CONCURRENT,
-        faiss_threads=threads if threads > 0 else ServerConfig().faiss_threads,
-        http_port=0 if http else None,
-    )
+    config = server_config(threads, http)
     running = start_server(engine, config)
     with live.use() as store:
         stored = store.vector_count
+    with rpc_executor(config) as probe:
+        rpc = probe.submit(thread_counts).result()
     facts = {
         "port": running.port,
         "http_port": running.http_port,
         "store_n": stored,
         "torch_threads": torch.get_num_threads(),
         "faiss_threads": faiss.omp_get_max_threads(),
+        "rpc_torch_threads": rpc["torch"],
+        "rpc_faiss_threads": rpc["faiss"],
         "precision": codec.precision,
         "image_size": codec.image_size,
     }

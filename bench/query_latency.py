@@ -1,58 +1,54 @@
-"""Query latency of the gRPC server against the raw in-process search of the same queries, in the same run.
+"""Query latency and throughput of the gRPC server against baselines measured in the same run.
 
-For each store size (10k, 100k and 1M seeded synthetic latents, `bench.synthetic_latents`; quick: 10k only,
-fewer queries) a flat (exact, the default) store under the default whitened metric is built through
-`LatentStore.upsert_images` in 50k-row transactions with one flush at the end (the build time and upsert
-rate are reported), and kept in bench/work/query_latency/store-<N> for later runs: a JSON file beside it
-records the recipe, and a store whose recipe differs is built again. Its records carry plausible photo
-metadata (path, size, hash, 4032x3024 JPEG, EXIF time and camera) so that replies are as large as real
-ones. A real server (`service.server.start_server` over `QueryEngine` and `LiveStore`, ServerConfig's
-default 8 workers and 64 calls in progress) answers on 127.0.0.1 through the real `service.client`. Every
-query asks for k=10.
+Stores: 10k, 100k and 1M seeded synthetic latents (`bench.synthetic_latents`; quick: 10k only, fewer
+queries) under the default whitened metric, each with two index types: flat (exact) and the one "auto"
+picks for its size (`indexer.vectors.resolve_index_type`: flat below 100k, HNSW up to 2M). The flat store
+is built through `LatentStore.upsert_images` (`bench.latency_inputs.ensure_store`); the auto one is a copy
+of its folder rebuilt with `LatentStore.rebuild(index_type="auto")` (`ensure_rebuilt_store`; the copy and
+rebuild seconds are reported). Both are kept in bench/work/query_latency (store-<N>, store-<N>-auto) with
+their recipes and reused by later runs. Where auto resolves to flat (10k) the two are the same store:
+it is measured once and its rows say so. Records carry plausible photo metadata (path, size, hash,
+4032x3024 JPEG, EXIF time and camera) so that replies are as large as real ones.
 
-QueryByLatent, one client: three variants alternate query by query (raw, echo, server, raw, ...; see
-`bench.machine.time_interleaved`), so load from other processes hits them alike:
+Server: `service.server.start_server` over `QueryEngine` and `LiveStore` (ServerConfig's default 8 RPC
+workers, 64 calls in progress, FAISS on one thread per RPC thread) in a child process ("spawn"), one per
+store, on 127.0.0.1, reached through the real `service.client`. Every query asks for k=10.
 
-- raw: `LatentStore.search(latent, 10)` on the same store opened read-only in this process (the FAISS
-  search plus the store's checks and hit objects; no metadata);
-- echo: the standard health Check (grpc.health.v1) on the client's channel: the loopback round trip of an
-  almost empty call (GetInfo, measured at 0.88 vs 0.72 ms p50, also reads the manifest file);
-- server: `LatentdexClient.query_by_latent(latent, 10)`.
+Per store, in this order:
 
-Reported: p50/p99 ms of each, the server's QPS (queries / summed latency), the server's own time
-(`QueryResult.timings`: total, search, metadata), and ratio = server p50 / (raw p50 + echo p50); the goal
-is a ratio <= 1.3.
+1. One caller, QueryByLatent: three variants alternate query by query (raw, echo, server, raw, ...;
+   `bench.machine.time_interleaved`), so load from other processes hits them alike. raw:
+   `LatentStore.search(latent, 10)` on the same store opened read-only here (FAISS plus the store's
+   checks and hit objects; no metadata); echo: the health Check (grpc.health.v1) on the client's channel,
+   the loopback round trip of an almost empty call; server: `LatentdexClient.query_by_latent`. Reported:
+   p50/p99 of each, the server's own time (`QueryResult.timings`), and ratio = server p50 / (raw p50 +
+   echo p50). Goal: <= 1.3 at every size and index type.
+2. Concurrent callers, QueryByLatent beside the echo: 1, 8 and 32 client processes
+   (`bench.latency_callers.ClientProcesses`, started once with "spawn" and reused for every store), each
+   with its own channel, released together by a barrier and sending its share one after another. Each
+   round runs, for every caller count, the queries and then as many echoes from the same processes; the
+   rounds repeat so the machine's load hits all loads alike. Reported per (store, callers): p50/p99 of
+   every call, QPS = calls / wall time from the release to the last reply (summed over the rounds), for
+   both, and QPS / echo QPS. Goal: >= 0.5 with 8 callers at 1M with auto (the ratio is given for all).
+3. QueryByImage without previews against the in-process decode + encode + search of the same image
+   bytes, alternating image by image (`bench.latency_images.against_in_process`): camera-like 640x480
+   JPEGs (crops of the wallpaper photos, `bench.photo_folders`; generated gradients + noise without
+   them). The model here is loaded as the server loads it (precision "auto"). Reported: p50/p99 of
+   both, their stage medians, and ratio = server p50 / in-process p50. Goal: <= 1.5.
+4. QueryByImage with previews of the matches (fewer images): the split of the call into the server's
+   stages, the rest of its total and the transport (`bench.latency_images.with_previews`).
 
-QueryByLatent, concurrent: five loads over the same queries, run in interleaved rounds (each round runs all
-five on its part of the queries): 1 client; 8 client threads here, each with its own client (own channel);
-8 client processes, each with its own client; and as baselines 1 thread and 8 threads calling
-`LatentStore.search` here. Concurrent clients start together (a barrier) and send their shares one after
-another; QPS = queries / wall time from the start to the last reply, summed over the rounds; p50/p99 over
-every call. Speeds are also given against the raw 1-thread QPS of the same rounds. The client processes
-are started once ("spawn") and reused for every store. They are there because 8 client threads in one
-Python process share its GIL: the load generator itself then limits what is measured.
+Threads: `threads` > 0 sets torch and FAISS (OpenMP) threads both here and in the server (0: the
+libraries' defaults, and ServerConfig's one FAISS thread per RPC thread). The in-process baselines (raw
+search, image decode + encode + search) run, with the server calls they alternate with, in one thread set
+up as the server's RPC threads are (`bench.latency_server.rpc_like_thread`): OpenMP's count is per thread,
+and torch's intra-op threads behave differently in the main thread. The torch/FAISS counts of that
+thread and of the server's RPC threads are recorded per store. Stores are built before, with the default
+threads.
 
-QueryByImage: camera-like JPEGs (640x480 crops of the wallpaper photos, `bench.photo_folders`; generated
-gradients + noise when no photos are there), sent as bytes with previews of the matches on (k=10). The
-median of each server stage (`QueryResult.timings`: image decode, encode, search, metadata fetch, preview
-= decoding the matches' latents and encoding them as PNG) and of the client-observed call; the rest of the
-server total is "other", and client call - server total is the transport: request and reply
-(de)serialisation, previews included, and the loopback. Image queries run after the latent ones and are
-not interleaved with a baseline: the split of one call is consistent, but absolute stage times move with
-the machine's load between sections (compare their search stage with the latent queries' with care).
-
-Placement: the server runs in a child process ("spawn"), as a deployed server does; the clients and the
-raw search run here. Measured at 10k on a 2-core machine with both placements side by side: one client
-saw the same p50 (3.0 ms either way), but 8 client threads got 390 QPS from a server in its own process
-and 328 from one in this process's threads, which then share the GIL with the clients.
-
-Threads: `threads` > 0 sets torch and FAISS (OpenMP) threads both here and in the server (0: the libraries'
-defaults, one per core); the counts in use are recorded. A single-query flat search in FAISS runs on one
-thread whatever the setting (measured at 1M: 52 ms with 1 or 2 threads).
-
-This module runs the benchmark and computes its ratios; the stores and query JPEGs are made by
-`bench.latency_inputs`, the server by `bench.latency_server`, the load and its latencies by
-`bench.latency_callers`.
+This module runs the benchmark and checks its goals; the stores and query JPEGs are made by
+`bench.latency_inputs`, the server by `bench.latency_server`, the client processes by
+`bench.latency_callers`, the image queries by `bench.latency_images`, the tables by `bench.latency_tables`.
 """
 
 from __future__ import annotations
@@ -63,7 +59,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,73 +66,86 @@ import faiss
 import grpc
 import numpy as np
 import torch
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.latency_callers import (
-    ClientProcesses,
-    K,
-    aggregate,
-    latency_stats,
-    raw_search,
-    server_query,
-    threads_together,
+from bench import latency_tables
+from bench.latency_callers import Call, ClientProcesses, K, aggregate, caller, latency_stats
+from bench.latency_images import IMAGE_GOAL, against_in_process, with_previews
+from bench.latency_inputs import (
+    IMAGE_FILES,
+    IMAGE_SIZE,
+    WORK_DIR,
+    ensure_rebuilt_store,
+    ensure_store,
+    image_folder,
+    store_recipe,
 )
-from bench.latency_inputs import BUILD_CHUNK, IMAGE_FILES, IMAGE_SIZE, WORK_DIR, ensure_store, image_folder
 from bench.latency_server import (
     SERVER_MAX_CONCURRENT,
     SERVER_START_TIMEOUT_S,
     SERVER_WORKERS,
-    Served,
+    rpc_like_thread,
     served,
+    thread_counts,
 )
 from bench.machine import time_interleaved
-from bench.report import table
 from bench.synthetic_latents import LatentMixture
 from latentdex.indexer.store import LatentStore
+from latentdex.indexer.vectors import resolve_index_type
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
-from latentdex.service.client import LatentdexClient, QueryOptions, connect
-from latentdex.service.server import ServerConfig
+from latentdex.models.inference import LatentCodec
+from latentdex.service.client import LatentdexClient, connect
 
 NAME = "query_latency"
-GOAL = 1.3  # server p50 over (raw p50 + echo p50)
-CLIENTS = 8
+GOAL = 1.3  # one caller: server p50 over (raw p50 + echo p50)
+QPS_GOAL = 0.5  # QPS over the echo's QPS with as many callers, where QPS_GOAL_AT says
+QPS_GOAL_AT = {"n": 1_000_000, "index_type": "auto", "callers": 8}
+INDEX_TYPES = ("flat", "auto")
+CALLERS = (1, 8, 32)
+LOADS: tuple[Call, ...] = ("query", "echo")
 QUERY_SEED = 1
-IMAGE_STAGES = ("image_decode", "encode", "search", "metadata", "preview")
-CONCURRENT_LOADS = (
-    "server_1_client",
-    "server_client_threads",
-    "server_client_processes",
-    "raw_1_thread",
-    "raw_threads",
-)
 
 
 @dataclass(frozen=True)
 class StoreRun:
-    """One store size: how many vectors, one-client queries, and queries per client of the 8."""
+    """One store size: vectors, queries of each one-caller variant, and calls of each concurrent load
+    (split over the callers and rounds; at least one per caller and round)."""
 
     n: int
-    sequential: int
-    per_client: int
+    one_caller: int
+    per_load: int
 
 
 @dataclass(frozen=True)
 class LatencySizes:
-    """The store sizes, untimed warm-up calls per variant, rounds of the concurrent loads, image queries."""
+    """The store sizes, untimed warm-up calls per variant, rounds of the concurrent loads, image queries
+    without and with previews."""
 
     stores: tuple[StoreRun, ...]
     warmup: int
     rounds: int
     images: int
+    preview_images: int
 
 
 FULL = LatencySizes(
-    stores=(StoreRun(10_000, 2000, 125), StoreRun(100_000, 1000, 100), StoreRun(1_000_000, 300, 40)),
+    stores=(StoreRun(10_000, 1000, 960), StoreRun(100_000, 600, 960), StoreRun(1_000_000, 200, 288)),
     warmup=20,
-    rounds=4,
+    rounds=3,
     images=IMAGE_FILES,
+    preview_images=16,
 )
-QUICK = LatencySizes(stores=(StoreRun(10_000, 200, 24),), warmup=10, rounds=2, images=16)
+QUICK = LatencySizes(stores=(StoreRun(10_000, 200, 128),), warmup=10, rounds=2, images=16, preview_images=8)
+
+
+@dataclass(frozen=True)
+class StoreVariant:
+    """A store to measure: its size, the index types asked for that it stands for (("flat", "auto") where
+    auto resolves to flat), its folder, and what making it took."""
+
+    run: StoreRun
+    index_types: tuple[str, ...]
+    folder: Path
+    build: dict[str, Any]
 
 
 def run(
@@ -148,95 +156,139 @@ def run(
     work_dir: Path = WORK_DIR,
     placement: str = "process",
 ) -> dict[str, Any]:
-    """Build (or reuse) the stores and measure each; `placement` "process" or "thread" (the server's).
+    """Make (or reuse) the stores and measure each; `placement` "process" or "thread" (the server's).
 
     Returns the JSON-ready result.
     """
     sizes = QUICK if quick else FULL
     card = read_card(model_dir or DEFAULT_MODEL_DIR)
     mixture = LatentMixture(dim=card.config.latent_dim)
+    result: dict[str, Any] = {
+        "sizes": asdict(sizes),
+        "mixture": asdict(mixture),
+        "k": K,
+        "metric": "whitened",
+        "index_types": INDEX_TYPES,
+        "callers": CALLERS,
+        "goals": {
+            "one_caller_ratio_max": GOAL,
+            "qps_vs_echo_min": QPS_GOAL,
+            "qps_goal_at": QPS_GOAL_AT,
+            "image_ratio_max": IMAGE_GOAL,
+        },
+        "placement": placement,
+        "server_config": {"max_workers": SERVER_WORKERS, "max_concurrent_rpcs": SERVER_MAX_CONCURRENT},
+        "threads_asked": threads,
+        "faiss_version": faiss.__version__,
+        "grpc_version": grpc.__version__,
+    }
+    started = time.perf_counter()
+    images, image_source = image_folder(Path(data_root) / "raw", work_dir / f"images-{IMAGE_FILES}")
+    image_bytes = [p.read_bytes() for p in sorted(images.glob("*.jpg"))[: sizes.images]]
+    result["images"] = {
+        "folder": str(images),
+        "source": image_source,
+        "size": IMAGE_SIZE,
+        "mean_kb": statistics.mean(len(b) for b in image_bytes) / 1000,
+    }
+    variants = prepare_stores(sizes, work_dir, card.model_id, mixture)
+    result["inputs_ready_s"] = time.perf_counter() - started
+    most = max(max(s.one_caller, s.per_load) for s in sizes.stores) + sizes.warmup
+    queries = mixture.sample(most, QUERY_SEED)
+    result["stores"] = []
     with _threads(threads):
-        result: dict[str, Any] = {
-            "sizes": asdict(sizes),
-            "mixture": asdict(mixture),
-            "k": K,
-            "index_type": "flat",
-            "metric": "whitened",
-            "goal_ratio": GOAL,
-            "clients": CLIENTS,
-            "placement": placement,
-            "server_config": {"max_workers": SERVER_WORKERS, "max_concurrent_rpcs": SERVER_MAX_CONCURRENT},
-            "threads_asked": threads,
-            "faiss_threads": faiss.omp_get_max_threads(),
-            "torch_threads": torch.get_num_threads(),
-            "faiss_version": faiss.__version__,
-            "grpc_version": grpc.__version__,
-        }
-        started = time.perf_counter()
-        images, image_source = image_folder(Path(data_root) / "raw", work_dir / f"images-{IMAGE_FILES}")
-        result["images"] = {"folder": str(images), "source": image_source, "size": IMAGE_SIZE}
-        result["images_ready_s"] = time.perf_counter() - started
-        image_bytes = [p.read_bytes() for p in sorted(images.glob("*.jpg"))[: sizes.images]]
-        result["images"]["mean_kb"] = statistics.mean(len(b) for b in image_bytes) / 1000
-        most = max(max(s.sequential, CLIENTS * s.per_client) for s in sizes.stores) + sizes.warmup
-        queries = mixture.sample(most, QUERY_SEED)
-        result["stores"] = []
-        load = ClientProcesses(CLIENTS, SERVER_START_TIMEOUT_S)
+        codec = LatentCodec.load(model_dir, precision="auto")  # as the server loads it
+        result["precision"] = codec.precision
+        load = ClientProcesses(max(CALLERS), SERVER_START_TIMEOUT_S, CALLERS)
         try:
-            for store_run in sizes.stores:
-                folder, build = ensure_store(
-                    work_dir / f"store-{store_run.n}", store_run.n, card.model_id, mixture
-                )
-                with served(folder, model_dir, threads, placement) as server:
-                    row = measure_store(folder, server, store_run, sizes, queries, image_bytes, load)
-                row["store"] = build
+            for variant in variants:
+                with served(variant.folder, model_dir, threads, placement) as server:
+                    row = measure_store(
+                        variant, server.port, threads, sizes, queries, image_bytes, codec, load
+                    )
+                row.update(store=variant.build, folder=str(variant.folder), server=server.facts)
                 result["server"] = server.facts
                 result["stores"].append(row)
         finally:
             load.close()
+    result["goals_met"] = goals_met(result["stores"])
     return result
+
+
+def prepare_stores(
+    sizes: LatencySizes, work_dir: Path, model_id: str, mixture: LatentMixture
+) -> list[StoreVariant]:
+    """The flat store of each size, and beside it its auto copy where auto resolves to another type."""
+    variants = []
+    for store_run in sizes.stores:
+        n = store_run.n
+        flat, build = ensure_store(work_dir / f"store-{n}", n, model_id, mixture)
+        if resolve_index_type("auto", n)[0] == "flat":
+            variants.append(StoreVariant(store_run, INDEX_TYPES, flat, build))
+            continue
+        variants.append(StoreVariant(store_run, ("flat",), flat, build))
+        recipe = store_recipe(n, model_id, mixture)
+        auto, rebuilt = ensure_rebuilt_store(flat, recipe, work_dir / f"store-{n}-auto", "auto")
+        variants.append(StoreVariant(store_run, ("auto",), auto, rebuilt))
+    return variants
 
 
 # --- measuring -----------------------------------------------------------------------------------------
 
 
 def measure_store(
-    folder: Path,
-    server: Served,
-    store_run: StoreRun,
+    variant: StoreVariant,
+    port: int,
+    threads: int,
     sizes: LatencySizes,
     queries: np.ndarray,
     image_bytes: list[bytes],
+    codec: LatentCodec,
     load: ClientProcesses,
 ) -> dict[str, Any]:
-    """One store size: one client interleaved with raw and echo, then 8 clients, then image queries."""
-    store = LatentStore.open(folder, read_only=True)
-    target = f"127.0.0.1:{server.port}"
+    """One store: one caller against raw + echo, concurrent callers beside the echo, image queries.
+
+    The in-process baselines, with the server calls they alternate with, run in a thread set up as the
+    server's RPC threads are (`threads` as for the server).
+    """
+    store = LatentStore.open(variant.folder, read_only=True)
+    target = f"127.0.0.1:{port}"
+    baseline = rpc_like_thread(threads)
     try:
+        row: dict[str, Any] = {
+            "n": store.vector_count,
+            "index_types": list(variant.index_types),
+            "vector_kind": store.vector_kind,
+            "baseline_threads": baseline.submit(thread_counts).result(),
+        }
+        if len(variant.index_types) > 1:
+            row["note"] = f"{' and '.join(variant.index_types)} are the same store here: measured once"
         with connect(target) as client:
-            row: dict[str, Any] = {"n": store.vector_count}
-            row.update(one_client(store, client, queries, store_run.sequential, sizes.warmup))
-            row["concurrent"] = concurrent(store, client, target, queries, store_run, sizes.rounds, load)
-            row["image_queries"] = image_queries(client, image_bytes, sizes.warmup)
+            row["one_caller"] = baseline.submit(
+                one_caller, store, client, queries, variant.run.one_caller, sizes.warmup
+            ).result()
+            row["concurrent"] = concurrent(target, queries, variant.run, sizes.rounds, load)
+            row["image_queries"] = baseline.submit(
+                against_in_process, store, codec, client, image_bytes, sizes.warmup
+            ).result()
+            previews = image_bytes[: sizes.preview_images]
+            row["image_previews"] = with_previews(client, previews, sizes.warmup)
     finally:
+        baseline.shutdown()
         store.close()
     return row
 
 
-def one_client(
+def one_caller(
     store: LatentStore, client: LatentdexClient, queries: np.ndarray, count: int, warmup: int
 ) -> dict[str, Any]:
     """raw, echo and server alternating query by query; the same latents for raw and server."""
-    health = health_pb2_grpc.HealthStub(client.channel)
-    check = health_pb2.HealthCheckRequest(service="")
+    echo = caller(client, "echo")  # takes a latent, as a query does, and does not send it
     raw_next, server_next = _cycle(queries), _cycle(queries)
     engine: list[dict[str, float]] = []
 
     def raw() -> None:
         store.search(next(raw_next)[None], K)
-
-    def echo() -> None:
-        health.Check(check, timeout=30)
 
     def server() -> None:
         result = client.query_by_latent(next(server_next), K)
@@ -244,7 +296,9 @@ def one_client(
             raise RuntimeError(f"the server found {len(result.matches)} matches, not {K}")
         engine.append(result.timings)
 
-    timings = time_interleaved({"raw": raw, "echo": echo, "server": server}, warmup=warmup, repeat=count)
+    timings = time_interleaved(
+        {"raw": raw, "echo": lambda: echo(queries[0]), "server": server}, warmup=warmup, repeat=count
+    )
     stats: dict[str, Any] = {name: latency_stats(t.samples) for name, t in timings.items()}
     engine = engine[warmup:]
     stats["server_engine"] = latency_stats([t["total"] for t in engine])
@@ -256,80 +310,62 @@ def one_client(
 
 
 def concurrent(
-    store: LatentStore,
-    client: LatentdexClient,
-    target: str,
-    queries: np.ndarray,
-    store_run: StoreRun,
-    rounds: int,
-    load: ClientProcesses,
-) -> dict[str, Any]:
-    """Five loads over the same queries, in `rounds` rounds of (1 client, CLIENTS client threads, CLIENTS
-    client processes, raw 1 thread, raw CLIENTS threads), so load from other processes hits them alike.
+    target: str, queries: np.ndarray, store_run: StoreRun, rounds: int, load: ClientProcesses
+) -> list[dict[str, Any]]:
+    """QueryByLatent and the echo from each count of CALLERS client processes, in `rounds` rounds.
 
-    Each of CLIENTS clients has its share of the queries, split into `rounds` parts; round r sends part r
-    of every share (the single-thread loads send them all, one after another). Per load: every call's
-    latency, and QPS = its queries / its summed wall time.
+    Each round runs, for every caller count, the queries and then as many echoes from the same
+    processes; caller i sends its own part of the queries. Per (callers, load): every call's latency,
+    and QPS = its calls / its summed wall time.
     """
-    per_client = store_run.per_client
-    parts = [np.array_split(queries[c * per_client : (c + 1) * per_client], rounds) for c in range(CLIENTS)]
-    clients = [connect(target) for _ in range(CLIENTS)]
-    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in CONCURRENT_LOADS}
-    try:
-        for each in clients:  # connect and warm each channel before the clock starts
-            each.query_by_latent(queries[0], K)
-        for r in range(rounds):
-            shares = [part[r] for part in parts]
-            every = [np.concatenate(shares)]
-            runs["server_1_client"].append(threads_together([partial(server_query, client)], every))
-            threads = [partial(server_query, each) for each in clients]
-            runs["server_client_threads"].append(threads_together(threads, shares))
-            runs["server_client_processes"].append(load.run(target, shares))
-            runs["raw_1_thread"].append(threads_together([partial(raw_search, store)], every))
-            runs["raw_threads"].append(threads_together([partial(raw_search, store)] * CLIENTS, shares))
-    finally:
-        for each in clients:
-            each.close()
-    result: dict[str, Any] = {"clients": CLIENTS, "per_client": per_client, "rounds": rounds}
-    for kind, parts_run in runs.items():
-        samples = [s for run_ in parts_run for s in run_.pop("samples")]
-        wall = sum(run_["wall_s"] for run_ in parts_run)
-        stats = aggregate([samples], wall)
-        del stats["samples"]  # percentiles are kept; every call's latency would be most of the file
-        result[kind] = {**stats, "qps_per_round": [run_["qps"] for run_ in parts_run]}
-    raw_qps = result["raw_1_thread"]["qps"]
-    for kind in CONCURRENT_LOADS:
-        result[kind]["x_raw_1_thread"] = result[kind]["qps"] / raw_qps
-    return result
+    per_caller = {callers: max(1, store_run.per_load // (callers * rounds)) for callers in CALLERS}
+    runs: dict[tuple[int, Call], list[dict[str, Any]]] = {(c, call): [] for c in CALLERS for call in LOADS}
+    for r in range(rounds):
+        for callers in CALLERS:
+            count = per_caller[callers]
+            first = r * callers * count
+            shares = [
+                queries.take(range(first + i * count, first + (i + 1) * count), axis=0, mode="wrap")
+                for i in range(callers)
+            ]
+            for call in LOADS:
+                runs[callers, call].append(load.run(target, shares, call))
+    rows = []
+    for callers in CALLERS:
+        row: dict[str, Any] = {
+            "callers": callers,
+            "per_caller_per_round": per_caller[callers],
+            "rounds": rounds,
+        }
+        for call in LOADS:
+            row[call] = _pooled(runs[callers, call])
+        row["qps_vs_echo"] = row["query"]["qps"] / row["echo"]["qps"]
+        rows.append(row)
+    return rows
 
 
-def image_queries(client: LatentdexClient, image_bytes: list[bytes], warmup: int) -> dict[str, Any]:
-    """QueryByImage with previews of the matches: median server stage times and client-observed call."""
-    options = QueryOptions(previews=True)
-    for i in range(min(warmup, len(image_bytes))):
-        client.query_by_image(image_bytes[i], K, options=options)
-    calls, replies, preview_kb = [], [], []
-    for data in image_bytes:
-        start = time.perf_counter()
-        result = client.query_by_image(data, K, options=options)
-        calls.append(time.perf_counter() - start)
-        replies.append(result.timings)
-        preview_kb.append(sum(len(m.preview.data) for m in result.matches if m.preview) / 1000)
-    stages = [name for name in replies[0] if name != "total"]  # IMAGE_STAGES and any the server adds
-    medians = {name: 1000 * statistics.median(t[name] for t in replies) for name in (*stages, "total")}
-    medians["server_other"] = 1000 * statistics.median(
-        t["total"] - sum(t[s] for s in stages) for t in replies
-    )
-    medians["transport"] = 1000 * statistics.median(
-        c - t["total"] for c, t in zip(calls, replies, strict=True)
-    )
-    medians["client"] = 1000 * statistics.median(calls)
+def goals_met(stores: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each goal: met (True / False), or None where the store it is set at was not measured."""
+    qps_at = [
+        load["qps_vs_echo"] >= QPS_GOAL
+        for row in stores
+        if row["n"] == QPS_GOAL_AT["n"] and QPS_GOAL_AT["index_type"] in row["index_types"]
+        for load in row["concurrent"]
+        if load["callers"] == QPS_GOAL_AT["callers"]
+    ]
     return {
-        "queries": len(image_bytes),
-        "median_ms": medians,
-        "client_p99_ms": 1000 * float(np.percentile(calls, 99)),
-        "previews_kb_per_reply": statistics.median(preview_kb),
+        "one_caller_ratio": all(row["one_caller"]["meets_goal"] for row in stores),
+        "qps_vs_echo": qps_at[0] if qps_at else None,
+        "image_ratio": all(row["image_queries"]["meets_goal"] for row in stores),
     }
+
+
+def _pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One load's rounds as one: percentiles over every call, QPS over the summed wall time."""
+    samples = [s for each in rounds for s in each["samples"]]
+    stats = aggregate([samples], sum(each["wall_s"] for each in rounds))
+    del stats["samples"]  # percentiles are kept; every call's latency would be most of the file
+    return {**stats, "qps_per_round": [each["qps"] for each in rounds]}
 
 
 def _cycle(queries: np.ndarray) -> Iterator[np.ndarray]:
@@ -339,12 +375,11 @@ def _cycle(queries: np.ndarray) -> Iterator[np.ndarray]:
 
 @contextmanager
 def _threads(threads: int) -> Iterator[None]:
-    """`threads` for torch and FAISS here; without it, FAISS as the server runs it (the raw baseline
-    searches as the server does)."""
+    """`threads` (> 0) for torch and FAISS here; the counts before are restored at the end."""
     before = torch.get_num_threads(), faiss.omp_get_max_threads()
     if threads > 0:
         torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads if threads > 0 else ServerConfig().faiss_threads or before[1])
+        faiss.omp_set_num_threads(threads)
     try:
         yield
     finally:
@@ -352,119 +387,6 @@ def _threads(threads: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before[1])
 
 
-# --- printing ------------------------------------------------------------------------------------------
-
-
 def format_result(result: dict[str, Any]) -> str:
-    """The printed tables: one client against raw + echo, concurrency, QueryByImage stages, store builds."""
-    server = result["server"]
-    where = "a child process" if result["placement"] == "process" else "a thread of this process"
-    setup = (
-        f"k={result['k']}, {result['index_type']} {result['metric']}, server in {where}; threads "
-        f"FAISS/torch {result['faiss_threads']}/{result['torch_threads']} here, "
-        f"{server['faiss_threads']}/{server['torch_threads']} in the server ({server['precision']})"
-    )
-    one_rows, many_rows, image_rows, build_lines = [], [], [], []
-    for row in result["stores"]:
-        label = f"{row['n']:,}"
-        stages = row["server_stages_p50_ms"]
-        one_rows.append(
-            [
-                label,
-                row["raw"]["p50_ms"],
-                row["raw"]["p99_ms"],
-                row["echo"]["p50_ms"],
-                row["server"]["p50_ms"],
-                row["server"]["p99_ms"],
-                row["server"]["qps"],
-                row["server_engine"]["p50_ms"],
-                stages["search"],
-                stages["metadata"],
-                row["ratio"],
-                "yes" if row["meets_goal"] else "no",
-            ]
-        )
-        many = row["concurrent"]
-        for kind in CONCURRENT_LOADS:
-            stats = many[kind]
-            many_rows.append(
-                [
-                    f"{label}  {_load_label(kind, many['clients'])}",
-                    stats["qps"],
-                    stats["p50_ms"],
-                    stats["p99_ms"],
-                    stats["x_raw_1_thread"],
-                    min(stats["qps_per_round"]),
-                    max(stats["qps_per_round"]),
-                ]
-            )
-        images = row["image_queries"]["median_ms"]
-        image_rows.append(
-            [
-                label,
-                *(images[s] for s in IMAGE_STAGES),
-                images["server_other"],
-                images["total"],
-                images["transport"],
-                images["client"],
-            ]
-        )
-        build = row["store"]
-        build_lines.append(
-            f"store {label}: built in {build['build_s']:.0f} s (upsert "
-            f"{build['upsert_rows_per_s']:,.0f} rows/s in {BUILD_CHUNK:,}-row chunks, flush "
-            f"{build['flush_s']:.1f} s, {build['disk_mb']:.0f} MB)"
-            + (", reused from an earlier run" if build["reused"] else "")
-        )
-    one = table(
-        f"QueryByLatent, 1 client ({setup}); ms",
-        [
-            "store",
-            "raw p50",
-            "raw p99",
-            "echo p50",
-            "server p50",
-            "server p99",
-            "server QPS",
-            "engine p50",
-            "search",
-            "metadata",
-            "ratio",
-            f"<= {result['goal_ratio']}",
-        ],
-        one_rows,
-    )
-    many = table(
-        f"QueryByLatent, concurrent loads in {result['sizes']['rounds']} interleaved rounds (all clients "
-        "start together, each sends its share one after another); ms",
-        ["store  load", "QPS", "p50", "p99", "x raw 1 thread", "QPS min round", "max round"],
-        many_rows,
-    )
-    first = result["stores"][0]["image_queries"]
-    size = result["images"]["size"]
-    images = table(
-        f"QueryByImage, previews of the {result['k']} matches ({first['queries']} JPEGs {size[0]}x{size[1]}, "
-        f"{result['images']['source']}); median ms",
-        ["store", *IMAGE_STAGES, "other", "server", "transport", "client"],
-        image_rows,
-    )
-    notes = [
-        "raw: LatentStore.search in this process; echo: health Check round trip; engine, search, metadata: "
-        "the server's own total and stage times (p50); ratio: server p50 / (raw p50 + echo p50)",
-        "x raw 1 thread: QPS / the QPS of one thread calling LatentStore.search here on the same queries in "
-        "the same rounds; client threads share this process's GIL, client processes do not",
-        "preview: decoding the matches' latents and encoding them as PNG; other: server total - stages; "
-        "transport: client call - server total",
-        *build_lines,
-    ]
-    return "\n".join([one, many, images, *notes])
-
-
-def _load_label(kind: str, clients: int) -> str:
-    return {
-        "server_1_client": "server, 1 client",
-        "server_client_threads": f"server, {clients} client threads",
-        "server_client_processes": f"server, {clients} client processes",
-        "raw_1_thread": "raw search, 1 thread",
-        "raw_threads": f"raw search, {clients} threads",
-    }[kind]
+    """The printed tables (`bench.latency_tables`)."""
+    return latency_tables.format_result(result)

@@ -19,6 +19,7 @@ import torch
 from bench import (
     duplicates_quality,
     duplicates_scale,
+    index_memory,
     index_types,
     indexing_throughput,
     latent_latency,
@@ -65,6 +66,10 @@ BENCHMARKS: dict[str, Benchmark] = {
     index_types.NAME: Benchmark(
         run=lambda args: index_types.run(args.store, quick=args.quick, threads=args.threads),
         format=index_types.format_result,
+    ),
+    index_memory.NAME: Benchmark(
+        run=lambda args: index_memory.run(args.model, quick=args.quick, threads=args.threads or 1),
+        format=index_memory.format_result,
     ),
     indexing_throughput.NAME: Benchmark(
         run=lambda args: indexing_throughput.run(

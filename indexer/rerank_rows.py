@@ -17,6 +17,7 @@ file: a missing, short or stale one is rebuilt from the catalog on the next writ
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -33,7 +34,8 @@ class RerankRows:
 
     def __init__(self, path: Path, dim: int, *, writable: bool) -> None:
         self.path, self.dim, self.writable = Path(path), dim, writable
-        self._rows: np.memmap | None = None
+        self._mapping: mmap.mmap | None = None
+        self._rows: np.ndarray | None = None
         self._map()
 
     @classmethod
@@ -69,8 +71,8 @@ class RerankRows:
 
     def sync(self) -> None:
         """Flush written rows to the file and the file to the disk."""
-        if self._rows is not None and self.writable:
-            self._rows.flush()
+        if self._mapping is not None and self.writable:
+            self._mapping.flush()
             with open(self.path, "rb") as file:
                 os.fsync(file.fileno())
 
@@ -85,14 +87,18 @@ class RerankRows:
         return inside[present], vectors[present]
 
     def close(self) -> None:
-        if self._rows is not None:
+        self._rows = None  # views first: a mapping with views into it cannot close
+        if self._mapping is not None:
             if self.writable:
-                self._rows.flush()
-            self._rows = None
+                self._mapping.flush()
+            try:
+                self._mapping.close()
+            except BufferError:  # a search still reads from it: unmapped when its last view goes
+                pass
+            self._mapping = None
 
     def _grow(self, capacity: int) -> None:
-        if self._rows is not None:
-            self._rows.flush()
+        self.close()
         with open(self.path, "r+b") as file:
             file.truncate(capacity * self.dim * _ITEM)
         self._map()
@@ -102,5 +108,12 @@ class RerankRows:
         if size % (self.dim * _ITEM):
             raise ValueError(f"{self.path} is {size} bytes, not whole rows of {self.dim} float32 values")
         count = size // (self.dim * _ITEM)
-        mode = "r+" if self.writable else "r"
-        self._rows = np.memmap(self.path, np.float32, mode, shape=(count, self.dim)) if count else None
+        if count == 0:
+            return
+        with open(self.path, "r+b" if self.writable else "rb") as file:
+            access = mmap.ACCESS_WRITE if self.writable else mmap.ACCESS_READ
+            self._mapping = mmap.mmap(file.fileno(), size, access=access)
+        # A search reads ~100 scattered rows: without this, each page fault reads ahead ~128 KB of
+        # neighbours, and a few hundred queries pull the whole file into the page cache.
+        self._mapping.madvise(mmap.MADV_RANDOM)
+        self._rows = np.frombuffer(self._mapping, dtype=np.float32).reshape(count, self.dim)
