@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +92,8 @@ class RerankRows:
         if self._mapping is not None:
             if self.writable:
                 self._mapping.flush()
-            try:
+            with suppress(BufferError):  # a search still reads it: unmapped when its last view goes
                 self._mapping.close()
-            except BufferError:  # a search still reads from it: unmapped when its last view goes
-                pass
             self._mapping = None
 
     def _grow(self, capacity: int) -> None:
