@@ -7,7 +7,8 @@ exact vectors from a memory-mapped file beside the index, `indexer.rerank_rows`)
 in its own process (`bench.latency_server.served`) answers `queries` QueryByLatent calls (k=10) from one
 client. Its memory comes from /proc/PID/status after the calls: RssAnon is what the process holds privately
 (the index, the model, Python); RssFile is file pages it has mapped and touched (shared libraries, and for
-IVF-PQ the re-rank rows its queries read: page cache that the kernel may drop). Baseline: the same server
+IVF-PQ the re-rank rows its queries read, evicted from the page cache before the server starts: page
+cache that the kernel may drop again under memory pressure). Baseline: the same server
 over a 1,000-image store in the same run, so per image = (RssAnon - baseline RssAnon) / N, and the same for
 RssFile. Recall@10: overlap with the flat store's answers to the same queries (flat search is exact).
 
@@ -28,6 +29,7 @@ from bench.latency_inputs import WORK_DIR, ensure_rebuilt_store, ensure_store, s
 from bench.latency_server import served
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
+from latentdex.indexer.store import RERANK_FILE
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
 from latentdex.service.client import connect
 
@@ -95,6 +97,7 @@ def serve_and_measure(
     folder: Path, model_dir: str | os.PathLike[str] | None, queries: np.ndarray, threads: int
 ) -> dict[str, Any]:
     """Serve `folder` in a child process, query it once per latent; its memory, p50 and answers."""
+    _evict_from_page_cache(folder / RERANK_FILE)
     with served(folder, model_dir, threads, "process") as server:
         pid = server.facts["pid"]
         started = _status(pid)
@@ -114,6 +117,14 @@ def serve_and_measure(
         "p50_ms": 1000 * statistics.median(seconds),
         "answers": answers,
     }
+
+
+def _evict_from_page_cache(path: Path) -> None:
+    """Drop `path`'s clean pages from the page cache (just written by a rebuild, it would all be cached,
+    and each page fault maps up to 16 cached neighbours): RssFile then counts what the queries read."""
+    if path.exists():
+        with open(path, "rb") as file:
+            os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def recall(found: list[list[int]], exact: list[list[int]]) -> float:
