@@ -36,8 +36,8 @@ from latentdex.indexer.store import LatentStore
 # calibration pairs, "similar" with 0.90. "exact": content hashes only.
 PRESETS: dict[str, dict[str, float] | None] = {
     "exact": None,
-    "near": {"whitened": 0.0105, "cosine": 0.0018},
-    "similar": {"whitened": 0.0368, "cosine": 0.0057},
+    "near": {"whitened": 0.0113, "cosine": 0.0020},
+    "similar": {"whitened": 0.0445, "cosine": 0.0071},
 }
 DEFAULT_PRESET = "near"
 ONE_IMAGE_NEIGHBOURS = 256  # nearest images searched for one image's group
