@@ -5,24 +5,25 @@ threads in the main process). Which one needs more cores depends on the files an
 JPEG decodes at about 50/s per core while the v2 encoder runs about 850/s per thread in bfloat16 on a CPU
 with AVX512-BF16, so decoding needs nearly every core; 0.1-MP PNGs decode ten times faster and shift the
 balance. A fixed rule is wrong for one of them, so the run times one encoder batch and a few files before
-it starts the workers, and gives each side the share of the cores that makes the two rates meet.
+it starts the workers (the files in a worker process of their own, as the run decodes them), and gives
+each side the share of the cores that makes the two rates meet.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from latentdex.indexer.decoding import DecodeFn, DecodePool
 from latentdex.models.inference import LatentCodec
 
 MEASURE_MIN_FILES = 64  # smaller runs skip the measurement: it would cost more than a good split saves
-SAMPLE_FILES = 3  # files decoded in the main process to time decoding (their results are discarded)
+SAMPLE_FILES = 3  # files decoded in a worker to time decoding (their results are discarded)
 _OVERLAP = 0.25  # the encoder idles while it waits for a batch, so the workers may round up into its core
 
 
@@ -72,7 +73,7 @@ def plan_cores(cores: int, encode_rate: float, decode_rate: float) -> tuple[int,
 def measured_split(
     cores: int,
     codec: LatentCodec,
-    decode: Callable[[str, int], object],
+    decode: DecodeFn,
     paths: Sequence[str],
     batch_size: int,
 ) -> CoreSplit:
@@ -84,15 +85,24 @@ def measured_split(
         _, threads = split_cores(cores)
         return CoreSplit(max(1, min(cores, len(paths))), threads)
     encode_rate = _encode_rate(codec, batch_size)
-    step = max(1, len(paths) // SAMPLE_FILES)
-    seconds = []
-    for path in paths[::step][:SAMPLE_FILES]:
-        started = time.perf_counter()
-        decode(path, codec.image_size)
-        seconds.append(time.perf_counter() - started)
-    decode_rate = 1 / max(statistics.median(seconds), 1e-6)
+    decode_rate = _decode_rate(decode, paths, codec.image_size)
     workers, threads = plan_cores(cores, encode_rate, decode_rate)
     return CoreSplit(workers, threads, encode_rate, decode_rate)
+
+
+def _decode_rate(decode: DecodeFn, paths: Sequence[str], image_size: int) -> float:
+    """Files/s of one decode process, from `SAMPLE_FILES` files spread over `paths`, decoded one after
+    another in a worker process like the run's: a file that crashes its decoder costs that worker, not
+    this process. One more file first, untimed, pays for the worker's start."""
+    step = max(1, len(paths) // (SAMPLE_FILES + 1))
+    sample = list(paths[::step][: SAMPLE_FILES + 1])
+    with DecodePool(1, decode, image_size, window=1) as pool:
+        results = pool.results(sample, lambda: False)
+        next(results)
+        started = time.perf_counter()
+        timed = sum(1 for _ in results)
+        seconds = time.perf_counter() - started
+    return timed / max(seconds, 1e-6)
 
 
 def _encode_rate(codec: LatentCodec, batch_size: int) -> float:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_image_folder
+from crashing_decoder import decode_or_crash
 
 from latentdex.indexer.core_split import MEASURE_MIN_FILES, measured_split, plan_cores, split_cores
 from latentdex.indexer.decoding import DecodedFile, decode_for_index
@@ -76,3 +77,14 @@ def test_an_index_run_reports_its_measured_split(tmp_path: Path) -> None:
         tmp_path / "photos", tmp_path / "again", LatentCodec.load(), IndexOptions(workers=1, torch_threads=1)
     )
     assert fixed.split is not None and (fixed.split.workers, fixed.split.encode_rate) == (1, None)
+
+
+def test_a_file_that_crashes_its_decoder_while_timing_costs_one_file_not_the_run(tmp_path: Path) -> None:
+    """The timing decodes run in a worker process: a crash there must not take the indexer with it."""
+    photos = write_image_folder(tmp_path / "photos", sources=MEASURE_MIN_FILES // 2 + 2, per_source=2)
+    for path in photos[::17]:  # spread like the sample, so the timing meets one of them
+        path.rename(path.with_name(f"crash-{path.name}"))
+    report = index_folder(tmp_path / "photos", tmp_path / "store", LatentCodec.load(), decode=decode_or_crash)
+    crashed = len(photos[::17])
+    assert report.counts.new == len(photos) - crashed and report.counts.failed == crashed
+    assert report.split is not None and report.split.decode_rate is not None
