@@ -1,12 +1,12 @@
 """How an index run shares the cores between decode processes and the encoder, from measured rates.
 
 The pipeline's rate is the slower of decoding (worker processes, one core each) and encoding (torch
-threads in the main process). Which one needs more cores depends on the files and on the CPU: a 10-MP
-JPEG decodes at about 50/s per core while the v2 encoder runs about 850/s per thread in bfloat16 on a CPU
-with AVX512-BF16, so decoding needs nearly every core; 0.1-MP PNGs decode ten times faster and shift the
-balance. A fixed rule is wrong for one of them, so the run times one encoder batch and a few files before
-it starts the workers (the files in a worker process of their own, as the run decodes them), and gives
-each side the share of the cores that makes the two rates meet.
+threads in the main process). Which one needs more cores depends on the files and on the CPU: measured on
+an AMD EPYC with AVX512-BF16, a 10-MP JPEG decodes at about 80/s per core while the v2 encoder runs about
+890/s per thread in bfloat16, so decoding needs nearly every core; 0.1-MP PNGs decode at about 220/s and
+shift the balance (bench: indexing_throughput). A fixed rule is wrong for one of them, so the run times
+one encoder batch and a few files before it starts the workers (the files in a worker process of their
+own, as the run decodes them), and gives each side the share of the cores that makes the two rates meet.
 """
 
 from __future__ import annotations
