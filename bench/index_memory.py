@@ -29,7 +29,7 @@ from bench.latency_inputs import WORK_DIR, ensure_rebuilt_store, ensure_store, s
 from bench.latency_server import served
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
-from latentdex.indexer.store import RERANK_FILE
+from latentdex.indexer.store import RERANK_GLOB
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
 from latentdex.service.client import connect
 
@@ -97,7 +97,8 @@ def serve_and_measure(
     folder: Path, model_dir: str | os.PathLike[str] | None, queries: np.ndarray, threads: int
 ) -> dict[str, Any]:
     """Serve `folder` in a child process, query it once per latent; its memory, p50 and answers."""
-    _evict_from_page_cache(folder / RERANK_FILE)
+    for rows_file in folder.glob(RERANK_GLOB):
+        _evict_from_page_cache(rows_file)
     with served(folder, model_dir, threads, "process") as server:
         pid = server.facts["pid"]
         started = _status(pid)
@@ -122,9 +123,8 @@ def serve_and_measure(
 def _evict_from_page_cache(path: Path) -> None:
     """Drop `path`'s clean pages from the page cache (just written by a rebuild, it would all be cached,
     and each page fault maps up to 16 cached neighbours): RssFile then counts what the queries read."""
-    if path.exists():
-        with open(path, "rb") as file:
-            os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    with open(path, "rb") as file:
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def recall(found: list[list[int]], exact: list[list[int]]) -> float:

@@ -114,7 +114,9 @@ __all__ = [
 FORMAT_VERSION = 1
 CATALOG_FILE = "catalog.sqlite"
 VECTORS_FILE = "vectors.faiss"
-RERANK_FILE = "rerank.f32"  # IVF-PQ stores only: exact vectors by id (`indexer.rerank_rows`)
+# IVF-PQ stores only: exact vectors by id (`indexer.rerank_rows`), one file per vector space (model and
+# whitening, or metric): a new space gets a new file, so a reader of the old state never maps the new rows.
+RERANK_GLOB = "rerank-*.f32"
 MANIFEST_FILE = "manifest.json"
 # A filtered search that HNSW or IVF-PQ answers with fewer than k matches is redone exactly over the
 # admitted images' stored latents, when there are at most this many of them (more would be slow, and
@@ -355,8 +357,8 @@ class LatentStore:
         """Bytes the store's files take on disk (catalog with its WAL, vectors, manifest)."""
         names = (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE, MANIFEST_FILE)
         total = sum((self.folder / name).stat().st_size for name in names if (self.folder / name).exists())
-        rerank = self.folder / RERANK_FILE
-        return total + (rerank.stat().st_blocks * 512 if rerank.exists() else 0)  # sparse: blocks used
+        rows = sum(path.stat().st_blocks * 512 for path in self.folder.glob(RERANK_GLOB))  # sparse files
+        return total + rows
 
     # --- writing -------------------------------------------------------------------------------------
 
@@ -475,16 +477,16 @@ class LatentStore:
                 manifest["database"] = self._catalog.name
         write_bytes_atomic(self.folder / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
         self._dirty = self._whitening_unsaved = False
+        self._remove_other_rerank_files()
 
     def _sync_rerank_rows(self) -> bool:
         """Bring an IVF-PQ store's re-rank rows up to its vectors (a writer, before a save); remove them
         from a store of another kind. True when the store has them."""
-        path = self.folder / RERANK_FILE
+        path = self.rerank_path
         if self._vectors.kind != "ivfpq":
             if self._rerank is not None:
                 self._rerank.close()
                 self._rerank = None
-            path.unlink(missing_ok=True)
             return False
         ids, vectors, complete = self._vectors.take_unsynced()
         if self._rerank is None and not complete:
@@ -501,11 +503,24 @@ class LatentStore:
             self._rerank.sync()
         return True
 
+    @property
+    def rerank_path(self) -> Path:
+        """Where this store's re-rank rows live for its current vector space."""
+        spec = self._spec
+        return self.folder / f"rerank-{spec.model_id}-{spec.whitening_id or spec.metric}.f32"
+
+    def _remove_other_rerank_files(self) -> None:
+        """Delete re-rank rows of other vector spaces (after the save that moved past them)."""
+        keep = self.rerank_path if self._rerank is not None else None
+        for path in self.folder.glob(RERANK_GLOB):
+            if path != keep:
+                path.unlink(missing_ok=True)
+
     def _current_rerank_rows(self, *, writable: bool) -> RerankRows | None:
         """The re-rank rows file if the catalog says it holds the saved vectors' generation, else None."""
         with self._catalog.reading() as session:
             held, saved = get_meta(session, "rerank_generation"), get_meta(session, "vectors_generation")
-        path = self.folder / RERANK_FILE
+        path = self.rerank_path
         if not held or held != saved or not path.exists():
             return None
         try:
@@ -991,8 +1006,10 @@ def _clear_abandoned_create(folder: Path, location: CatalogLocation) -> None:
     catalog = folder / CATALOG_FILE
     if (folder / MANIFEST_FILE).exists() or not catalog.exists() or not holds_nothing(catalog):
         return
-    for name in (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE, RERANK_FILE):
+    for name in (CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", VECTORS_FILE):
         (folder / name).unlink(missing_ok=True)
+    for rows_file in folder.glob(RERANK_GLOB):
+        rows_file.unlink()
     _remove_stale_temp_files(folder)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from latentdex.indexer import vectors
 from latentdex.indexer.rerank_rows import RerankRows
-from latentdex.indexer.store import RERANK_FILE, ImageRecord, LatentStore
+from latentdex.indexer.store import RERANK_GLOB, ImageRecord, LatentStore
 
 DIM = 16
 COUNT = 2000
@@ -36,6 +36,12 @@ def ivf_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         store.rebuild(index_type="ivfpq")
         assert store.vector_kind == "ivfpq"
     return folder
+
+
+def rows_file(folder: Path) -> Path:
+    """The store's one re-rank rows file."""
+    (path,) = folder.glob(RERANK_GLOB)
+    return path
 
 
 def exact_top(store: LatentStore, query: np.ndarray, k: int) -> list[int]:
@@ -72,7 +78,7 @@ def test_a_file_of_partial_rows_is_refused(tmp_path: Path) -> None:
 def test_an_ivfpq_store_re_ranks_from_the_file_without_reading_the_catalog(
     ivf_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert (ivf_store / RERANK_FILE).exists()
+    assert rows_file(ivf_store).exists()
     with LatentStore.open(ivf_store, read_only=True) as store:
         queries = latents(20, seed=1)
         expected = [exact_top(store, q, 10) for q in queries]
@@ -96,7 +102,7 @@ def test_new_images_reach_the_file_at_the_next_save(ivf_store: Path) -> None:
         assert store.search(added[-1:], 1)[0][0].id == newest  # before the save: from memory
         store.flush()
     with LatentStore.open(ivf_store, read_only=True) as store:
-        rows = RerankRows(ivf_store / RERANK_FILE, DIM, writable=False)
+        rows = RerankRows(rows_file(ivf_store), DIM, writable=False)
         assert newest in rows.rows(np.array([newest]))[0].tolist()
         assert store.search(added[-1:], 1)[0][0].id == newest
         assert store.verify().ok
@@ -110,13 +116,13 @@ def test_a_stale_or_damaged_file_is_rebuilt_by_the_next_writer(ivf_store: Path) 
         assert len(reader.search(latents(1, seed=3), 10)[0]) == 10
     with LatentStore.open(ivf_store) as writer:
         assert writer.verify().ok
-    (ivf_store / RERANK_FILE).write_bytes(b"\1" * 7)
+    rows_file(ivf_store).write_bytes(b"\1" * 7)
     with LatentStore.open(ivf_store) as writer:
         assert writer.verify().ok
 
 
 def test_verify_finds_a_row_that_differs_from_its_latent(ivf_store: Path) -> None:
-    rows = np.memmap(ivf_store / RERANK_FILE, np.float32, "r+")
+    rows = np.memmap(rows_file(ivf_store), np.float32, "r+")
     rows[5 * DIM : 6 * DIM] = 1.0
     rows.flush()
     del rows
@@ -128,4 +134,28 @@ def test_verify_finds_a_row_that_differs_from_its_latent(ivf_store: Path) -> Non
 def test_leaving_ivfpq_removes_the_file(ivf_store: Path) -> None:
     with LatentStore.open(ivf_store) as store:
         store.rebuild(index_type="flat")
-    assert not (ivf_store / RERANK_FILE).exists()
+    assert list(ivf_store.glob(RERANK_GLOB)) == []
+
+
+def test_a_new_vector_space_gets_a_new_file_and_readers_of_the_old_keep_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whitening refit rewrites every row: until the save that records it, a reader of the old state
+    must still find the old rows, so the new ones go to a file of their own."""
+    monkeypatch.setattr(vectors, "IVF_MIN_TRAINING", 1000)
+    folder = tmp_path / "store"
+    with LatentStore.create(folder, model_id="vae-t", latent_dim=DIM) as store:  # whitened
+        store.upsert_images(records(0, COUNT), latents(COUNT))
+        store.rebuild(index_type="ivfpq")
+        first = store.rerank_path
+    reader = LatentStore.open(folder, read_only=True)
+    with LatentStore.open(folder) as writer:
+        writer.upsert_images(records(COUNT, COUNT), latents(COUNT, seed=5))
+        writer.rebuild()  # refits the whitening: a new space
+        second = writer.rerank_path
+    assert first != second and second.exists() and not first.exists()
+    query = latents(1, seed=6)
+    assert len(reader.search(query, 10)[0]) == 10  # the old mapping still answers
+    reader.close()
+    with LatentStore.open(folder, read_only=True) as fresh:
+        assert fresh.rerank_path == second and fresh.verify().ok
