@@ -116,3 +116,41 @@ class RerankRows:
         # neighbours, and a few hundred queries pull the whole file into the page cache.
         self._mapping.madvise(mmap.MADV_RANDOM)
         self._rows = np.frombuffer(self._mapping, dtype=np.float32).reshape(count, self.dim)
+
+
+class PendingRows:
+    """Exact vectors added to an index since the re-rank rows were last synced, kept as the arrays they
+    came in (a rebuild of millions of vectors holds no per-row objects); the latest vector of an id wins."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._chunks)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._chunks.append((ids, vectors))
+
+    def latest(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids in ascending order, the latest vector of each)."""
+        if not self._chunks:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        ids = np.concatenate([chunk_ids for chunk_ids, _ in self._chunks])
+        vectors = np.concatenate([chunk_vectors for _, chunk_vectors in self._chunks])
+        unique, last_from_end = np.unique(ids[::-1], return_index=True)
+        return unique, vectors[len(ids) - 1 - last_from_end].astype(np.float32, copy=False)
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        """`latest()`, and forget them."""
+        rows = self.latest()
+        self._chunks = []
+        return rows
+
+    def rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the ids of `ids` held here, their latest vectors)."""
+        if not self._chunks:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        held, vectors = self.latest()
+        found = np.isin(held, ids)
+        return held[found], vectors[found]

@@ -540,12 +540,8 @@ class LatentStore:
     def _exact_vectors(self, ids: np.ndarray, spec: VectorSpec) -> tuple[np.ndarray, np.ndarray]:
         """(ids, exact index-space vectors) of `ids` for re-ranking: from the vectors added since the last
         save, the re-rank rows, and for the rest the catalog."""
-        pending = self._vectors.unsynced
-        recent = np.array([i for i in ids.tolist() if i in pending], dtype=np.int64)
-        parts_ids = [recent]
-        parts = [
-            np.stack([pending[i] for i in recent.tolist()]) if len(recent) else np.empty((0, spec.latent_dim))
-        ]
+        recent, recent_vectors = self._vectors.unsynced.rows(ids)
+        parts_ids, parts = [recent], [recent_vectors]
         rest = np.setdiff1d(ids, recent)
         if self._rerank is not None and len(rest):
             found_ids, found = self._rerank.rows(rest)
@@ -644,12 +640,12 @@ class LatentStore:
             return ["the re-rank rows file is missing or stale: open the store writable once to rebuild it"]
         ids, latents = self.all_latents()
         expected = prepare_vectors(self._spec.to_index(latents), self._spec.index_metric)
-        pending = self._vectors.unsynced
+        pending, _ = self._vectors.unsynced.latest()
         found_ids, found = rows.rows(ids)
-        wrong = [int(i) for i in np.setdiff1d(ids, found_ids) if int(i) not in pending]
         places = np.searchsorted(ids, found_ids)
         differs = ~np.isclose(found, expected[places], atol=1e-5).all(axis=1)
-        wrong += [int(i) for i in found_ids[differs] if int(i) not in pending]
+        wrong = np.union1d(np.setdiff1d(ids, found_ids), found_ids[differs])
+        wrong = np.setdiff1d(wrong, pending).tolist()
         if not wrong:
             return []
         return [f"{len(wrong)} re-rank rows are missing or differ from the latents: ids {sorted(wrong)[:10]}"]

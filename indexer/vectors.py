@@ -27,6 +27,7 @@ import numpy as np
 
 from latentdex.atomic_files import write_bytes_atomic
 from latentdex.errors import BadLatent, DimensionMismatch, StoreError
+from latentdex.indexer.rerank_rows import PendingRows
 
 # Bytes per image are computed for d=128 float32 latents plus the 8-byte id, not measured; recall on our
 # latents is not measured yet (tests: HNSW recall@10 > 0.95 on 2000 random 16-d vectors).
@@ -213,11 +214,11 @@ class VectorIndex:
     def __init__(self, index: faiss.Index, metric: str) -> None:
         self.metric = metric
         self.digest: str | None = None  # sha256 of the file this index was last loaded from or saved to
+        self._adopt(index)
         # IVF-PQ only: the exact vectors added since `take_unsynced` last ran, for the store's re-rank
         # rows; `fresh` while every vector of the index is among them (a new index, not a loaded one).
-        self.unsynced: dict[int, np.ndarray] = {}
+        self.unsynced = PendingRows(self.dim)
         self.fresh = True
-        self._adopt(index)
 
     @classmethod
     def create(
@@ -305,14 +306,13 @@ class VectorIndex:
         self._index.add_with_ids(prepared, ids)
         self._slot_ids = None
         if not self._mapped:
-            self.unsynced.update(zip(ids.tolist(), prepared, strict=True))
+            self.unsynced.add(ids, prepared)
 
     def take_unsynced(self) -> tuple[np.ndarray, np.ndarray, bool]:
         """(ids, exact vectors) added since the last call, and whether they are all the index holds."""
-        ids = np.fromiter(self.unsynced, dtype=np.int64, count=len(self.unsynced))
-        vectors = np.stack(list(self.unsynced.values())) if self.unsynced else np.empty((0, self.dim))
-        complete, self.unsynced, self.fresh = self.fresh, {}, False
-        return ids, vectors.astype(np.float32), complete
+        ids, vectors = self.unsynced.take()
+        complete, self.fresh = self.fresh, False
+        return ids, vectors, complete
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove the vectors of `ids` (unknown ids are ignored); return how many were removed."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from latentdex.indexer import vectors
-from latentdex.indexer.rerank_rows import RerankRows
+from latentdex.indexer.rerank_rows import PendingRows, RerankRows
 from latentdex.indexer.store import RERANK_GLOB, ImageRecord, LatentStore
 
 DIM = 16
@@ -159,3 +159,15 @@ def test_a_new_vector_space_gets_a_new_file_and_readers_of_the_old_keep_theirs(
     reader.close()
     with LatentStore.open(folder, read_only=True) as fresh:
         assert fresh.rerank_path == second and fresh.verify().ok
+
+
+def test_pending_rows_keep_the_latest_vector_of_an_id() -> None:
+    pending = PendingRows(2)
+    assert not pending and pending.rows(np.array([1]))[0].size == 0
+    pending.add(np.array([5, 1]), np.array([[5.0, 5.0], [1.0, 1.0]], np.float32))
+    pending.add(np.array([5]), np.array([[9.0, 9.0]], np.float32))  # re-encoded: the newer vector wins
+    ids, vectors = pending.rows(np.array([5, 7]))
+    assert ids.tolist() == [5] and vectors.tolist() == [[9.0, 9.0]]
+    ids, vectors = pending.take()
+    assert ids.tolist() == [1, 5] and vectors.tolist() == [[1.0, 1.0], [9.0, 9.0]]
+    assert not pending
