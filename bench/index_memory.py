@@ -27,6 +27,7 @@ import numpy as np
 
 from bench.latency_inputs import WORK_DIR, ensure_rebuilt_store, ensure_store, store_recipe
 from bench.latency_server import served
+from bench.memory import process_memory
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
 from latentdex.indexer.store import RERANK_GLOB
@@ -39,6 +40,7 @@ BASELINE_N = 1_000
 GOAL_BYTES_PER_IMAGE = 64
 GOAL_RECALL = 0.95
 QUERY_SEED = 7
+RSS_KINDS = ("RssAnon", "RssFile")  # private memory, and file pages mapped
 
 
 def run(
@@ -101,7 +103,7 @@ def serve_and_measure(
         _evict_from_page_cache(rows_file)
     with served(folder, model_dir, threads, "process") as server:
         pid = server.facts["pid"]
-        started = _status(pid)
+        started = process_memory(pid, RSS_KINDS)
         seconds, answers = [], []
         with connect(f"127.0.0.1:{server.port}", timeout=120) as client:
             for latent in queries:
@@ -109,7 +111,7 @@ def serve_and_measure(
                 result = client.query_by_latent(latent, K)
                 seconds.append(time.perf_counter() - begin)
                 answers.append([match.id for match in result.matches])
-        after = _status(pid)
+        after = process_memory(pid, RSS_KINDS)
     return {
         "rss_anon": after["RssAnon"],
         "rss_file": after["RssFile"],
@@ -130,16 +132,6 @@ def _evict_from_page_cache(path: Path) -> None:
 def recall(found: list[list[int]], exact: list[list[int]]) -> float:
     """Mean share of each exact top-k that was found."""
     return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact, strict=True) if e]))
-
-
-def _status(pid: int) -> dict[str, int]:
-    """RssAnon and RssFile of `pid` in bytes."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("RssAnon", "RssFile"):
-            values[key] = int(rest.split()[0]) * 1024
-    return values
 
 
 def format_result(result: dict[str, Any]) -> str:

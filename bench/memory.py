@@ -58,7 +58,7 @@ class PeakMemory:
 
     def result(self) -> dict[str, Any]:
         """The peaks in MiB, the rusage maxrss figures and what they mean."""
-        own = _status(self._pid)
+        own = process_memory(self._pid)
         usage_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         usage_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         return {
@@ -76,24 +76,24 @@ class PeakMemory:
             self._sample()
 
     def _sample(self) -> None:
-        total = _status(self._pid).get("VmRSS", 0)
+        total = process_memory(self._pid).get("VmRSS", 0)
         for pid in _descendants(self._pid):
-            status = _status(pid)
+            status = process_memory(pid)
             total += status.get("VmRSS", 0)
             if "VmHWM" in status:
                 self._children_hwm[pid] = max(self._children_hwm.get(pid, 0), status["VmHWM"])
         self._tree_rss = max(self._tree_rss, total)
 
 
-def _status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process in bytes; empty if it is gone."""
+def process_memory(pid: int, keys: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict[str, int]:
+    """The memory lines `keys` of a process's /proc status (e.g. VmRSS, RssAnon), in bytes; empty if it
+    is gone."""
     try:
         text = (PROC / str(pid) / "status").read_text()
     except OSError:
         return {}
-    return {
-        key: int(kib) * 1024 for key, kib in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.MULTILINE)
-    }
+    pattern = rf"^({'|'.join(keys)}):\s+(\d+) kB"
+    return {key: int(kib) * 1024 for key, kib in re.findall(pattern, text, re.MULTILINE)}
 
 
 def _descendants(pid: int) -> list[int]:
