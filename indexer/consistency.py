@@ -7,7 +7,7 @@ those rows. Both functions work on the store's parts (catalog, vectors, the `Vec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +74,7 @@ class VerifyReport:
     orphan_vectors: list[int] = field(default_factory=list)  # vectors with no ok row
     duplicate_vectors: list[int] = field(default_factory=list)  # ids held more than once
     stale_vectors: list[int] = field(default_factory=list)  # vector differs from the stored latent
+    stale_rerank_rows: list[int] = field(default_factory=list)  # IVF-PQ: exact row missing or different
     rows_without_latent: list[int] = field(default_factory=list)
     bad_latents: list[int] = field(default_factory=list)  # wrong length, NaN or infinite
     foreign_model_rows: list[int] = field(default_factory=list)  # ok rows of another model_id
@@ -89,6 +90,7 @@ _VERIFY_LABELS = {
     "orphan_vectors": "vectors have no ok image",
     "duplicate_vectors": "ids are held more than once in FAISS",
     "stale_vectors": "vectors differ from the stored latent",
+    "stale_rerank_rows": "re-rank rows are missing or differ from the stored latent",
     "rows_without_latent": "ok images have no stored latent",
     "bad_latents": "stored latents are unusable (wrong length, NaN or infinite)",
     "foreign_model_rows": "ok images come from another model",
@@ -183,11 +185,20 @@ def reconcile_vectors(
     return vectors, report
 
 
+ExactRows = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 def verify_store(
-    catalog: Catalog, vectors: VectorIndex, spec: VectorSpec, manifest: Mapping[str, object]
+    catalog: Catalog,
+    vectors: VectorIndex,
+    spec: VectorSpec,
+    manifest: Mapping[str, object],
+    exact_rows: ExactRows | None = None,
 ) -> VerifyReport:
     """Check catalog, vectors and `manifest` (the manifest file's JSON document) against each other.
 
+    IVF-PQ keeps only codes, so its vectors cannot be read back: `exact_rows(ids)` gives the exact rows
+    it re-ranks with ((ids found, their vectors)), checked against the latents instead.
     Changes nothing. Every kind of disagreement gets its id list in the report and a line in `problems`.
     """
     report = VerifyReport()
@@ -211,19 +222,30 @@ def verify_store(
     report.orphan_vectors = np.setdiff1d(unique, ok_ids).tolist()
     usable = np.array([i for i, _ in latents], dtype=np.int64)  # the others are reported as such
     report.missing_vectors = np.setdiff1d(usable, unique).tolist()
-    if vectors.kind != "ivfpq":
-        in_index = set(unique.tolist())
-        present = [(i, v) for i, v in latents if i in in_index]
-        if present:
-            ids = np.array([i for i, _ in present])
-            expected = prepare_vectors(spec.to_index(np.stack([v for _, v in present])), spec.index_metric)
+    in_index = set(unique.tolist())
+    present = [(i, v) for i, v in latents if i in in_index]
+    if present:
+        ids = np.array([i for i, _ in present], dtype=np.int64)
+        expected = prepare_vectors(spec.to_index(np.stack([v for _, v in present])), spec.index_metric)
+        if vectors.kind != "ivfpq":
             differs = ~np.isclose(vectors.vectors(ids), expected, atol=1e-5).all(axis=1)
             report.stale_vectors = ids[differs].tolist()
+        elif exact_rows is not None:
+            report.stale_rerank_rows = _differing_rows(ids, expected, exact_rows)
     for name, label in _VERIFY_LABELS.items():
         if ids := getattr(report, name):
             report.problems.append(f"{len(ids)} {label}: ids {ids[:10]}{' ...' if len(ids) > 10 else ''}")
     report.problems += manifest_problems(manifest, spec, len(ok_ids), failed)
     return report
+
+
+def _differing_rows(ids: np.ndarray, expected: np.ndarray, exact_rows: ExactRows) -> list[int]:
+    """The ids whose exact row is missing or differs from `expected` (rows of `ids`, in that order)."""
+    found_ids, found = exact_rows(ids)
+    row_of = {int(i): row for row, i in enumerate(ids.tolist())}
+    places = np.array([row_of[int(i)] for i in found_ids], dtype=np.int64)
+    differs = ~np.isclose(found, expected[places], atol=1e-5).all(axis=1)
+    return np.union1d(np.setdiff1d(ids, found_ids), found_ids[differs]).tolist()
 
 
 def manifest_problems(

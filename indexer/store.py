@@ -537,22 +537,27 @@ class LatentStore:
         if self._rerank is None and not self.read_only:
             self._save()
 
+    def _exact_rows(self, ids: np.ndarray, rows_file: RerankRows | None) -> tuple[np.ndarray, np.ndarray]:
+        """(the ids of `ids` with an exact index-space row, the rows): the vectors added since the last
+        save, then `rows_file`; the catalog is not read."""
+        found_ids, found = self._vectors.unsynced.rows(ids)
+        if rows_file is not None:
+            rest = np.setdiff1d(ids, found_ids)
+            if len(rest):
+                file_ids, file_rows = rows_file.rows(rest)
+                found_ids, found = np.concatenate([found_ids, file_ids]), np.concatenate([found, file_rows])
+        return found_ids, found
+
     def _exact_vectors(self, ids: np.ndarray, spec: VectorSpec) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, exact index-space vectors) of `ids` for re-ranking: from the vectors added since the last
-        save, the re-rank rows, and for the rest the catalog."""
-        recent, recent_vectors = self._vectors.unsynced.rows(ids)
-        parts_ids, parts = [recent], [recent_vectors]
-        rest = np.setdiff1d(ids, recent)
-        if self._rerank is not None and len(rest):
-            found_ids, found = self._rerank.rows(rest)
-            parts_ids.append(found_ids)
-            parts.append(found)
-            rest = np.setdiff1d(rest, found_ids)
+        """(ids, exact index-space vectors) of `ids` for re-ranking: `_exact_rows`, and for the rest the
+        stored latents from the catalog."""
+        found_ids, found = self._exact_rows(ids, self._rerank)
+        rest = np.setdiff1d(ids, found_ids)
         if len(rest):
             stored_ids, stored = self.all_latents(rest)
-            parts_ids.append(stored_ids)
-            parts.append(spec.to_index(stored))
-        return np.concatenate(parts_ids), np.concatenate(parts).astype(np.float32)
+            found_ids = np.concatenate([found_ids, stored_ids])
+            found = np.concatenate([found, spec.to_index(stored)])
+        return found_ids, found.astype(np.float32)
 
     def start_run(self, root: str) -> int:
         """Record the start of an indexing run over `root`; return its id."""
@@ -627,28 +632,22 @@ class LatentStore:
         """Check catalog, vectors and manifest against each other without changing anything."""
         manifest = _read_manifest(self.folder / MANIFEST_FILE)
         with self._lock:
-            report = verify_store(self._catalog, self._vectors, self._spec, manifest)
-            report.problems += self._rerank_problems()
-            return report
-
-    def _rerank_problems(self) -> list[str]:
-        """Where an IVF-PQ store's re-rank rows disagree with its stored latents (none: one line)."""
-        if self._vectors.kind != "ivfpq":
-            return []
-        rows = self._rerank or self._current_rerank_rows(writable=False)
-        if rows is None:
-            return ["the re-rank rows file is missing or stale: open the store writable once to rebuild it"]
-        ids, latents = self.all_latents()
-        expected = prepare_vectors(self._spec.to_index(latents), self._spec.index_metric)
-        pending, _ = self._vectors.unsynced.latest()
-        found_ids, found = rows.rows(ids)
-        places = np.searchsorted(ids, found_ids)
-        differs = ~np.isclose(found, expected[places], atol=1e-5).all(axis=1)
-        wrong = np.union1d(np.setdiff1d(ids, found_ids), found_ids[differs])
-        wrong = np.setdiff1d(wrong, pending).tolist()
-        if not wrong:
-            return []
-        return [f"{len(wrong)} re-rank rows are missing or differ from the latents: ids {sorted(wrong)[:10]}"]
+            if self._vectors.kind != "ivfpq":
+                return verify_store(self._catalog, self._vectors, self._spec, manifest)
+            rows_file = self._rerank or self._current_rerank_rows(writable=False)
+            if rows_file is None:
+                report = verify_store(self._catalog, self._vectors, self._spec, manifest)
+                report.problems.append(
+                    "the re-rank rows file is missing or stale: open the store writable once to rebuild it"
+                )
+                return report
+            return verify_store(
+                self._catalog,
+                self._vectors,
+                self._spec,
+                manifest,
+                lambda ids: self._exact_rows(ids, rows_file),
+            )
 
     # --- reading -------------------------------------------------------------------------------------
 
