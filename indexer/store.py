@@ -31,7 +31,7 @@ from typing import Any
 import faiss
 import numpy as np
 from sqlalchemy import Select, bindparam, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from latentdex.atomic_files import write_bytes_atomic
@@ -86,6 +86,7 @@ from latentdex.indexer.filters import (
     page_of_ids,
     same_hash_groups,
 )
+from latentdex.indexer.record_table import TABLE_COLUMNS, RecordTable, UnsupportedRecords
 from latentdex.indexer.rerank_rows import RerankRows
 from latentdex.indexer.vectors import (
     IVF_REFINE,
@@ -134,6 +135,12 @@ def _hits_query(with_latents: bool) -> Select[Any]:
 
 
 _HITS, _HITS_WITH_LATENTS = _hits_query(False), _hits_query(True)
+_TABLE_ROWS = (
+    select(*(getattr(ImageRow, name) for name in TABLE_COLUMNS))
+    .where(ImageRow.status == "ok")
+    .order_by(ImageRow.id)
+)
+TABLE_BATCH = 20_000  # rows read per batch while a record table is built
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,7 @@ class LatentStore:
         self._closed = False
         self._records: OrderedDict[int, ImageRecord] = OrderedDict()  # read-only stores: see `hits`
         self._records_lock = threading.Lock()
+        self._record_table: RecordTable | None = None  # read-only stores: see `load_record_table`
         self._writer_lock: int | None = None
         self._rerank: RerankRows | None = None
         keys = (
@@ -718,10 +726,42 @@ class LatentStore:
             return self._cached_hits(wanted)
         return self._fetch_hits(wanted, with_latents)
 
+    @property
+    def record_table(self) -> RecordTable | None:
+        """The records `hits` answers from without SQL, once `load_record_table` has read them."""
+        return self._record_table
+
+    def load_record_table(self) -> RecordTable:
+        """Read every ok image's record into a `RecordTable` that `hits` answers from from then on.
+
+        For a server's read-only store: its records are then a save behind the catalog while an indexer
+        writes, as its vectors are (a new save makes the server open a new store). Ids the table lacks
+        still come from the catalog. About 110 bytes per image plus its path; 100k images take ~1 s.
+        """
+        if not self.read_only:
+            raise StoreError("a record table serves read-only stores; a writer's records change under it")
+        try:
+            with self._catalog.reading() as session:
+                rows = session.connection().execution_options(yield_per=TABLE_BATCH).execute(_TABLE_ROWS)
+                table = RecordTable.build(rows.partitions(TABLE_BATCH))
+        except (UnsupportedRecords, SQLAlchemyError) as exc:
+            raise StoreError(f"cannot hold the records in memory: {exc}") from exc
+        self._record_table = table
+        return table
+
     def _cached_hits(self, wanted: list[int]) -> dict[int, tuple[ImageRecord, np.ndarray | None]]:
-        """`hits` of a read-only store from the records it returned lately (a server asks for the same
-        images again and again). They can be a save behind the catalog while an indexer writes, as the
-        reader's vectors are; a new save makes a server open a new store, and a new cache."""
+        """`hits` of a read-only store from its record table, then from the records it returned lately
+        (a server asks for the same images again and again). They can be a save behind the catalog while
+        an indexer writes, as the reader's vectors are; a new save makes a server open a new store, and a
+        new cache."""
+        table = self._record_table
+        if table is not None:
+            tabled = table.records(wanted)
+            if len(tabled) == len(wanted):
+                return {i: (record, None) for i, record in tabled.items()}
+            wanted = [i for i in wanted if i not in tabled]
+        else:
+            tabled = {}
         with self._records_lock:
             known = {i: self._records[i] for i in wanted if i in self._records}
             for image_id in known:
@@ -732,7 +772,8 @@ class LatentStore:
                 self._records[image_id] = record
             while len(self._records) > RECORD_CACHE_SIZE:
                 self._records.popitem(last=False)
-        out: dict[int, tuple[ImageRecord, np.ndarray | None]] = {i: (r, None) for i, r in known.items()}
+        out: dict[int, tuple[ImageRecord, np.ndarray | None]] = {i: (r, None) for i, r in tabled.items()}
+        out.update((i, (r, None)) for i, r in known.items())
         out.update(fetched)
         return out
 
@@ -747,12 +788,17 @@ class LatentStore:
             connection = session.connection()
             for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit
                 for row in connection.execute(query, {"ids": wanted[start : start + 500]}):
-                    latent = decode_latent(row.latent, self._spec) if with_latents and row.latent else None
+                    # by position: a Row's attribute lookup by name costs more than the query here
+                    image_id, path_bytes, *fields = row
+                    stored = fields.pop() if with_latents else None
+                    latent = decode_latent(stored, self._spec) if stored else None
                     if with_latents and latent is None:
                         continue  # an unusable latent: reconcile reports it
-                    fields = {name: getattr(row, name) for name in RECORD_FIELDS}
-                    path = row.path_bytes.decode("utf-8", "surrogateescape")
-                    out[row.id] = (ImageRecord(id=row.id, path=path, **fields), latent)
+                    path = path_bytes.decode("utf-8", "surrogateescape")
+                    record = ImageRecord(
+                        id=image_id, path=path, **dict(zip(RECORD_FIELDS, fields, strict=True))
+                    )
+                    out[image_id] = (record, latent)
         return out
 
     def get_by_path(self, path: str) -> ImageRecord:

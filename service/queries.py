@@ -295,7 +295,7 @@ class QueryEngine:
             if preview.matches:
                 hits = [replace(hit, preview=pictures[hit.id]) for hit in hits]
             if not spec.include_latents:
-                hits = [replace(hit, latent=None) for hit in hits]
+                hits = [hit if hit.latent is None else replace(hit, latent=None) for hit in hits]
             query_preview = None
             if preview.query:
                 assert decoded is not None

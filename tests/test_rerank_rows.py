@@ -11,6 +11,7 @@ import pytest
 from latentdex.indexer import vectors
 from latentdex.indexer.rerank_rows import PendingRows, RerankRows
 from latentdex.indexer.store import RERANK_GLOB, ImageRecord, LatentStore
+from latentdex.service.live_store import LiveStore
 
 DIM = 16
 COUNT = 2000
@@ -171,3 +172,11 @@ def test_pending_rows_keep_the_latest_vector_of_an_id() -> None:
     ids, vectors = pending.take()
     assert ids.tolist() == [1, 5] and vectors.tolist() == [[1.0, 1.0], [9.0, 9.0]]
     assert not pending
+
+
+def test_memory_mode_keeps_its_records_in_the_catalog(ivf_store: Path) -> None:
+    live = LiveStore(ivf_store)
+    with live.use() as store:
+        assert store.vector_kind == "ivfpq" and store.record_table is None
+        assert len(store.hits([1, 2], with_latents=False)) == 2
+    live.close()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
+from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.filters import SearchFilter
-from latentdex.service import client, wire
+from latentdex.service import client, convert, wire
 from latentdex.service.latent_features import DecodedFrame
 from latentdex.service.previews import EncodedPicture
 from latentdex.service.queries import Hit
@@ -77,3 +78,33 @@ def test_pictures_are_pictures_on_both_sides() -> None:
 
     assert picture_fields(client.Frame) == picture_fields(DecodedFrame) == {"picture"}
     assert picture_fields(client.Match) == picture_fields(Hit) == {"preview", "thumbnail"}
+
+
+def test_a_match_message_shows_every_field_of_its_record_and_hit() -> None:
+    record = ImageRecord(
+        id=7,
+        path="a/b.jpg",
+        size=12,
+        mtime_ns=34,
+        content_hash="c" * 64,
+        width=640,
+        height=480,
+        format="JPEG",
+        capture_time=datetime(2021, 5, 6, 7, 8, 9),
+        camera_make="Nikon",
+        camera_model="Z6",
+        model_id="vae-t",
+        indexed_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    first = convert.match_message(Hit(record, 0.25, 0.75))
+    assert (first.id, first.path, first.path_bytes) == (7, "a/b.jpg", b"a/b.jpg")
+    assert (first.distance, first.similarity) == (0.25, 0.75)
+    assert first.metadata == convert.metadata_message(record)
+    assert first.metadata.capture_time.ToDatetime() == record.capture_time
+    # the record part is built once per record's content: a changed field gives a changed message
+    again = convert.match_message(Hit(replace(record), 0.5, 0.5))
+    assert again.metadata == first.metadata and again.distance == 0.5
+    moved = convert.match_message(Hit(replace(record, path="c.jpg", camera_model="Z7"), 0.5, 0.5))
+    assert (moved.path, moved.metadata.camera_model) == ("c.jpg", "Z7")
+    with_latent = convert.match_message(Hit(record, 0.1, 0.9, latent=np.ones(3, np.float32)))
+    assert list(with_latent.latent.values) == [1.0, 1.0, 1.0] and not first.HasField("latent")

@@ -1,0 +1,137 @@
+"""A server's store holds its records in columns: the same records as the catalog's, without SQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentdex.errors import StoreError
+from latentdex.indexer.record_table import RecordTable, UnsupportedRecords
+from latentdex.indexer.store import ImageRecord, LatentStore
+from latentdex.service.live_store import LiveStore
+
+DIM = 8
+MODEL = "vae-t"
+
+
+def varied_records() -> list[ImageRecord]:
+    """Every shape a record takes: full EXIF, none, no hash, no size, a path that is not UTF-8."""
+    return [
+        ImageRecord(
+            path="2024/trip/IMG_0001.jpg",
+            size=2_345_678,
+            mtime_ns=1_700_000_000_123_456_789,
+            content_hash="ab" * 32,
+            width=4032,
+            height=3024,
+            format="JPEG",
+            capture_time=datetime(2024, 4, 12, 15, 39, 7, 250_000),
+            camera_make="Canon",
+            camera_model="EOS R5",
+            model_id=MODEL,
+        ),
+        ImageRecord(path="scan.png", size=10, mtime_ns=0, content_hash=None, model_id=MODEL, format="PNG"),
+        ImageRecord(
+            path=b"caf\xe9/\xff.gif".decode("utf-8", "surrogateescape"),
+            size=0,
+            mtime_ns=-5,
+            content_hash="0" * 64,
+            width=1,
+            height=None,
+            format="GIF",
+            capture_time=datetime(1969, 12, 31, 23, 59, 59),
+            camera_make="Canon",
+            model_id=MODEL,
+        ),
+        *(
+            ImageRecord(path=f"bulk/{i}.jpg", size=i, mtime_ns=i, content_hash=f"{i:064x}", model_id=MODEL)
+            for i in range(40)
+        ),
+    ]
+
+
+def make_store(folder: Path, images: list[ImageRecord]) -> None:
+    vectors = np.random.default_rng(0).standard_normal((len(images), DIM)).astype(np.float32)
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM, metric="cosine") as store:
+        store.upsert_images(images, vectors)
+
+
+def test_the_table_gives_the_catalogs_records_exactly(tmp_path: Path) -> None:
+    make_store(tmp_path / "store", varied_records())
+    with LatentStore.open(tmp_path / "store", read_only=True) as store:
+        ids = sorted(store.hits(range(1, 200), with_latents=False))
+        from_catalog = store.hits(ids, with_latents=False)
+        table = store.load_record_table()
+        assert store.record_table is table and len(table) == len(ids) == 43
+        from_table = table.records([*reversed(ids), 10_000, -1])  # unknown ids are left out
+        assert from_table.keys() == set(ids)
+        for image_id in ids:
+            assert from_table[image_id] == from_catalog[image_id][0]
+        assert store.hits(ids, with_latents=False) == from_catalog
+        assert from_table[ids[0]].indexed_at is not None and from_table[ids[0]].indexed_at.tzinfo == UTC
+        assert table.nbytes < 200 * len(table)
+
+
+def test_images_the_table_lacks_come_from_the_catalog(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    make_store(folder, varied_records()[:3])
+    with LatentStore.open(folder, read_only=True) as reader:
+        reader.load_record_table()
+        with LatentStore.open(folder) as writer:  # a writer adds an image after the table was read
+            added = ImageRecord(path="new.jpg", size=7, mtime_ns=7, content_hash="1" * 64, model_id=MODEL)
+            writer.upsert_images([added], np.ones((1, DIM), np.float32))
+            (new_id,) = (
+                i
+                for i, (r, _) in writer.hits(range(1, 10), with_latents=False).items()
+                if r.path == "new.jpg"
+            )
+        hits = reader.hits([1, new_id], with_latents=False)
+        assert hits.keys() == {1, new_id} and hits[new_id][0].path == "new.jpg"
+        assert new_id not in reader.record_table.records([new_id])  # type: ignore[union-attr]
+
+
+def test_a_record_the_columns_cannot_hold_leaves_the_records_in_the_catalog(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    make_store(folder, varied_records()[:3])
+    with sqlite3.connect(folder / "catalog.sqlite") as db:
+        db.execute("UPDATE images SET content_hash = 'not-a-sha256' WHERE id = 1")
+    with LatentStore.open(folder, read_only=True) as store, pytest.raises(StoreError, match="sha256"):
+        store.load_record_table()
+    live = LiveStore(folder)
+    with live.use() as store:
+        assert store.record_table is None
+        assert store.hits([1], with_latents=False)[1][0].content_hash == "not-a-sha256"
+    live.close()
+
+
+def test_a_live_store_holds_its_records_in_memory_unless_told_not_to(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    make_store(folder, varied_records())
+    for wanted in (True, False):
+        live = LiveStore(folder, record_table=wanted)
+        with live.use() as store:
+            assert (store.record_table is not None) == wanted
+            assert len(store.hits([1, 2, 3], with_latents=False)) == 3
+        live.close()
+
+
+def test_a_writer_has_no_record_table(tmp_path: Path) -> None:
+    make_store(tmp_path / "store", varied_records()[:2])
+    with LatentStore.open(tmp_path / "store") as store, pytest.raises(StoreError, match="read-only"):
+        store.load_record_table()
+
+
+def test_rows_out_of_order_or_with_zoned_capture_times_are_refused() -> None:
+    def row(image_id: int, capture: datetime | None = None) -> tuple[object, ...]:
+        return (image_id, b"a.jpg", 1, 1, None, None, None, None, capture, None, None, None, None)
+
+    assert len(RecordTable.build([[row(1), row(2)], [row(5)]])) == 3
+    assert RecordTable.build([]).records([1]) == {}
+    with pytest.raises(UnsupportedRecords, match="ascending"):
+        RecordTable.build([[row(2)], [row(1)]])
+    with pytest.raises(UnsupportedRecords, match="zone"):
+        RecordTable.build([[row(1, datetime(2020, 1, 1, tzinfo=UTC))]])
