@@ -32,6 +32,7 @@ from latentdex.service.duplicate_review import DuplicateReview
 from latentdex.service.latent_features import DEFAULT_STEPS, DEFAULT_TOP, DecodedFrame, LatentExplorer
 from latentdex.service.library import LibraryBrowser
 from latentdex.service.queries import IdQuery, ImageQuery, InvalidQuery, LatentQuery, Query, QueryEngine
+from latentdex.service.query_batcher import QueryBatcher, batchable
 from latentdex.service.status import answering
 from latentdex.service.wire import latent_values, library_map_message
 from latentdex.v1 import latentdex_pb2 as pb
@@ -44,8 +45,10 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Latentdex"].full_name
 class LatentdexServicer(pb_grpc.LatentdexServicer):
     """Serves a `QueryEngine` over gRPC."""
 
-    def __init__(self, engine: QueryEngine) -> None:
+    def __init__(self, engine: QueryEngine, batch_queries: bool = True) -> None:
         self.engine = engine
+        # concurrent queries by latent or id share engine calls (see QueryBatcher); None: each alone
+        self.batcher = QueryBatcher(engine) if batch_queries else None
         self.explorer = LatentExplorer(engine)
         self.library = LibraryBrowser(engine)
         self.duplicates = DuplicateReview(engine)
@@ -254,5 +257,9 @@ class LatentdexServicer(pb_grpc.LatentdexServicer):
 
     def _one(self, query: Query, options: pb.QueryOptions, context: grpc.ServicerContext) -> pb.QueryResponse:
         with answering(context):
-            [answer] = self.engine.query([query], query_spec(options))
+            spec = query_spec(options)
+            if self.batcher is not None and not isinstance(query, ImageQuery) and batchable(spec):
+                answer = self.batcher.answer(query, spec)
+            else:
+                [answer] = self.engine.query([query], spec)
             return query_response(answer)

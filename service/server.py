@@ -86,6 +86,8 @@ class ServerConfig:
     # already spread over the cores, and on a busy machine an OpenMP team waits for its slowest thread:
     # a 10k search took 16 ms on two threads against 0.08 ms on one. None leaves FAISS's default.
     faiss_threads: int | None = 1
+    # Concurrent queries by latent or id without previews answered in shared engine calls (QueryBatcher).
+    batch_queries: bool = True
     # Prometheus metrics over HTTP on this port of `host` (0: a free one); None: not served.
     metrics_port: int | None = None
     # The web app and the HTTP/JSON API on this port of `host` (0: a free one); None: not served.
@@ -170,7 +172,7 @@ def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> Run
         options=options,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
-    pb_grpc.add_LatentdexServicer_to_server(LatentdexServicer(engine), server)
+    pb_grpc.add_LatentdexServicer_to_server(LatentdexServicer(engine, config.batch_queries), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
