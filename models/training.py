@@ -198,16 +198,22 @@ def _train_step(
     jpeg: JpegRecompressor | None,
 ) -> StepMetrics:
     if config.decoder_only:
-        return _decoder_step(model, optimizer, images, config)
-    reconstruction, posterior = model(images, generator)
-    recon = losses.reconstruction_loss(reconstruction, images, config.reconstruction)
-    kl = posterior.kl().mean()
-    loss = recon + config.beta * kl
-    metrics = StepMetrics(0, 0, 0, 0.0, recon.item(), kl.item())
-    if config.invariance_weight > 0:
-        invariance = _invariance(model, head, images, posterior.mu, config, generator, jpeg)
-        loss = loss + config.invariance_weight * invariance
-        metrics.invariance = invariance.item()
+        # the decoder alone on decode(mu): what previews show, from latents that do not move
+        with torch.no_grad():
+            mu, _ = model.encoder(images)
+        reconstruction = model.decoder(mu)
+        loss = recon = losses.reconstruction_loss(reconstruction, images, config.reconstruction)
+        metrics = StepMetrics(0, 0, 0, 0.0, recon.item(), 0.0)
+    else:
+        reconstruction, posterior = model(images, generator)
+        recon = losses.reconstruction_loss(reconstruction, images, config.reconstruction)
+        kl = posterior.kl().mean()
+        loss = recon + config.beta * kl
+        metrics = StepMetrics(0, 0, 0, 0.0, recon.item(), kl.item())
+        if config.invariance_weight > 0:
+            invariance = _invariance(model, head, images, posterior.mu, config, generator, jpeg)
+            loss = loss + config.invariance_weight * invariance
+            metrics.invariance = invariance.item()
     adversarial_on = discriminator is not None and step >= config.adversarial_warmup_steps
     if adversarial_on:
         assert discriminator is not None
@@ -230,20 +236,6 @@ def _train_step(
         metrics.discriminator = disc_loss.item()
     metrics.loss = loss.item()
     return metrics
-
-
-def _decoder_step(
-    model: VAE, optimizer: torch.optim.Optimizer, images: torch.Tensor, config: TrainConfig
-) -> StepMetrics:
-    """One step of the decoder alone on decode(mu): what previews show, from latents that do not move."""
-    with torch.no_grad():
-        mu, _ = model.encoder(images)
-    recon = losses.reconstruction_loss(model.decoder(mu), images, config.reconstruction)
-    optimizer.zero_grad(set_to_none=True)
-    recon.backward()
-    torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), config.grad_clip)
-    optimizer.step()
-    return StepMetrics(0, 0, 0, recon.item(), recon.item(), 0.0)
 
 
 def _invariance(

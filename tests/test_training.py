@@ -336,3 +336,38 @@ def test_a_run_started_before_a_setting_existed_resumes_with_it_at_its_default(
     del meta["signature"]["train"]["decoder_only"]  # as a run of an earlier version wrote it
     state.write_text(json.dumps(meta))
     assert train(training_set.train[:8], training_set.holdout, out, TINY, config).steps == 1
+
+
+def test_the_decoder_stage_can_add_the_adversarial_term_and_leaves_the_encoder_alone(
+    training_set: TrainingSet, tmp_path: Path
+) -> None:
+    images, holdout = training_set.train[:24], training_set.holdout
+    base = train(
+        images, holdout, tmp_path / "base", TINY, TrainConfig(epochs=1, batch_size=8, warmup_steps=1)
+    )
+    config = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        warmup_steps=1,
+        decoder_only=True,
+        adversarial_weight=0.5,
+        adversarial_warmup_steps=2,
+    )
+    tuned = train(images, holdout, tmp_path / "gan", TINY, config, init=base.model)
+    history = tuned.history
+    assert [entry["adversarial"] > 0 and entry["discriminator"] > 0 for entry in history] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
+    for entry in history:
+        expected = entry["reconstruction"] + config.adversarial_weight * entry["adversarial"]
+        assert entry["loss"] == pytest.approx(expected, rel=1e-5) and entry["kl"] == 0
+    for name, tensor in base.model.encoder.state_dict().items():
+        assert torch.equal(tensor, tuned.model.encoder.state_dict()[name]), name
+    assert (tmp_path / "gan" / "train_state").is_dir()
+    resumed = train(images, holdout, tmp_path / "gan", TINY, config, init=base.model)  # nothing left to do
+    assert resumed.model_id == tuned.model_id and resumed.steps == len(history)
