@@ -28,6 +28,7 @@ from latentdex.service.client import LatentdexClient, QueryResult, connect
 OLD, NEW, SIZE = 24, 24, 48
 K = 30  # more than OLD: a reply's length tells which store state answered it (24 before, 30 after)
 SERVE_OPTIONS = ("--reload-interval", "0.1", "--workers", "4", "--threads", "1")
+PLAIN_SERVING = ("--no-batch-queries", "--no-records-in-memory")
 INDEX_COMMAND = (sys.executable, "-m", "latentdex.service.cli", "index")
 INDEX_OPTIONS = ("--workers", "1", "--batch-size", "1", "--flush-every", "1")  # a save after each image
 CONVERGE_SECONDS = 60.0
@@ -105,7 +106,8 @@ def test_two_servers_on_one_store_answer_every_query_and_converge_while_the_inde
     writer: subprocess.Popen | None = None
     with (
         serve_process(store, *SERVE_OPTIONS) as (first, first_port),
-        serve_process(store, *SERVE_OPTIONS) as (second, second_port),
+        # the second replica answers each query alone and reads its records from the catalog
+        serve_process(store, *SERVE_OPTIONS, *PLAIN_SERVING) as (second, second_port),
     ):
         ports = (first_port, second_port)
         for process, port in ((first, first_port), (second, second_port)):

@@ -91,6 +91,13 @@ def serve(
     ] = 1.0,
     threads: Annotated[int, typer.Option(min=0, help="Torch threads (0: one per core).")] = 0,
     faiss_threads: Annotated[int, typer.Option(min=1, help="FAISS threads per search.")] = 1,
+    batch_queries: Annotated[
+        bool, typer.Option(help="Answer concurrent queries by latent or id in shared engine calls.")
+    ] = True,
+    records_in_memory: Annotated[
+        bool,
+        typer.Option(help="Hold the store's records in RAM (~135 B/image; not for IVF-PQ stores)."),
+    ] = True,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -127,7 +134,7 @@ def serve(
     if threads:
         torch.set_num_threads(threads)
     codec = LatentCodec.load(model, precision=precision)
-    live = LiveStore(store, check_interval=reload_interval)
+    live = LiveStore(store, check_interval=reload_interval, record_table=records_in_memory)
     try:
         with live.use() as opened:
             if opened.model_id != codec.model_id:
@@ -148,6 +155,7 @@ def serve(
         token=token,
         tls=tls,
         faiss_threads=faiss_threads,
+        batch_queries=batch_queries,
         metrics_port=metrics_port,
         http_port=http_port,
         grace_seconds=grace,
