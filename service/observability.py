@@ -105,10 +105,11 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 seconds = time.perf_counter() - started
                 self.metrics.requests.labels(rpc, code.name).inc()
                 self.metrics.latency.labels(rpc).observe(seconds)
-                try:
-                    _log_request(request_id, method, request, seconds, code, context)
-                except Exception:  # a log line must never fail the request it describes
-                    REQUEST_LOG.exception("cannot log request %s", request_id)
+                if REQUEST_LOG.isEnabledFor(logging.INFO):  # no line to build when nobody reads it
+                    try:
+                        _log_request(request_id, method, request, seconds, code, context)
+                    except Exception:  # a log line must never fail the request it describes
+                        REQUEST_LOG.exception("cannot log request %s", request_id)
 
         return grpc.unary_unary_rpc_method_handler(
             observed,
