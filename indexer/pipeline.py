@@ -134,7 +134,7 @@ def index_folder(
     with _open_or_create(Path(store_dir), codec, options) as store:
         notes = list(store.last_reconcile.notes) if store.last_reconcile else []
         if options.reencode:
-            store.reset_model(codec.model_id, codec.latent_dim)
+            store.reset_model(codec.latent_space_id, codec.latent_dim)
         cores = os.cpu_count() or 1
         _, threads = split_cores(cores, options.workers, options.torch_threads)
         run = _Run(store, codec, options, root, on_progress, decode, cores)
@@ -300,7 +300,7 @@ class _Run:
 
     def _ok_record(self, job: EncodeJob, result: DecodedFile) -> ImageRecord:
         facts = {name: getattr(result, name) for name in _FILE_FACTS}
-        return ImageRecord(id=job.image_id, path=job.file.path, model_id=self.codec.model_id, **facts)
+        return ImageRecord(id=job.image_id, path=job.file.path, model_id=self.store.model_id, **facts)
 
     def _failed_record(
         self, file: ScannedFile, image_id: int | None, reason: str, result: DecodedFile | None = None
@@ -365,7 +365,7 @@ def _open_or_create(folder: Path, codec: LatentCodec, options: IndexOptions) -> 
     if not (folder / MANIFEST_FILE).exists():
         return LatentStore.create(
             folder,
-            model_id=codec.model_id,
+            model_id=codec.latent_space_id,
             latent_dim=codec.latent_dim,
             metric=options.metric or "whitened",
             index_type=options.index_type or "flat",
@@ -383,7 +383,7 @@ def _open_or_create(folder: Path, codec: LatentCodec, options: IndexOptions) -> 
             )
         if options.index_type is not None:
             resolve_index_type(options.index_type, 0)  # ValueError for an unknown type, before any work
-        mismatch = (store.model_id, store.latent_dim) != (codec.model_id, codec.latent_dim)
+        mismatch = not codec.reads_latents_of(store.model_id) or store.latent_dim != codec.latent_dim
         if mismatch and not options.reencode:
             raise ModelMismatch(
                 f"the store {folder} holds latents of model {store.model_id} ({store.latent_dim}-d), "

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,31 @@ FORMAT_VERSION = 1
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
 
 
+MODEL_ID = re.compile(r"vae-[0-9a-f]{16}")
+
+
 @dataclass(frozen=True)
 class ModelCard:
-    """What travels with the weights: the architecture, the id, and free-form facts about training."""
+    """What travels with the weights: the architecture, the id, and free-form facts about training.
+
+    `same_latents_as`: the models whose encoder this one shares unchanged (its decoder was retrained
+    alone), nearest first. Their latents are this model's latents, so a store made with any of them needs
+    no re-encoding; stores, rows and directions name the lineage's first model (`latent_space_id`).
+    """
 
     config: VAEConfig
     model_id: str
     training: dict[str, Any] = field(default_factory=dict)
+    same_latents_as: tuple[str, ...] = ()
+
+    @property
+    def latent_space_id(self) -> str:
+        """The id that names this model's latents: the first model of its lineage."""
+        return self.same_latents_as[-1] if self.same_latents_as else self.model_id
+
+    def reads_latents_of(self, model_id: str) -> bool:
+        """Whether latents made by `model_id` are this model's latents."""
+        return model_id == self.model_id or model_id in self.same_latents_as
 
 
 def compute_model_id(config: VAEConfig, state: Mapping[str, torch.Tensor]) -> str:
@@ -49,14 +68,18 @@ def compute_model_id(config: VAEConfig, state: Mapping[str, torch.Tensor]) -> st
 
 
 def save_model(
-    model: VAE, directory: str | os.PathLike[str], training: Mapping[str, Any] | None = None
+    model: VAE,
+    directory: str | os.PathLike[str],
+    training: Mapping[str, Any] | None = None,
+    same_latents_as: Sequence[str] = (),
 ) -> ModelCard:
-    """Write `model` into `directory` (created if needed), atomically per file; return its card."""
+    """Write `model` into `directory` (created if needed), atomically per file; return its card.
+    `same_latents_as`: see `ModelCard` (only for a model whose encoder is that of those models)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     model_id = compute_model_id(model.config, state)
-    card = ModelCard(config=model.config, model_id=model_id, training=dict(training or {}))
+    card = ModelCard(model.config, model_id, dict(training or {}), _lineage(same_latents_as, model_id))
     with atomic_output(out / WEIGHTS_FILE) as tmp_weights:
         save_file(state, str(tmp_weights), metadata={"model_id": model_id, "format": FORMAT_NAME})
     document = {
@@ -66,6 +89,8 @@ def save_model(
         "config": json.loads(model.config.to_json()),
         "training": card.training,
     }
+    if card.same_latents_as:
+        document["same_latents_as"] = list(card.same_latents_as)
     write_text_atomic(out / CONFIG_FILE, json.dumps(document, indent=2, sort_keys=True) + "\n")
     return card
 
@@ -90,7 +115,26 @@ def read_card(directory: str | os.PathLike[str]) -> ModelCard:
     if not isinstance(document.get("config"), dict) or not isinstance(document.get("model_id"), str):
         raise BadCheckpoint(f"{path} lacks a config or model_id")
     config = VAEConfig.from_dict(document["config"])
-    return ModelCard(config=config, model_id=document["model_id"], training=document.get("training") or {})
+    lineage = document.get("same_latents_as", [])
+    if not isinstance(lineage, list) or not all(isinstance(i, str) for i in lineage):
+        raise BadCheckpoint(f"{path}: same_latents_as must be a list of model ids")
+    try:
+        lineage = _lineage(lineage, document["model_id"])
+    except ValueError as exc:
+        raise BadCheckpoint(f"{path}: {exc}") from exc
+    training = document.get("training") or {}
+    return ModelCard(config=config, model_id=document["model_id"], training=training, same_latents_as=lineage)
+
+
+def _lineage(ids: Sequence[str], model_id: str) -> tuple[str, ...]:
+    """`ids` checked as a lineage: model ids, none repeated, without the model itself."""
+    lineage = tuple(ids)
+    for other in lineage:
+        if not MODEL_ID.fullmatch(other):
+            raise ValueError(f"{other!r} in same_latents_as is not a model id")
+    if model_id in lineage or len(set(lineage)) != len(lineage):
+        raise ValueError("same_latents_as repeats a model id")
+    return lineage
 
 
 def load_model(directory: str | os.PathLike[str] | None = None) -> tuple[VAE, ModelCard]:

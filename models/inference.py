@@ -95,6 +95,15 @@ class LatentCodec:
     def model_id(self) -> str:
         return self.card.model_id
 
+    @property
+    def latent_space_id(self) -> str:
+        """The id stores, rows and directions record for this model's latents (see `ModelCard`)."""
+        return self.card.latent_space_id
+
+    def reads_latents_of(self, model_id: str) -> bool:
+        """Whether a store whose latents `model_id` made can be searched and extended with this model."""
+        return self.card.reads_latents_of(model_id)
+
     def encode(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 -> (N, D) float32 posterior means."""
         return self.encode_posterior(images)[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,17 +107,22 @@ def train(
     on_step: ProgressCallback | None = None,
     data_description: dict[str, Any] | None = None,
     init: VAE | None = None,
+    same_latents_as: Sequence[str] = (),
 ) -> TrainResult:
     """Train a VAE on `train_images` into `out_dir`, resuming from `out_dir`'s last checkpoint if any.
 
     `out_dir` receives the model (model.safetensors + config.json) at every checkpoint, the optimiser
     state in train_state/, and a PNG sheet of reconstructions, samples and an interpolation in sheets/.
     `init`: start from this model's weights (its config must be `model_config`); `config.decoder_only`
-    needs one. Raises `BadCheckpoint` if `out_dir` holds a run with a different model, training config
-    or starting model; ValueError for `decoder_only` without `init`.
+    needs one. `same_latents_as`: for a decoder-only run, the starting model's id and its own
+    `same_latents_as`, recorded with the model so that stores made with them stay valid (`ModelCard`).
+    Raises `BadCheckpoint` if `out_dir` holds a run with a different model, training config or starting
+    model; ValueError for `decoder_only` without `init`, or `same_latents_as` without `decoder_only`.
     """
     if config.decoder_only and init is None:
         raise ValueError("decoder_only training starts from a trained model: pass init")
+    if same_latents_as and not config.decoder_only:
+        raise ValueError("only a decoder-only run keeps its starting model's latents")
     if init is not None and init.config != model_config:
         raise ValueError("init's config differs from model_config")
     _check_images(train_images, model_config.image_size, "training")
@@ -170,11 +175,23 @@ def train(
         if on_step is not None:
             on_step(metrics)
         if step % config.checkpoint_every == 0 or step == total_steps:
-            _checkpoint(model, out, holdout_images, train_images, config, step, data_description, None)
+            _checkpoint(
+                model,
+                out,
+                holdout_images,
+                train_images,
+                config,
+                step,
+                data_description,
+                None,
+                same_latents_as,
+            )
             state.save(step, history, model, head, optimizer, schedule, discriminator, disc_optimizer)
     model.eval()
     holdout = holdout_psnr(model, holdout_images) if len(holdout_images) else None
-    card = _checkpoint(model, out, holdout_images, train_images, config, step, data_description, holdout)
+    card = _checkpoint(
+        model, out, holdout_images, train_images, config, step, data_description, holdout, same_latents_as
+    )
     return TrainResult(
         model=model,
         model_id=card.model_id,
@@ -292,6 +309,7 @@ def _checkpoint(
     step: int,
     data_description: dict[str, Any] | None,
     psnr: float | None,
+    same_latents_as: Sequence[str] = (),
 ):
     was_training = model.training
     model.eval()
@@ -305,7 +323,7 @@ def _checkpoint(
         info["holdout_psnr_db"] = round(psnr, 3)
     if data_description:
         info["data"] = data_description
-    card = save_model(model, out, training=info)
+    card = save_model(model, out, training=info, same_latents_as=same_latents_as)
     model.train(was_training)
     return card
 

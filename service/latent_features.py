@@ -218,7 +218,7 @@ class LatentExplorer:
             direction = new_direction(
                 name, store.model_id, vector, chosen, separation, (len(pos), len(neg)), description
             )
-        with self._book() as book:
+        with self._book() as (book, _):
             try:
                 book.save(direction, replace=replace)
             except ValueError as exc:
@@ -226,12 +226,12 @@ class LatentExplorer:
         return direction
 
     def list_directions(self) -> list[Direction]:
-        with self._book() as book:
-            return book.list(self.engine.codec.model_id)
+        with self._book() as (book, latents_of):
+            return book.list(latents_of)
 
     def delete_direction(self, name: str) -> None:
-        with self._book() as book:
-            book.delete(name, self.engine.codec.model_id)
+        with self._book() as (book, latents_of):
+            book.delete(name, latents_of)
 
     def edit(
         self,
@@ -248,8 +248,8 @@ class LatentExplorer:
             raise InvalidQuery(f"at most {MAX_STRENGTHS} strengths, got {len(strengths)}")
         if not all(math.isfinite(s) and abs(s) <= MAX_STRENGTH for s in strengths):
             raise InvalidQuery(f"strengths must be finite and within +-{MAX_STRENGTH:g}")
-        with self._book() as book:
-            vector = book.get(direction, self.engine.codec.model_id).vector
+        with self._book() as (book, latents_of):
+            vector = book.get(direction, latents_of).vector
         if vector.shape != (self.engine.codec.latent_dim,):
             raise DimensionMismatch(
                 f"direction {direction!r} has {vector.size} values, the model's latents "
@@ -470,9 +470,10 @@ class LatentExplorer:
             yield store
 
     @contextmanager
-    def _book(self) -> Iterator[DirectionBook]:
-        """The directions of the current store's catalog, through the store itself."""
+    def _book(self) -> Iterator[tuple[DirectionBook, str]]:
+        """The directions of the current store's catalog, through the store itself, and the model id
+        they are filed under: the store's (a model that shares its latents reads them too)."""
         if self.engine.store is None:
             raise NoStore("directions live in the store's database: start the server with --store")
         with self.engine.store.use() as store:
-            yield store.directions
+            yield store.directions, store.model_id

@@ -334,7 +334,7 @@ class QueryEngine:
         if self.store is None:
             raise NoStore("this server runs without a store: start it with --store to query")
         with self.store.use() as store:
-            if store.model_id != self.codec.model_id:
+            if not self.codec.reads_latents_of(store.model_id):
                 raise ModelMismatch(
                     f"the store now holds latents of {store.model_id}, this server encodes with "
                     f"{self.codec.model_id}: restart the server with that model"

@@ -145,8 +145,10 @@ def test_train_decoder_only_from_a_model_keeps_its_encoder(
     args += ["--epochs", "1", "--batch-size", "8", "--holdout-fraction", "0.2", "--threads", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
-    base, tuned = load_model(trained)[0], load_model(out)[0]
+    (base, base_card), (tuned, tuned_card) = load_model(trained), load_model(out)
     assert tuned.config == base.config
+    # the same latents: stores made with the starting model stay valid for this one
+    assert tuned_card.same_latents_as == (base_card.model_id, *base_card.same_latents_as)
     for name, tensor in base.encoder.state_dict().items():
         assert torch.equal(tensor, tuned.encoder.state_dict()[name]), name
     assert any(

@@ -137,7 +137,7 @@ def serve(
     live = LiveStore(store, check_interval=reload_interval, record_table=records_in_memory)
     try:
         with live.use() as opened:
-            if opened.model_id != codec.model_id:
+            if not codec.reads_latents_of(opened.model_id):
                 raise ModelMismatch(
                     f"the store holds latents of {opened.model_id}, the model is {codec.model_id}: "
                     "pass --model with the store's model"

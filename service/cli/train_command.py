@@ -71,7 +71,9 @@ def train(
     torch.set_num_threads(threads or os.cpu_count() or 1)
     if decoder_only and init_from is None:
         raise typer.BadParameter("trains a model's decoder: pass --init-from", param_hint="--decoder-only")
-    init = load_model(init_from)[0] if init_from is not None else None
+    init, init_card = load_model(init_from) if init_from is not None else (None, None)
+    # a decoder-only run keeps its starting model's latents: stores made with that model stay valid
+    lineage = (init_card.model_id, *init_card.same_latents_as) if decoder_only and init_card else ()
     try:
         model_config = (
             init.config
@@ -132,6 +134,7 @@ def train(
             on_step=on_step,
             data_description=data.describe(Path(photos_dir)),
             init=init,
+            same_latents_as=lineage,
         )
     psnr = f"{result.holdout_psnr:.2f} dB" if result.holdout_psnr is not None else "n/a (no held-out images)"
     typer.echo(f"model {result.model_id} written to {out}")
