@@ -62,8 +62,11 @@ default-model: venv data
 		--seed 0 --invariance-weight 100 --invariance-form head_ntxent --invariance-temperature 0.2 --threads 1
 	$(BIN)/latentdex train $(DATA)/train-crops --out $(RUNS)/default-v2-decoder --init-from $(RUNS)/default-v2 \
 		--decoder-only --epochs 2 --batch-size 64 --seed 0 --learning-rate 5e-4 --checkpoint-every 250 --threads 2
+	$(BIN)/latentdex train $(DATA)/train-crops --out $(RUNS)/default-v2-gan --init-from $(RUNS)/default-v2-decoder \
+		--decoder-only --epochs 4 --batch-size 64 --seed 0 --learning-rate 5e-4 --checkpoint-every 250 --threads 2 \
+		--adversarial-weight 2.0 --adversarial-warmup 100
 	mkdir -p models/default
-	cp $(RUNS)/default-v2-decoder/config.json $(RUNS)/default-v2-decoder/model.safetensors models/default/
+	cp $(RUNS)/default-v2-gan/config.json $(RUNS)/default-v2-gan/model.safetensors models/default/
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -100,7 +100,7 @@ def run(
             "runs": [],
         }
         for n in sizes:
-            folder, build = ensure_store(stores_dir / f"store-{n}", n, card.model_id, mixture)
+            folder, build = ensure_store(stores_dir / f"store-{n}", n, card.latent_space_id, mixture)
             with LatentStore.open(folder, read_only=True) as store:
                 row = measure_store(store)
                 if n == planted_n:

@@ -55,7 +55,7 @@ def run(
     codec = LatentCodec.load(model_dir, precision="auto")
     mixture = LatentMixture(dim=codec.latent_dim)
     size = 20_000 if quick else STORE_SIZE
-    folder, build = ensure_store(work_dir / f"store-{size}", size, codec.model_id, mixture)
+    folder, build = ensure_store(work_dir / f"store-{size}", size, codec.latent_space_id, mixture)
     live = LiveStore(folder)
     running = start_server(QueryEngine(codec, live), ServerConfig(port=0))
     result: dict[str, Any] = {

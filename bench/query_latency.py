@@ -191,7 +191,7 @@ def run(
         "size": IMAGE_SIZE,
         "mean_kb": statistics.mean(len(b) for b in image_bytes) / 1000,
     }
-    variants = prepare_stores(sizes, work_dir, card.model_id, mixture)
+    variants = prepare_stores(sizes, work_dir, card.latent_space_id, mixture)
     result["inputs_ready_s"] = time.perf_counter() - started
     most = max(max(s.one_caller, s.per_load) for s in sizes.stores) + sizes.warmup
     queries = mixture.sample(most, QUERY_SEED)

@@ -184,7 +184,9 @@ def run(
         "size": IMAGE_SIZE,
         "mean_kb": statistics.mean(p.stat().st_size for p in paths) / 1000,
     }
-    folder, build = ensure_store(work_dir / f"store-{sizes.store_n}", sizes.store_n, card.model_id, mixture)
+    folder, build = ensure_store(
+        work_dir / f"store-{sizes.store_n}", sizes.store_n, card.latent_space_id, mixture
+    )
     result["store"] = build
     with served(folder, model_dir, server_threads, "process", http=True) as server:
         facts = result["server"] = server.facts

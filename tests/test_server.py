@@ -153,7 +153,7 @@ def test_query_by_image_finds_itself_with_metadata_previews_and_thumbnails(
     assert meta.capture_time == datetime(2021, 6, 3, 12, 0, 0)
     assert (meta.camera_make, meta.camera_model) == ("Acme", "Model 2")
     assert meta.size_bytes == (served.photos / "travel" / "t2.jpg").stat().st_size
-    assert meta.model_id == served.codec.model_id and meta.indexed_at is not None
+    assert meta.model_id == served.codec.latent_space_id and meta.indexed_at is not None
     for match in result.matches:
         assert match.preview is not None and (match.preview.width, match.preview.height) == (128, 128)
         assert match.thumbnail is not None and max(match.thumbnail.width, match.thumbnail.height) <= 128
