@@ -749,6 +749,14 @@ class LatentStore:
         self._record_table = table
         return table
 
+    def adopt_record_table(self, table: RecordTable) -> None:
+        """Answer `hits` from `table`, read from an earlier state of this store (a server's new state
+        until its own table is read): ids it lacks come from the catalog, and the records it holds are
+        as they were at that state, as a reader's vectors can be a save behind."""
+        if not self.read_only:
+            raise StoreError("a record table serves read-only stores; a writer's records change under it")
+        self._record_table = table
+
     def _cached_hits(self, wanted: list[int]) -> dict[int, tuple[ImageRecord, np.ndarray | None]]:
         """`hits` of a read-only store from its record table, then from the records it returned lately
         (a server asks for the same images again and again). They can be a save behind the catalog while

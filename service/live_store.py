@@ -20,6 +20,7 @@ from pathlib import Path
 
 from latentdex.errors import NoStore, StoreError
 from latentdex.indexer.store import MANIFEST_FILE, LatentStore
+from latentdex.service.record_reloads import RecordReloads
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class LiveStore:
     ) -> None:
         self.folder = Path(folder)
         self.check_interval = check_interval
-        self.record_table = record_table  # hold each store's records in memory (see `_load_records`)
+        # each store state's records in memory, loaded off the query path (see RecordReloads)
+        self.records = RecordReloads(self._held) if record_table else None
         self.reloads = 0  # how many times a changed store was swapped in
         self._lock = threading.Lock()
         # One reopen at a time: two could finish out of order and swap an older state back in.
@@ -54,12 +56,22 @@ class LiveStore:
     def use(self) -> Iterator[LatentStore]:
         """The current store, held open until the block ends; NoStore if there is none."""
         self.refresh()
-        with self._lock:
-            opened = self._current
-            if opened is None:
+        with self._held() as store:
+            if store is None:
                 why = f": {self._last_error}" if self._last_error else ""
                 raise NoStore(f"no store at {self.folder}{why}")
-            opened.users += 1
+            yield store
+
+    @contextmanager
+    def _held(self) -> Iterator[LatentStore | None]:
+        """The current store (None if there is none) held open until the block ends; no refresh."""
+        with self._lock:
+            opened = self._current
+            if opened is not None:
+                opened.users += 1
+        if opened is None:
+            yield None
+            return
         try:
             yield opened.store
         finally:
@@ -98,7 +110,13 @@ class LiveStore:
             self._last_error = str(exc)
             log.warning("cannot open the store at %s: %s", self.folder, exc)
             return False
-        self._load_records(store)
+        with self._lock:
+            previous = self._current.store if self._current else None
+        if self.records is not None:
+            if previous is None:
+                self.records.first(store)
+            else:
+                self.records.carry(previous, store)
         with self._lock:
             old, self._current = self._current, _Opened(store, stamp)
             self._last_error = None
@@ -113,23 +131,6 @@ class LiveStore:
         if old is not None:
             log.info("store at %s changed: reopened (%d images)", self.folder, store.info.image_count)
         return True
-
-    def _load_records(self, store: LatentStore) -> None:
-        """Give `store` its record table, so that a query's matches are read without SQL; not in memory
-        mode (IVF-PQ), whose point is a few bytes per image in RAM. Without one, records come from the
-        catalog (and a cache of recent ones): slower, never wrong."""
-        if not self.record_table or store.vector_kind == "ivfpq":
-            return
-        started = time.perf_counter()
-        try:
-            table = store.load_record_table()
-        except StoreError as exc:
-            log.warning(
-                "records of %s stay in the catalog (%s): queries read them from there", self.folder, exc
-            )
-            return
-        seconds = time.perf_counter() - started
-        log.info("%d records in memory (%.1f MB) in %.2f s", len(table), table.nbytes / 1e6, seconds)
 
     def close(self) -> None:
         """Close the current store (after the queries using it); `use` then raises NoStore."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -135,3 +137,54 @@ def test_rows_out_of_order_or_with_zoned_capture_times_are_refused() -> None:
         RecordTable.build([[row(2)], [row(1)]])
     with pytest.raises(UnsupportedRecords, match="zone"):
         RecordTable.build([[row(1, datetime(2020, 1, 1, tzinfo=UTC))]])
+
+
+def test_a_new_store_state_takes_the_last_table_at_once_and_reads_a_fresh_one_off_the_query_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "store"
+    make_store(folder, varied_records()[:3])
+    live = LiveStore(folder, check_interval=0)
+    assert live.records is not None
+    live.records.min_interval = live.records.factor = 0
+    with live.use() as store:
+        first = store.record_table
+        assert first is not None and len(first) == 3 and live.records.loads == 1
+
+    release, loading = threading.Event(), threading.Event()
+    real_load = LatentStore.load_record_table
+
+    def held_load(self: LatentStore) -> RecordTable:
+        loading.set()
+        assert release.wait(30)
+        return real_load(self)
+
+    monkeypatch.setattr(LatentStore, "load_record_table", held_load)
+    added: list[int] = []
+    for n in range(3):  # three saves while the first fresh table is still being read
+        with LatentStore.open(folder) as writer:
+            record = ImageRecord(
+                path=f"new{n}.jpg", size=n, mtime_ns=n, content_hash=f"{n:064x}", model_id=MODEL
+            )
+            added += writer.upsert_images([record], np.ones((1, DIM), np.float32))
+        assert live.refresh() is True  # the query that notices the save does not wait for the records
+        assert loading.wait(30)
+        with live.use() as store:
+            assert store.record_table is first  # the last table at once, a save behind ...
+            hits = store.hits(added, with_latents=False)  # ... and what it lacks from the catalog
+            assert [hits[i][0].path for i in added] == [f"new{i}.jpg" for i in range(n + 1)]
+    release.set()
+
+    def fresh() -> bool:
+        with live.use() as store:
+            table = store.record_table
+            return table is not first and table is not None and len(table.records(added)) == 3
+
+    deadline = time.monotonic() + 30
+    while not fresh() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fresh()
+    while live.records._worker is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert live.records.loads == 3  # the start, the held load, then one for the three saves together
+    live.close()
