@@ -152,6 +152,13 @@ def test_an_indexer_writes_while_a_server_reads_and_directions_live_in_postgres(
             assert [d.name for d in client.list_directions()] == ["beachy"]
             frames = client.edit(photos / "city" / "p004.png", "beachy", [0.0, 1.0])
             assert len(frames) == 2 and not np.allclose(frames[0].latent, frames[1].latent)
+        # the server's records in memory, read from PostgreSQL, are the catalog's
+        with live.use() as opened, LatentStore.open(store, read_only=True) as plain:
+            table = opened.record_table
+            from_catalog = plain.hits(range(1, 100), with_latents=False)
+            assert table is not None and len(from_catalog) == 30
+            tabled = table.records(sorted(from_catalog))
+            assert len(tabled) >= 12 and all(tabled[i] == from_catalog[i][0] for i in tabled)
     finally:
         stop.set()
         worker.join()
