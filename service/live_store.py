@@ -126,6 +126,8 @@ class LiveStore:
                 close_old = old.users == 0
             else:
                 close_old = False
+        if old is not None and self.records is not None:
+            self.records.refresh_soon()
         if close_old and old is not None:
             old.store.close()
         if old is not None:

@@ -4,9 +4,9 @@ Reading every record into a `RecordTable` takes about 10 s at a million images. 
 store state each time the indexer saves, and the query that notices the save must not wait that long,
 nor should a long indexing run keep a core busy re-reading the catalog. So `RecordReloads` loads the
 table once, synchronously, for the state a server starts with; each later state takes the previous
-state's table at once (a save behind, as the reader's vectors may be; ids it lacks are read from the
-catalog) and a background thread reads a fresh one for the newest state, at most once per
-`max(min_interval, factor x the last load's time)`.
+state's table as it is swapped in (a save behind, as the reader's vectors may be; ids it lacks are
+read from the catalog) and, once it is current, a background thread reads a fresh one for the newest
+state, at most once per `max(min_interval, factor x the last load's time)`.
 """
 
 from __future__ import annotations
@@ -56,11 +56,13 @@ class RecordReloads:
             self._load(store)
 
     def carry(self, previous: LatentStore, store: LatentStore) -> None:
-        """Give the new state `store` the previous state's table now, and a fresh one soon."""
-        if not wants_table(store):
-            return
-        if previous.record_table is not None:
+        """Give the new state `store` the previous state's table, before it is swapped in."""
+        if wants_table(store) and previous.record_table is not None:
             store.adopt_record_table(previous.record_table)
+
+    def refresh_soon(self) -> None:
+        """Read a fresh table for the current state (once it is swapped in: the worker loads whatever
+        state is current when it runs, so one started earlier could load the state being replaced)."""
         with self._lock:
             self._wanted = True
             if self._worker is not None:

@@ -187,4 +187,25 @@ def test_a_new_store_state_takes_the_last_table_at_once_and_reads_a_fresh_one_of
     while live.records._worker is not None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert live.records.loads == 3  # the start, the held load, then one for the three saves together
+
+    # a save when nothing holds the loads: the fresh table is read for the state swapped in, not the last
+    current_at_refresh: list[LatentStore] = []
+    real_refresh_soon = live.records.refresh_soon
+
+    def noting_refresh_soon() -> None:
+        with live._held() as store:
+            assert store is not None
+            current_at_refresh.append(store)
+        real_refresh_soon()
+
+    monkeypatch.setattr(live.records, "refresh_soon", noting_refresh_soon)
+    with LatentStore.open(folder) as writer:
+        record = ImageRecord(path="last.jpg", size=9, mtime_ns=9, content_hash=f"{9:064x}", model_id=MODEL)
+        [last] = writer.upsert_images([record], np.ones((1, DIM), np.float32))
+    assert live.refresh() is True
+    while live.records._worker is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with live.use() as store:
+        assert current_at_refresh == [store]
+        assert store.record_table is not None and last in store.record_table.records([last])
     live.close()
