@@ -54,9 +54,10 @@ def run(
     card = read_card(model_dir or DEFAULT_MODEL_DIR)
     mixture = LatentMixture(dim=card.config.latent_dim)
     queries = mixture.sample(queries_count, QUERY_SEED)
-    flat, flat_build = ensure_store(work_dir / f"store-{n}", n, card.latent_space_id, mixture)
-    recipe = store_recipe(n, card.model_id, mixture)
-    baseline, _ = ensure_store(work_dir / f"store-{BASELINE_N}", BASELINE_N, card.latent_space_id, mixture)
+    space = card.latent_space_id  # the stores hold latents: any model of the lineage reads them
+    flat, flat_build = ensure_store(work_dir / f"store-{n}", n, space, mixture)
+    recipe = store_recipe(n, space, mixture)
+    baseline, _ = ensure_store(work_dir / f"store-{BASELINE_N}", BASELINE_N, space, mixture)
     stores = {"flat": (flat, flat_build)}
     stores["hnsw"] = ensure_rebuilt_store(flat, recipe, work_dir / f"store-{n}-auto", "auto")
     stores["ivfpq"] = ensure_rebuilt_store(flat, recipe, work_dir / f"store-{n}-ivfpq", "ivfpq")
