@@ -738,24 +738,26 @@ class LatentStore:
         writes, as its vectors are (a new save makes the server open a new store). Ids the table lacks
         still come from the catalog. About 110 bytes per image plus its path; 100k images take ~1 s.
         """
-        if not self.read_only:
-            raise StoreError("a record table serves read-only stores; a writer's records change under it")
+        self._check_table_reader()
         try:
             with self._catalog.reading() as session:
                 rows = session.connection().execution_options(yield_per=TABLE_BATCH).execute(_TABLE_ROWS)
                 table = RecordTable.build(rows.partitions(TABLE_BATCH))
         except (UnsupportedRecords, SQLAlchemyError) as exc:
             raise StoreError(f"cannot hold the records in memory: {exc}") from exc
-        self._record_table = table
+        self.adopt_record_table(table)
         return table
 
     def adopt_record_table(self, table: RecordTable) -> None:
         """Answer `hits` from `table`, read from an earlier state of this store (a server's new state
         until its own table is read): ids it lacks come from the catalog, and the records it holds are
         as they were at that state, as a reader's vectors can be a save behind."""
+        self._check_table_reader()
+        self._record_table = table
+
+    def _check_table_reader(self) -> None:
         if not self.read_only:
             raise StoreError("a record table serves read-only stores; a writer's records change under it")
-        self._record_table = table
 
     def _cached_hits(self, wanted: list[int]) -> dict[int, tuple[ImageRecord, np.ndarray | None]]:
         """`hits` of a read-only store from its record table, then from the records it returned lately
