@@ -21,7 +21,7 @@ _BOTTOM_SIZE = 4  # spatial size where the encoder flattens into the latent vect
 _LOGVAR_RANGE = (-30.0, 20.0)
 ENCODER_STEMS = ("full", "strided")
 DECODER_UPSAMPLINGS = ("transposed", "nearest")
-_LEGACY_DEFAULTS = {"encoder_stem": "full", "decoder_upsampling": "transposed"}
+_LEGACY_DEFAULTS = {"encoder_stem": "full", "decoder_upsampling": "transposed", "decoder_blocks_per_level": None}
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class VAEConfig:
     # "nearest": nearest-neighbour upsampling then a 3x3 convolution, which cannot draw the checkerboard
     # that stride-2 transposed convolutions leave (Odena et al., Deconvolution and Checkerboard Artifacts).
     decoder_upsampling: str = "transposed"
+    # residual blocks per decoder level; None: `blocks_per_level`, as every model had before this field
+    decoder_blocks_per_level: int | None = None
 
     def __post_init__(self) -> None:
         if self.encoder_stem not in ENCODER_STEMS:
@@ -48,6 +50,8 @@ class VAEConfig:
             )
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
             raise ValueError(f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, got {self.image_size}")
+        if self.decoder_blocks_per_level is not None and self.decoder_blocks_per_level < 1:
+            raise ValueError(f"decoder_blocks_per_level must be at least 1, got {self.decoder_blocks_per_level}")
         if self.groups < 1:
             raise ValueError(f"groups must be at least 1, got {self.groups}")
         if self.latent_dim < 2:
@@ -59,6 +63,11 @@ class VAEConfig:
             )
         if any(c % self.groups for c in self.channels):
             raise ValueError(f"every channel count must be divisible by groups={self.groups}")
+
+    @property
+    def decoder_blocks(self) -> int:
+        """Residual blocks per decoder level."""
+        return self.blocks_per_level if self.decoder_blocks_per_level is None else self.decoder_blocks_per_level
 
     @property
     def levels(self) -> int:
@@ -201,7 +210,7 @@ class Decoder(nn.Module):
         for level, width in enumerate(ch):
             next_width = ch[min(level + 1, len(ch) - 1)] if level + 1 < len(ch) else ch[-1]
             stages.append(_upsampling(width, next_width, config.decoder_upsampling))
-            stages.extend(ResidualBlock(next_width, config.groups) for _ in range(config.blocks_per_level))
+            stages.extend(ResidualBlock(next_width, config.groups) for _ in range(config.decoder_blocks))
         self.stages = nn.Sequential(*stages)
         self.norm_out = nn.GroupNorm(config.groups, ch[-1])
         self.to_rgb = nn.Conv2d(ch[-1], 3, 3, padding=1)

@@ -158,3 +158,24 @@ def test_train_decoder_only_from_a_model_keeps_its_encoder(
         app, ["train", str(photos[0].parent), "--out", str(tmp_path / "x"), "--decoder-only"]
     )
     assert refused.exit_code == 2 and "--init-from" in refused.output
+
+
+@pytest.mark.slow
+def test_train_decoder_only_can_deepen_the_decoder_and_keep_the_latents(
+    trained: Path, photos: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "deeper"
+    args = ["train", str(photos[0].parent), "--out", str(out), "--init-from", str(trained), "--decoder-only"]
+    args += ["--decoder-blocks", "2", "--epochs", "1", "--batch-size", "8", "--holdout-fraction", "0.2"]
+    result = runner.invoke(app, [*args, "--threads", "1"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    (base, base_card), (deeper, deeper_card) = load_model(trained), load_model(out)
+    assert deeper.config.decoder_blocks == 2 and base.config.decoder_blocks == 1
+    assert deeper_card.same_latents_as == (base_card.model_id, *base_card.same_latents_as)
+    images = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(deeper.encode(images).mu, base.encode(images).mu)
+    flat = ["train", str(photos[0].parent), "--out", str(tmp_path / "x"), "--init-from", str(trained)]
+    refused = runner.invoke(app, [*flat, "--decoder-blocks", "2"])
+    assert refused.exit_code == 2 and "--decoder-only" in refused.output
+    assert not (tmp_path / "x").exists()

@@ -11,6 +11,7 @@ import typer
 
 from latentdex.indexer.training_data import jpeg_round_trip, load_training_set
 from latentdex.models.checkpoint import load_model
+from latentdex.models.decoder_growth import deepen_decoder
 from latentdex.models.training import StepMetrics, TrainConfig
 from latentdex.models.training import train as train_model
 from latentdex.models.vae import VAEConfig
@@ -64,6 +65,14 @@ def train(
             "the same latents, sharper previews.",
         ),
     ] = False,
+    decoder_blocks: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --decoder-only: residual blocks per decoder level; the blocks added to "
+            "--init-from's decoder start as identities, so training starts from its quality.",
+        ),
+    ] = None,
 ) -> None:
     """Train a VAE on PHOTOS_DIR; resumes from OUT's last checkpoint when run again."""
     if reconstruction not in ("mse", "l1_ssim"):
@@ -71,7 +80,14 @@ def train(
     torch.set_num_threads(threads or os.cpu_count() or 1)
     if decoder_only and init_from is None:
         raise typer.BadParameter("trains a model's decoder: pass --init-from", param_hint="--decoder-only")
+    if decoder_blocks is not None and not decoder_only:
+        raise typer.BadParameter("deepens a model's decoder: pass --decoder-only", param_hint="--decoder-blocks")
     init, init_card = load_model(init_from) if init_from is not None else (None, None)
+    if init is not None and decoder_blocks is not None:
+        try:
+            init = deepen_decoder(init, decoder_blocks)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--decoder-blocks") from exc
     # a decoder-only run keeps its starting model's latents: stores made with that model stay valid
     lineage = (init_card.model_id, *init_card.same_latents_as) if decoder_only and init_card else ()
     try:
