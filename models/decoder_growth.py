@@ -22,7 +22,9 @@ def deepen_decoder(model: VAE, blocks_per_level: int) -> VAE:
     every existing weight copied, the new blocks identities. ValueError for fewer blocks than now."""
     current = model.config.decoder_blocks
     if blocks_per_level < current:
-        raise ValueError(f"the decoder has {current} blocks per level: cannot deepen it to {blocks_per_level}")
+        raise ValueError(
+            f"the decoder has {current} blocks per level: cannot deepen it to {blocks_per_level}"
+        )
     deeper = VAE(replace(model.config, decoder_blocks_per_level=blocks_per_level))
     deeper.encoder.load_state_dict(model.encoder.state_dict())
     old, new = model.decoder, deeper.decoder

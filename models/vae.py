@@ -21,7 +21,11 @@ _BOTTOM_SIZE = 4  # spatial size where the encoder flattens into the latent vect
 _LOGVAR_RANGE = (-30.0, 20.0)
 ENCODER_STEMS = ("full", "strided")
 DECODER_UPSAMPLINGS = ("transposed", "nearest")
-_LEGACY_DEFAULTS = {"encoder_stem": "full", "decoder_upsampling": "transposed", "decoder_blocks_per_level": None}
+_LEGACY_DEFAULTS = {
+    "encoder_stem": "full",
+    "decoder_upsampling": "transposed",
+    "decoder_blocks_per_level": None,
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,9 @@ class VAEConfig:
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
             raise ValueError(f"image_size must be one of {SUPPORTED_IMAGE_SIZES}, got {self.image_size}")
         if self.decoder_blocks_per_level is not None and self.decoder_blocks_per_level < 1:
-            raise ValueError(f"decoder_blocks_per_level must be at least 1, got {self.decoder_blocks_per_level}")
+            raise ValueError(
+                f"decoder_blocks_per_level must be at least 1, got {self.decoder_blocks_per_level}"
+            )
         if self.groups < 1:
             raise ValueError(f"groups must be at least 1, got {self.groups}")
         if self.latent_dim < 2:
@@ -67,7 +73,9 @@ class VAEConfig:
     @property
     def decoder_blocks(self) -> int:
         """Residual blocks per decoder level."""
-        return self.blocks_per_level if self.decoder_blocks_per_level is None else self.decoder_blocks_per_level
+        return (
+            self.blocks_per_level if self.decoder_blocks_per_level is None else self.decoder_blocks_per_level
+        )
 
     @property
     def levels(self) -> int:

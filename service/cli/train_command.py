@@ -81,7 +81,9 @@ def train(
     if decoder_only and init_from is None:
         raise typer.BadParameter("trains a model's decoder: pass --init-from", param_hint="--decoder-only")
     if decoder_blocks is not None and not decoder_only:
-        raise typer.BadParameter("deepens a model's decoder: pass --decoder-only", param_hint="--decoder-blocks")
+        raise typer.BadParameter(
+            "deepens a model's decoder: pass --decoder-only", param_hint="--decoder-blocks"
+        )
     init, init_card = load_model(init_from) if init_from is not None else (None, None)
     if init is not None and decoder_blocks is not None:
         try:
