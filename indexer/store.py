@@ -760,32 +760,30 @@ class LatentStore:
             raise StoreError("a record table serves read-only stores; a writer's records change under it")
 
     def _cached_hits(self, wanted: list[int]) -> dict[int, tuple[ImageRecord, np.ndarray | None]]:
-        """`hits` of a read-only store from its record table, then from the records it returned lately
-        (a server asks for the same images again and again). They can be a save behind the catalog while
-        an indexer writes, as the reader's vectors are; a new save makes a server open a new store, and a
-        new cache."""
-        table = self._record_table
-        if table is not None:
-            tabled = table.records(wanted)
-            if len(tabled) == len(wanted):
-                return {i: (record, None) for i, record in tabled.items()}
-            wanted = [i for i in wanted if i not in tabled]
-        else:
-            tabled = {}
+        """`hits` of a read-only store: the records it returned lately (a server asks for the same images
+        again and again), then its record table, then the catalog. They can be a save behind the catalog
+        while an indexer writes, as the reader's vectors are; a new save makes a server open a new store,
+        and a new cache."""
         with self._records_lock:
             known = {i: self._records[i] for i in wanted if i in self._records}
             for image_id in known:
                 self._records.move_to_end(image_id)
-        fetched = self._fetch_hits([i for i in wanted if i not in known], with_latents=False)
-        with self._records_lock:
-            for image_id, (record, _) in fetched.items():
-                self._records[image_id] = record
-            while len(self._records) > RECORD_CACHE_SIZE:
-                self._records.popitem(last=False)
-        out: dict[int, tuple[ImageRecord, np.ndarray | None]] = {i: (r, None) for i, r in tabled.items()}
-        out.update((i, (r, None)) for i, r in known.items())
-        out.update(fetched)
-        return out
+        missing = [i for i in wanted if i not in known]
+        table = self._record_table
+        built = table.records(missing) if table is not None and missing else {}
+        fetched = {
+            i: record
+            for i, (record, _) in self._fetch_hits(
+                [i for i in missing if i not in built], with_latents=False
+            ).items()
+        }
+        if built or fetched:
+            with self._records_lock:
+                self._records.update(built)
+                self._records.update(fetched)
+                while len(self._records) > RECORD_CACHE_SIZE:
+                    self._records.popitem(last=False)
+        return {i: (record, None) for part in (known, built, fetched) for i, record in part.items()}
 
     def _fetch_hits(
         self, wanted: list[int], with_latents: bool

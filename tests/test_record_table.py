@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -94,6 +95,26 @@ def test_images_the_table_lacks_come_from_the_catalog(tmp_path: Path) -> None:
         hits = reader.hits([1, new_id], with_latents=False)
         assert hits.keys() == {1, new_id} and hits[new_id][0].path == "new.jpg"
         assert new_id not in reader.record_table.records([new_id])  # type: ignore[union-attr]
+
+
+def test_records_returned_lately_are_not_built_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "store"
+    make_store(folder, varied_records())
+    built: list[list[int]] = []
+    real_records = RecordTable.records
+
+    def counted(self: RecordTable, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        built.append(sorted(ids))
+        return real_records(self, ids)
+
+    monkeypatch.setattr(RecordTable, "records", counted)
+    with LatentStore.open(folder, read_only=True) as store:
+        store.load_record_table()
+        first = store.hits([1, 2, 3], with_latents=False)
+        again = store.hits([3, 2, 4], with_latents=False)
+        assert built == [[1, 2, 3], [4]]  # 2 and 3 came from the records returned lately
+        assert again[2] == first[2] and again[3] == first[3] and again.keys() == {2, 3, 4}
+        assert again[4][0] == real_records(store.record_table, [4])[4]  # type: ignore[arg-type]
 
 
 def test_a_record_the_columns_cannot_hold_leaves_the_records_in_the_catalog(tmp_path: Path) -> None:
