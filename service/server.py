@@ -17,6 +17,7 @@ import ssl
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from latentdex.errors import CannotListen
 from latentdex.service.auth import TokenInterceptor
 from latentdex.service.http_gateway import HttpServer
 from latentdex.service.observability import ObservabilityInterceptor, ServerMetrics, serve_metrics
@@ -92,6 +94,8 @@ class ServerConfig:
     metrics_port: int | None = None
     # The web app and the HTTP/JSON API on this port of `host` (0: a free one); None: not served.
     http_port: int | None = None
+    # Share the port with other servers that set it too (a process group, service.process_group).
+    reuse_port: bool = False
 
 
 class RunningServer:
@@ -150,12 +154,13 @@ def _set_faiss_threads(count: int | None) -> None:
 
 
 def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> RunningServer:
-    """Build, bind and start a server for `engine`; raises RuntimeError if the address cannot be bound."""
+    """Build, bind and start a server for `engine`; raises CannotListen if an address cannot be bound."""
     config = config or ServerConfig()
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.so_reuseport", 0),  # a second server on the same port is an error, not a silent share
+        # a second server on the same port is an error, not a silent share, unless a process group asks
+        ("grpc.so_reuseport", int(config.reuse_port)),
     ]
     metrics = ServerMetrics()
     metrics.model.labels(engine.codec.model_id, engine.codec.precision).set(1)
@@ -184,16 +189,16 @@ def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> Run
         else:
             port = server.add_secure_port(address, config.tls.credentials())
     except RuntimeError as exc:
-        raise RuntimeError(f"cannot listen on {address}: {exc}") from exc
+        raise CannotListen(f"cannot listen on {address}: {exc}") from exc
     if port == 0:
-        raise RuntimeError(f"cannot listen on {address} (in use, or not an address of this machine)")
+        raise CannotListen(f"cannot listen on {address} (in use, or not an address of this machine)")
     private_dir = None
     if config.http_port is not None:
         # the HTTP gateway's way in: a socket only this process's user can reach, behind the interceptors
         private_dir = Path(tempfile.mkdtemp(prefix="latentdex-"))
         gateway_target = f"unix:{private_dir / 'grpc.sock'}"
         if server.add_insecure_port(gateway_target) == 0:
-            raise RuntimeError(f"cannot listen on {gateway_target}")
+            raise CannotListen(f"cannot listen on {gateway_target}")
     metrics_port = None
     if config.metrics_port is not None:
         metrics_port = serve_metrics(metrics, config.host, config.metrics_port)
@@ -207,7 +212,7 @@ def start_server(engine: QueryEngine, config: ServerConfig | None = None) -> Run
         except OSError as exc:
             server.stop(0)
             shutil.rmtree(private_dir, ignore_errors=True)
-            raise RuntimeError(f"cannot listen on {config.host}:{config.http_port}: {exc}") from exc
+            raise CannotListen(f"cannot listen on {config.host}:{config.http_port}: {exc}") from exc
         scheme = "https" if tls else "http"
         log.info("web app on %s://%s:%d/", scheme, config.host, http.port)
     for service in ("", SERVICE_NAME):
@@ -229,8 +234,11 @@ def _exit_now(signum: int) -> None:
     exit_process(128 + signum)
 
 
-def serve_forever(engine: QueryEngine, config: ServerConfig) -> int | None:
+def serve_forever(
+    engine: QueryEngine, config: ServerConfig, on_started: Callable[[RunningServer], None] | None = None
+) -> int | None:
     """Run a server until SIGTERM or SIGINT, then stop gracefully (must run in the main thread).
+    `on_started` is called once it serves.
 
     Returns the signal that stopped it (None if the server stopped otherwise). A caller that is the
     whole process then ends it with `exit_process`: calls still running after the grace period, or a
@@ -252,6 +260,8 @@ def serve_forever(engine: QueryEngine, config: ServerConfig) -> int | None:
 
     previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if on_started is not None:
+            on_started(running)
         running.wait()
     finally:
         for sig, handler in previous.items():

@@ -107,6 +107,11 @@ class CallCancelled(LatentdexError):
     status, exit_code = "CANCELLED", 10
 
 
+class CannotListen(LatentdexError, RuntimeError):
+    """A server cannot bind its address (the port is held by another program, or the host is not one of
+    this machine's addresses). Never sent over the wire."""
+
+
 ERROR_KINDS: dict[str, type[LatentdexError]] = {
     kind.__name__: kind
     for kind in (

@@ -10,6 +10,10 @@ from datetime import UTC, datetime
 class JsonFormatter(logging.Formatter):
     """Each record as one JSON object: time, level, logger, message (a JSON message is embedded as is)."""
 
+    def __init__(self, process_ids: bool = False) -> None:
+        super().__init__()
+        self.process_ids = process_ids
+
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         line: dict[str, object] = {
@@ -17,6 +21,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
         }
+        if self.process_ids:
+            line["pid"] = record.process
         try:
             parsed = json.loads(message) if message.startswith("{") else None
         except ValueError:
@@ -30,13 +36,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"), default=str)
 
 
-def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:
-    """Send INFO and above to stderr, as "text" or "json" lines."""
+def configure_logging(log_format: str = "text", level: int = logging.INFO, process_ids: bool = False) -> None:
+    """Send INFO and above to stderr, as "text" or "json" lines; `process_ids`: each line names its
+    process (where several processes share one stderr)."""
     handler = logging.StreamHandler()
     if log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(process_ids))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        process = " [%(process)d]" if process_ids else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s{process} %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

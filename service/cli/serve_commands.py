@@ -7,13 +7,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-import torch
 import typer
 
-from latentdex.errors import ModelMismatch, NoStore
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS
-from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.connection import (
     TOKEN_ENV,
     ServerOption,
@@ -30,8 +27,8 @@ from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
 from latentdex.service.client import DuplicateGroup, LatentdexClient, Match, QueryOptions, QueryResult
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
 from latentdex.service.health_check import check_health
-from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import Limits, QueryEngine
+from latentdex.service.process_group import ServeSpec, open_engine, serve_processes
+from latentdex.service.queries import Limits
 from latentdex.service.server import (
     DEFAULT_PORT,
     LOOPBACK,
@@ -121,6 +118,15 @@ def serve(
         typer.Option(envvar="LATENTDEX_LOG_FORMAT", help="json: one JSON object per log line."),
     ] = "text",
     precision: PrecisionOption = "auto",
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="LATENTDEX_PROCESSES",
+            help="Server processes sharing the port, each with its own copy of the index: one answers "
+            "from about one core, so use up to one per core.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve a store over gRPC (and, with --http-port, in a browser): queries by image, latent and id,
     with decoded previews."""
@@ -131,20 +137,20 @@ def serve(
         raise typer.BadParameter(f"the bearer token (--token or ${TOKEN_ENV}) is empty")
     if tls_client_ca is not None and tls_cert is None:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
-    if threads:
-        torch.set_num_threads(threads)
-    codec = LatentCodec.load(model, precision=precision)
-    live = LiveStore(store, check_interval=reload_interval, record_table=records_in_memory)
-    try:
-        with live.use() as opened:
-            if not codec.reads_latents_of(opened.model_id):
-                raise ModelMismatch(
-                    f"the store holds latents of {opened.model_id}, the model is {codec.model_id}: "
-                    "pass --model with the store's model"
-                )
-            typer.echo(f"store {store}: {opened.vector_count} images, model {opened.model_id}")
-    except NoStore as exc:
-        typer.echo(f"warning: {exc}; serving encode/decode until it is indexed", err=True)
+    if processes > 1 and metrics_port is not None:
+        raise typer.BadParameter(
+            "metrics are per process: serve them with --processes 1", param_hint="--processes"
+        )
+    spec = ServeSpec(
+        store=store,
+        model=model,
+        precision=precision,
+        reload_interval=reload_interval,
+        records_in_memory=records_in_memory,
+        limits=Limits(max_image_pixels=max_pixels, max_preview_size=max_preview_size),
+        torch_threads=threads,
+        log_format=log_format,
+    )
     tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     config = ServerConfig(
         host=host,
@@ -160,14 +166,23 @@ def serve(
         http_port=http_port,
         grace_seconds=grace,
     )
-    engine = QueryEngine(codec, live, Limits(max_image_pixels=max_pixels, max_preview_size=max_preview_size))
+    if processes > 1:
+
+        def ready(bound: int) -> None:
+            typer.echo(f"{processes} processes serving on {host}:{bound}; Ctrl-C or SIGTERM stops")
+
+        exit_process(serve_processes(spec, config, processes, on_ready=ready))
+    engine, line = open_engine(spec)
+    typer.echo(line, err=line.startswith("warning"))
     typer.echo(
-        f"serving on {host}:{port} (model {codec.model_id}, {codec.precision}); Ctrl-C or SIGTERM stops"
+        f"serving on {host}:{port} (model {engine.codec.model_id}, {engine.codec.precision}); "
+        "Ctrl-C or SIGTERM stops"
     )
     try:
         stopped_by = serve_forever(engine, config)
     finally:
-        live.close()
+        if engine.store is not None:
+            engine.store.close()
     if stopped_by is not None:
         exit_process(0)
 
