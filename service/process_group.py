@@ -133,6 +133,8 @@ def _run_group(
             if not multiprocessing.connection.wait([c.sentinel for c in children], timeout=0.2):
                 continue
             dead = [c for c in children if not c.is_alive()]
+            if not dead:
+                continue
             if all(c.exitcode == 0 for c in dead):  # stopped by a signal to the whole group (Ctrl-C)
                 return _stop_all(children, config.grace_seconds, 0)
             log.error(
