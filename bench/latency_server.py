@@ -19,6 +19,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -36,6 +41,7 @@ from latentdex.service.server import RunningServer, ServerConfig, rpc_executor, 
 
 SERVER_WORKERS = 8  # ServerConfig's defaults, stated here so the result records them
 SERVER_MAX_CONCURRENT = 64
+_GROUP_SERVING = re.compile(r"processes serving on 127\.0\.0\.1:(\d+)")
 SERVER_START_TIMEOUT_S = 600.0  # loading a 1M store in a busy child can take a while
 
 
@@ -164,3 +170,39 @@ def _serve_child(store_dir: str, model_dir: str | None, threads: int, http: bool
     finally:
         running.stop(1.0)
         live.close()
+
+
+@contextmanager
+def served_group(
+    store_dir: Path, model_dir: str | os.PathLike[str] | None, processes: int
+) -> Iterator[Served]:
+    """`latentdex serve --processes N` over `store_dir` on 127.0.0.1 (a free port), as an operator runs
+    it (request log off, as the in-process placements have it)."""
+    command = [sys.executable, "-m", "latentdex.service.cli", "serve", "--store", str(store_dir)]
+    command += ["--port", "0", "--processes", str(processes), "--log-level", "warning", "--grace", "1"]
+    if model_dir is not None:
+        command += ["--model", str(model_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines: list[str] = []
+        port = None
+        assert process.stdout is not None
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while port is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = _GROUP_SERVING.search(line)
+            port = int(found.group(1)) if found else None
+        if port is None:
+            raise RuntimeError(f"the server group did not start: {''.join(lines)[-2000:]}")
+        yield Served(port, {"placement": "processes", "processes": processes, "port": port})
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

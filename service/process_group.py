@@ -57,6 +57,7 @@ class ServeSpec:
     limits: Limits = field(default_factory=Limits)
     torch_threads: int = 0
     log_format: str = "text"
+    log_level: int = logging.INFO
 
 
 def open_engine(spec: ServeSpec) -> tuple[QueryEngine, str]:
@@ -211,7 +212,7 @@ def _child(
     # the CLI's log format; imported here because the cli package imports this module
     from latentdex.service.cli.logs import configure_logging
 
-    configure_logging(spec.log_format, process_ids=True)
+    configure_logging(spec.log_format, spec.log_level, process_ids=True)
     try:
         engine, line = open_engine(spec)
     except LatentdexError as exc:

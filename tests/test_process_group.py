@@ -189,3 +189,27 @@ def test_bad_group_options_and_a_held_port_are_refused(store: Path) -> None:
         )
     assert result.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_quiet_server_prints_its_bound_port_and_logs_no_requests(store: Path) -> None:
+    command = [sys.executable, "-m", "latentdex.service.cli", "serve", "--store", str(store), "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--log-level", "warning", "--grace", "1"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]  # the store, then the bound port
+        found = re.search(r"serving on 127\.0\.0\.1:(\d+) ", lines[1])
+        assert found and int(found.group(1)) > 0, lines
+        assert len(query_by_id(int(found.group(1)), 1).matches) == 5
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+        assert process.returncode == 0 and "latentdex.requests" not in errors, errors
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -6,6 +6,13 @@ import json
 import logging
 from datetime import UTC, datetime
 
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
 
 class JsonFormatter(logging.Formatter):
     """Each record as one JSON object: time, level, logger, message (a JSON message is embedded as is)."""

@@ -22,7 +22,7 @@ from latentdex.service.cli.connection import (
     TokenOption,
     connected,
 )
-from latentdex.service.cli.logs import configure_logging
+from latentdex.service.cli.logs import LOG_LEVELS, configure_logging
 from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
 from latentdex.service.client import DuplicateGroup, LatentdexClient, Match, QueryOptions, QueryResult
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
@@ -33,6 +33,7 @@ from latentdex.service.server import (
     DEFAULT_PORT,
     LOOPBACK,
     MiB,
+    RunningServer,
     ServerConfig,
     TlsFiles,
     exit_process,
@@ -118,6 +119,10 @@ def serve(
         typer.Option(envvar="LATENTDEX_LOG_FORMAT", help="json: one JSON object per log line."),
     ] = "text",
     precision: PrecisionOption = "auto",
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        typer.Option(envvar="LATENTDEX_LOG_LEVEL", help="warning and above: no line per request."),
+    ] = "info",
     processes: Annotated[
         int,
         typer.Option(
@@ -130,7 +135,7 @@ def serve(
 ) -> None:
     """Serve a store over gRPC (and, with --http-port, in a browser): queries by image, latent and id,
     with decoded previews."""
-    configure_logging(log_format)
+    configure_logging(log_format, LOG_LEVELS[log_level])
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     if token is not None and not token.strip():
@@ -150,6 +155,7 @@ def serve(
         limits=Limits(max_image_pixels=max_pixels, max_preview_size=max_preview_size),
         torch_threads=threads,
         log_format=log_format,
+        log_level=LOG_LEVELS[log_level],
     )
     tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     config = ServerConfig(
@@ -174,12 +180,15 @@ def serve(
         exit_process(serve_processes(spec, config, processes, on_ready=ready))
     engine, line = open_engine(spec)
     typer.echo(line, err=line.startswith("warning"))
-    typer.echo(
-        f"serving on {host}:{port} (model {engine.codec.model_id}, {engine.codec.precision}); "
-        "Ctrl-C or SIGTERM stops"
-    )
+
+    def ready(running: RunningServer) -> None:
+        typer.echo(
+            f"serving on {host}:{running.port} (model {engine.codec.model_id}, {engine.codec.precision}); "
+            "Ctrl-C or SIGTERM stops"
+        )
+
     try:
-        stopped_by = serve_forever(engine, config)
+        stopped_by = serve_forever(engine, config, on_started=ready)
     finally:
         if engine.store is not None:
             engine.store.close()
