@@ -104,6 +104,7 @@ INDEX_TYPES = ("flat", "auto")
 CALLERS = (1, 8, 32)
 LOADS: tuple[Call, ...] = ("query", "echo")
 QUERY_SEED = 1
+LOAD_SECONDS = 1.0  # the least a concurrent load runs per round (in one-caller time) where that is cheap
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,8 @@ def run(
                 if group_processes > 1 and "auto" in variant.index_types:
                     with served_group(variant.folder, model_dir, group_processes) as group:
                         target = f"127.0.0.1:{group.port}"
-                        loads = concurrent(target, queries, variant.run, sizes.rounds, load)
+                        calls = row["concurrent_calls"]
+                        loads = concurrent(target, queries, calls, sizes.rounds, load)
                     row["process_group"] = {"processes": group_processes, "concurrent": loads}
                 result["server"] = server.facts
                 result["stores"].append(row)
@@ -276,7 +278,10 @@ def measure_store(
             row["one_caller"] = baseline.submit(
                 one_caller, store, client, queries, variant.run.one_caller, sizes.warmup
             ).result()
-            row["concurrent"] = concurrent(target, queries, variant.run, sizes.rounds, load)
+            # about LOAD_SECONDS per load and round where the store answers fast, at least per_load calls
+            fast = round(LOAD_SECONDS * sizes.rounds * row["one_caller"]["server"]["qps"])
+            row["concurrent_calls"] = max(variant.run.per_load, 0 if sizes is QUICK else fast)
+            row["concurrent"] = concurrent(target, queries, row["concurrent_calls"], sizes.rounds, load)
             row["image_queries"] = baseline.submit(
                 against_in_process, store, codec, client, image_bytes, sizes.warmup
             ).result()
@@ -319,7 +324,7 @@ def one_caller(
 
 
 def concurrent(
-    target: str, queries: np.ndarray, store_run: StoreRun, rounds: int, load: ClientProcesses
+    target: str, queries: np.ndarray, per_load: int, rounds: int, load: ClientProcesses
 ) -> list[dict[str, Any]]:
     """QueryByLatent and the echo from each count of CALLERS client processes, in `rounds` rounds.
 
@@ -327,7 +332,7 @@ def concurrent(
     processes; caller i sends its own part of the queries. Per (callers, load): every call's latency,
     and QPS = its calls / its summed wall time.
     """
-    per_caller = {callers: max(1, store_run.per_load // (callers * rounds)) for callers in CALLERS}
+    per_caller = {callers: max(1, per_load // (callers * rounds)) for callers in CALLERS}
     runs: dict[tuple[int, Call], list[dict[str, Any]]] = {(c, call): [] for c in CALLERS for call in LOADS}
     for r in range(rounds):
         for callers in CALLERS:
