@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 REPO = Path(__file__).resolve().parents[1]
 GROUP_SERVING = re.compile(r"(\d+) processes serving on 127\.0\.0\.1:(\d+)")
 REQUEST_LINE = re.compile(r"\[(\d+)\] INFO latentdex\.requests: .*QueryById")
+WEB_APP_LINE = re.compile(r"\] INFO latentdex\.service\.server: web app on http://127\.0\.0\.1:(\d+)/")
 SERVING_LINE = re.compile(r"\[(\d+)\] INFO latentdex\.service\.server: serving")
 IMAGES = 40
 
@@ -213,3 +216,22 @@ def test_a_quiet_server_prints_its_bound_port_and_logs_no_requests(store: Path) 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_first_process_serves_the_web_app(store: Path) -> None:
+    with serve_group(store, "--http-port", "0") as group:
+        deadline = time.monotonic() + 10
+        pages = []
+        while not pages and time.monotonic() < deadline:
+            pages = [m for line in list(group.lines) if (m := WEB_APP_LINE.search(line))]
+            time.sleep(0.05)
+        assert len(pages) == 1, "".join(group.lines)  # one web app, in one of the two processes
+        port = int(pages[0].group(1))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as reply:
+            assert reply.status == 200 and b"<html" in reply.read().lower()
+        body = json.dumps({"id": 1, "options": {"k": 3}}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/QueryById", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert len(json.loads(reply.read())["matches"]) == 3
