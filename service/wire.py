@@ -26,6 +26,7 @@ FORMAT_NUMBERS = {"PNG": pb.IMAGE_FORMAT_PNG, "JPEG": pb.IMAGE_FORMAT_JPEG, "WEB
 FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "PNG"} | {
     number: name for name, number in FORMAT_NUMBERS.items()
 }
+_EPOCH = datetime(1970, 1, 1)
 
 
 def latent_message(values: np.ndarray) -> pb.Latent:
@@ -50,10 +51,13 @@ def picture_of(message: pb.EncodedImage) -> EncodedPicture:
 
 
 def timestamp_message(moment: datetime) -> Timestamp:
-    """A datetime as a Timestamp: aware ones converted to UTC, naive ones taken as UTC already."""
-    stamp = Timestamp()
-    stamp.FromDatetime(moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None))
-    return stamp
+    """A datetime as a Timestamp: aware ones converted to UTC, naive ones taken as UTC already.
+
+    Computed from the time since the epoch: the same seconds and nanos as `Timestamp.FromDatetime` in about
+    half its time (it goes through a time tuple); every match a server builds has two times."""
+    naive = moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
+    since = naive - _EPOCH
+    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def naive_utc(stamp: Timestamp) -> datetime:

@@ -48,6 +48,22 @@ def test_timestamps_are_utc_on_the_wire() -> None:
     assert wire.naive_utc(wire.timestamp_message(datetime(2021, 6, 1, 12))) == datetime(2021, 6, 1, 12)
 
 
+def test_timestamps_match_protobufs_own_conversion_across_the_calendar() -> None:
+    rng = np.random.default_rng(0)
+    moments = [datetime(1, 1, 1), datetime(1969, 12, 31, 23, 59, 59, 999_999), datetime(1970, 1, 1)]
+    moments += [datetime(9999, 12, 31, 23, 59, 59, 999_999), datetime(2024, 2, 29, 1, 2, 3, 4)]
+    span = int((datetime(9999, 12, 31) - datetime(1, 1, 1)) / timedelta(microseconds=1))
+    moments += [datetime(1, 1, 1) + timedelta(microseconds=int(m)) for m in rng.integers(0, span, 2000)]
+    moments += [m.replace(tzinfo=timezone(timedelta(hours=5, minutes=30))) for m in moments[5:50]]
+    for moment in moments:
+        expected = wire.Timestamp()
+        expected.FromDatetime(
+            moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
+        )
+        stamp = wire.timestamp_message(moment)
+        assert (stamp.seconds, stamp.nanos) == (expected.seconds, expected.nanos), moment
+
+
 def test_only_the_client_names_its_types_after_wire_messages() -> None:
     """A name means one thing: server-side classes never take a protobuf message's name, no two service
     modules define a class of the same name, and the types both sides use (`MapCell`, `LibraryMap`) are
