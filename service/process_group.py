@@ -90,7 +90,7 @@ def serve_processes(
     if count < 2:
         raise ValueError("a process group has at least two processes")
     if config.metrics_port is not None:
-        raise ValueError("metrics are per process: serve them with one process")
+        raise ValueError("metrics are per process: serve them with --processes 1")
     reserved = _reserve_port(config.host, config.port)
     try:
         port = reserved.getsockname()[1]

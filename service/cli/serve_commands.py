@@ -142,10 +142,6 @@ def serve(
         raise typer.BadParameter(f"the bearer token (--token or ${TOKEN_ENV}) is empty")
     if tls_client_ca is not None and tls_cert is None:
         raise typer.BadParameter("--tls-client-ca needs --tls-cert and --tls-key")
-    if processes > 1 and metrics_port is not None:
-        raise typer.BadParameter(
-            "metrics are per process: serve them with --processes 1", param_hint="--processes"
-        )
     spec = ServeSpec(
         store=store,
         model=model,
@@ -177,7 +173,11 @@ def serve(
         def ready(bound: int) -> None:
             typer.echo(f"{processes} processes serving on {host}:{bound}; Ctrl-C or SIGTERM stops")
 
-        exit_process(serve_processes(spec, config, processes, on_ready=ready))
+        try:
+            code = serve_processes(spec, config, processes, on_ready=ready)
+        except ValueError as exc:  # options a process group cannot serve (metrics), before any work
+            raise typer.BadParameter(str(exc), param_hint="--processes") from exc
+        exit_process(code)
     engine, line = open_engine(spec)
     typer.echo(line, err=line.startswith("warning"))
 
