@@ -40,6 +40,7 @@ CLIPART_DIR = "usr/share/openclipart/png"
 STAMPS_DIR = "usr/share/tuxpaint/stamps"
 EVAL_FRACTION = 0.2
 CROP_SIZE = 80
+PHOTO_MIN_SIDE = CROP_SIZE * 8  # photos with a shorter side give no training crops, whatever the crop size
 CROPS_PER_PHOTO = 250
 CLIPART_LIMIT = 4000
 MAX_SOURCE_PIXELS = 60_000_000
@@ -120,8 +121,8 @@ def stamp_categories(raw: Path) -> dict[str, list[Path]]:
     return categories
 
 
-def training_crops(root: Path, out: Path, seed: int = 0) -> int:
-    """Write CROP_SIZE-pixel training crops from train-split sources into `out`; return how many.
+def training_crops(root: Path, out: Path, seed: int = 0, crop_size: int = CROP_SIZE) -> int:
+    """Write `crop_size`-pixel training crops from train-split sources into `out`; return how many.
 
     Photos give CROPS_PER_PHOTO random crops each at scales from 12% to 100% of the shorter side;
     clip art gives one full-image square each (up to CLIPART_LIMIT). Crops of one source share the
@@ -138,20 +139,23 @@ def training_crops(root: Path, out: Path, seed: int = 0) -> int:
         clipart[i] for i in sorted(rng.choice(len(clipart), min(CLIPART_LIMIT, len(clipart)), replace=False))
     ]
     jobs = [
-        (str(p), str(out / "photos"), f"p{i:04d}", CROPS_PER_PHOTO, seed + i) for i, p in enumerate(photos)
+        (str(p), str(out / "photos"), f"p{i:04d}", CROPS_PER_PHOTO, seed + i, crop_size)
+        for i, p in enumerate(photos)
     ]
-    jobs += [(str(p), str(out / "clipart"), f"c{i:05d}", 1, seed + i) for i, p in enumerate(clipart)]
+    jobs += [
+        (str(p), str(out / "clipart"), f"c{i:05d}", 1, seed + i, crop_size) for i, p in enumerate(clipart)
+    ]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         written = sum(pool.map(_crop_job, jobs, chunksize=8))
     print(f"{written} crops from {len(photos)} photos and {len(clipart)} clip-art images in {out}")
     return written
 
 
-def _crop_job(job: tuple[str, str, str, int, int]) -> int:
-    path, folder, name, count, seed = job
+def _crop_job(job: tuple[str, str, str, int, int, int]) -> int:
+    path, folder, name, count, seed, crop_size = job
     try:
         image = load_image(
-            path, max_pixels=MAX_SOURCE_PIXELS, min_side=CROP_SIZE * 8 if count > 1 else CROP_SIZE
+            path, max_pixels=MAX_SOURCE_PIXELS, min_side=PHOTO_MIN_SIDE if count > 1 else crop_size
         )
     except BadImage as exc:
         print(f"skipped {path}: {exc.reason}", file=sys.stderr)
@@ -159,14 +163,14 @@ def _crop_job(job: tuple[str, str, str, int, int]) -> int:
     Path(folder).mkdir(parents=True, exist_ok=True)
     picture = Image.fromarray(image.pixels)
     rng = np.random.default_rng(seed)
-    for k, box in enumerate(_crop_boxes(picture.size, count, rng)):
-        crop = picture.resize((CROP_SIZE, CROP_SIZE), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    for k, box in enumerate(_crop_boxes(picture.size, count, rng, crop_size)):
+        crop = picture.resize((crop_size, crop_size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
         crop.save(Path(folder) / f"{name}__{k:03d}.png")
     return count
 
 
 def _crop_boxes(
-    size: tuple[int, int], count: int, rng: np.random.Generator
+    size: tuple[int, int], count: int, rng: np.random.Generator, crop_size: int
 ) -> Iterator[tuple[int, int, int, int]]:
     width, height = size
     short = min(width, height)
@@ -175,7 +179,7 @@ def _crop_boxes(
         yield (left, top, left + short, top + short)
         return
     for _ in range(count):
-        side = max(CROP_SIZE, int(short * rng.uniform(0.12, 1.0)))
+        side = max(crop_size, int(short * rng.uniform(0.12, 1.0)))
         left = int(rng.integers(0, width - side + 1))
         top = int(rng.integers(0, height - side + 1))
         yield (left, top, left + side, top + side)
@@ -192,11 +196,17 @@ def main(argv: list[str] | None = None) -> None:
     crops_parser.add_argument("--root", type=Path, default=Path("data"))
     crops_parser.add_argument("--out", type=Path, required=True)
     crops_parser.add_argument("--seed", type=int, default=0)
+    crops_parser.add_argument(
+        "--crop-size",
+        type=int,
+        default=CROP_SIZE,
+        help=f"side of each crop in pixels (default {CROP_SIZE}: a 64-px model's input x 1.25)",
+    )
     args = parser.parse_args(argv)
     if args.command == "fetch":
         print(fetch(args.root))
     else:
-        training_crops(args.root, args.out, args.seed)
+        training_crops(args.root, args.out, args.seed, args.crop_size)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,7 @@ from torch.nn import functional as F
 
 from latentdex.errors import BadCheckpoint, DimensionMismatch
 
-SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
-_BOTTOM_SIZE = 4  # spatial size where the encoder flattens into the latent vector
+SUPPORTED_IMAGE_SIZES = (32, 64, 96, 128, 256)
 _LOGVAR_RANGE = (-30.0, 20.0)
 ENCODER_STEMS = ("full", "strided")
 DECODER_UPSAMPLINGS = ("transposed", "nearest")
@@ -65,7 +64,7 @@ class VAEConfig:
         if len(self.channels) != self.levels:
             raise ValueError(
                 f"image_size {self.image_size} needs {self.levels} channel levels "
-                f"(halving down to {_BOTTOM_SIZE}x{_BOTTOM_SIZE}), got {len(self.channels)}"
+                f"(halving down to {self.bottom_size}x{self.bottom_size}), got {len(self.channels)}"
             )
         if any(c % self.groups for c in self.channels):
             raise ValueError(f"every channel count must be divisible by groups={self.groups}")
@@ -78,8 +77,13 @@ class VAEConfig:
         )
 
     @property
+    def bottom_size(self) -> int:
+        """Spatial size where the encoder flattens into the latent vector."""
+        return bottom_size(self.image_size)
+
+    @property
     def levels(self) -> int:
-        return (self.image_size // _BOTTOM_SIZE).bit_length() - 1
+        return (self.image_size // self.bottom_size).bit_length() - 1
 
     def to_json(self) -> str:
         """The config as JSON; fields still at the value every model had before they existed are left
@@ -120,7 +124,7 @@ class VAEConfig:
         measured twice as fast in training at no visible cost in reconstruction. The "strided" stem
         skips that level's convolutions altogether, so every level keeps its full width.
         """
-        levels = (image_size // _BOTTOM_SIZE).bit_length() - 1
+        levels = (image_size // bottom_size(image_size)).bit_length() - 1
         first = base_channels // 2 if encoder_stem == "full" else base_channels
         channels = (first, *(base_channels * min(2**i, 8) for i in range(1, levels)))
         return cls(
@@ -130,6 +134,11 @@ class VAEConfig:
             encoder_stem=encoder_stem,
             decoder_upsampling=decoder_upsampling,
         )
+
+
+def bottom_size(image_size: int) -> int:
+    """Where a model of `image_size` stops halving: 4, or 6 for the sizes 3 x a power of two (96)."""
+    return 6 if image_size % 3 == 0 else 4
 
 
 @dataclass
@@ -197,7 +206,7 @@ class Encoder(nn.Module):
             stages.append(nn.Conv2d(width, next_width, 4, stride=2, padding=1))
         self.stages = nn.Sequential(*stages)
         self.norm_out = nn.GroupNorm(config.groups, ch[-1])
-        self.to_moments = nn.Linear(ch[-1] * _BOTTOM_SIZE**2, 2 * config.latent_dim)
+        self.to_moments = nn.Linear(ch[-1] * config.bottom_size**2, 2 * config.latent_dim)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.stages(self.stem(images * 2 - 1))
@@ -213,7 +222,8 @@ class Decoder(nn.Module):
         super().__init__()
         ch = tuple(reversed(config.channels))
         self.bottom_channels = ch[0]
-        self.from_latent = nn.Linear(config.latent_dim, ch[0] * _BOTTOM_SIZE**2)
+        self.bottom = config.bottom_size
+        self.from_latent = nn.Linear(config.latent_dim, ch[0] * config.bottom_size**2)
         stages: list[nn.Module] = []
         for level, width in enumerate(ch):
             next_width = ch[min(level + 1, len(ch) - 1)] if level + 1 < len(ch) else ch[-1]
@@ -224,7 +234,7 @@ class Decoder(nn.Module):
         self.to_rgb = nn.Conv2d(ch[-1], 3, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.from_latent(z).view(-1, self.bottom_channels, _BOTTOM_SIZE, _BOTTOM_SIZE)
+        h = self.from_latent(z).view(-1, self.bottom_channels, self.bottom, self.bottom)
         h = self.stages(h)
         return torch.sigmoid(self.to_rgb(F.silu(self.norm_out(h))))
 

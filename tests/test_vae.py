@@ -34,11 +34,23 @@ def test_config_rejects_wrong_number_of_levels(size: int, channels: tuple[int, .
         VAEConfig(image_size=size, latent_dim=8, channels=channels, groups=4)
 
 
-def test_config_levels_halve_down_to_four_pixels() -> None:
-    for size, levels in [(32, 3), (64, 4), (128, 5), (256, 6)]:
+def test_config_levels_halve_down_to_four_or_six_pixels() -> None:
+    for size, levels, bottom in [(32, 3, 4), (64, 4, 4), (96, 4, 6), (128, 5, 4), (256, 6, 4)]:
         config = VAEConfig.for_size(size, latent_dim=8, base_channels=16)
-        assert config.levels == levels
-        assert size // 2**levels == 4
+        assert (config.levels, config.bottom_size) == (levels, bottom)
+        assert size // 2**levels == bottom
+
+
+def test_a_96_pixel_model_encodes_and_decodes_at_its_size() -> None:
+    config = VAEConfig.for_size(
+        96, latent_dim=8, base_channels=16, encoder_stem="strided", decoder_upsampling="nearest"
+    )
+    model = VAE(config).eval()
+    with torch.no_grad():
+        mu, _ = model.encoder(torch.rand(2, 3, 96, 96))
+        decoded = model.decoder(mu)
+    assert mu.shape == (2, 8)
+    assert decoded.shape == (2, 3, 96, 96)
 
 
 def test_config_rejects_channels_not_divisible_by_groups() -> None:
@@ -57,7 +69,7 @@ def test_config_rejects_tiny_latent() -> None:
         VAEConfig(image_size=32, latent_dim=1, channels=(8, 16, 16), groups=4)
 
 
-@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("size", [32, 64, 96, 128])
 def test_for_size_gives_valid_doubling_config(size: int) -> None:
     config = VAEConfig.for_size(size, latent_dim=16, base_channels=32)
     assert config.image_size == size
