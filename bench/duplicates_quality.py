@@ -4,7 +4,9 @@ Pairs (`bench.duplicate_pairs`) come from images the model never trained on: squ
 eval-split photos and eval-split clip art. Positives are an item and an altered copy of it (JPEG, resize,
 crop, colour, small rotation, border, caption, two of these); negatives are neighbouring crops of one
 photo (30-60% overlap), burst-like frames of one photo (10-20% shift, small zoom) and random pairs of
-different items. Sources are split 50/50 into a calibration and a held-out split (by photo and by clip-art
+different items; a negative pair whose two images look the same (`bench.look_alike`: 32-px thumbnails
+within 0.02 RMS, e.g. shifted frames of a smooth gradient) is dropped and counted, since it is not two
+different pictures. Sources are split 50/50 into a calibration and a held-out split (by photo and by clip-art
 file): thresholds are chosen on the calibration pairs, precision and recall reported on the held-out ones.
 
 Methods, each a distance per pair:
@@ -50,6 +52,8 @@ from bench.duplicate_pairs import (
     plan_pairs,
     render_images,
 )
+from bench.hash_rule_calibration import calibrate_rule
+from bench.look_alike import INDISTINGUISHABLE_RMS, rms_between, thumbnails
 from bench.pair_metrics import (
     PIXELS,
     PRESET_PRECISION,
@@ -137,7 +141,21 @@ def run(
     seconds["distances"] = time.perf_counter() - started
 
     methods = {name: evaluate_method(name, d, labels) for name, d in distances.items()}
-    near = methods[VAE_WHITENED]["presets"]["near"]["held_out"]
+    phash_bits = distances["phash"].astype(np.int64)
+    hash_rules = {
+        space: {
+            preset: calibrate_rule(
+                distances[method],
+                phash_bits,
+                labels,
+                min_precision,
+                methods[method]["presets"]["similar"]["threshold"],
+            )
+            for preset, min_precision in PRESET_PRECISION.items()
+        }
+        for space, method in (("whitened", VAE_WHITENED), ("cosine", VAE_COSINE))
+    }
+    near = hash_rules["whitened"]["near"]["held_out"]
     phash_default = methods["phash"]["fixed"]["<=10"]["held_out"]
     goal = {
         **GOAL,
@@ -164,6 +182,7 @@ def run(
         "thresholds": {
             preset: methods[VAE_WHITENED]["presets"][preset]["threshold"] for preset in PRESET_PRECISION
         },
+        "hash_rules": hash_rules,
         "goal": goal,
         "methods": methods,
         "vae_distances_held_out": distance_quantiles(distances[VAE_WHITENED], labels),
@@ -200,16 +219,26 @@ def select_sources(raw: Path) -> tuple[list[PairSource], list[str]]:
 
 
 def usable_pairs(pairs: list[Pair], inputs: np.ndarray, ok: np.ndarray) -> tuple[list[Pair], dict[str, int]]:
-    """Drop pairs with an image that failed, and negative pairs whose two model inputs are identical
-    (the same picture in two files of the data set: not a different picture)."""
+    """Drop pairs with an image that failed, and negative pairs that are not two different pictures:
+    identical model inputs (the same picture in two files of the data set), or inputs that look the same
+    (`bench.look_alike`: e.g. burst frames of a smooth gradient, shifted by less than it changes)."""
     digests = [hashlib.sha256(pixels.tobytes()).digest() for pixels in inputs]
+    negatives = [i for i, pair in enumerate(pairs) if not pair.positive and ok[pair.a] and ok[pair.b]]
+    small = thumbnails(inputs)
+    rms = np.full(len(pairs), np.inf)
+    if negatives:
+        first = np.array([pairs[i].a for i in negatives])
+        second = np.array([pairs[i].b for i in negatives])
+        rms[negatives] = rms_between(small[first], small[second])
     kept = []
     dropped = Counter()
-    for pair in pairs:
+    for pair, difference in zip(pairs, rms, strict=True):
         if not (ok[pair.a] and ok[pair.b]):
             dropped["failed"] += 1
         elif not pair.positive and digests[pair.a] == digests[pair.b]:
             dropped["identical_negative"] += 1
+        elif not pair.positive and difference <= INDISTINGUISHABLE_RMS:
+            dropped[f"indistinguishable_{pair.kind}"] += 1
         else:
             kept.append(pair)
     return kept, dict(dropped)
@@ -294,13 +323,25 @@ def format_result(result: dict[str, Any]) -> str:
             point_rows.append(_point_row(f"{name} {preset}", point["threshold"], point["held_out"]))
         for label, point in m.get("fixed", {}).items():
             point_rows.append(_point_row(f"{name} {label}", point["threshold"], point["held_out"]))
+    for space, rules in result["hash_rules"].items():
+        for preset, calibrated in rules.items():
+            if calibrated["reached"]:
+                rule = calibrated["rule"]
+                label = f"vae {space} + phash {preset}"
+                threshold = (
+                    f"{rule['latent_threshold']:.4f} | {rule['max_bits']}b & {rule['max_distance']:.3f}"
+                )
+                point_rows.append([label, threshold, *_point_row(label, 0, calibrated["held_out"])[2:]])
     points = table(
         "Held-out operating points (thresholds from the calibration split; `near`: precision >= 0.98 there, "
         "`similar`: >= 0.90; hashes also at fixed Hamming distances)",
         ["method / threshold", "threshold", "precision", "recall", "FPR", *NEGATIVE_KINDS],
         point_rows,
     )
+    two_signal = result["hash_rules"]["whitened"]
     shown = [
+        ("vae whitened + phash near", two_signal["near"]["held_out"]),
+        ("vae whitened + phash similar", two_signal["similar"]["held_out"]),
         (f"{VAE_WHITENED} near", methods[VAE_WHITENED]["presets"]["near"]["held_out"]),
         (f"{VAE_WHITENED} similar", methods[VAE_WHITENED]["presets"]["similar"]["held_out"]),
         ("phash <=10", methods["phash"]["fixed"]["<=10"]["held_out"]),
@@ -325,7 +366,15 @@ def format_result(result: dict[str, Any]) -> str:
         f"{near['calibration']['precision']:.4f}{'' if near['reached'] else ', 0.98 not reached'}), "
         f"similar <= {similar['threshold']:.4f} (calibration precision "
         f"{similar['calibration']['precision']:.4f})",
-        f"goal at near (held out): precision >= {goal['precision']}: {_yes(goal['precision_met'])}, "
+        "two-signal presets (`duplicates` where images have a pHash; threshold | bits & guard): "
+        + ", ".join(
+            f"{preset}: distance <= {r['rule']['latent_threshold']:.4f}, or pHash <= {r['rule']['max_bits']} "
+            f"bits and distance <= {r['rule']['max_distance']:.3f}"
+            for preset, r in two_signal.items()
+            if r["reached"]
+        ),
+        f"goal at near, two signals (held out): precision >= {goal['precision']}: "
+        f"{_yes(goal['precision_met'])}, "
         f"recall >= {goal['recall']}: {_yes(goal['recall_met'])}; ahead of pHash <= 10 on precision: "
         f"{_yes(goal['ahead_of_phash_10']['precision'])}, "
         f"on recall: {_yes(goal['ahead_of_phash_10']['recall'])}",

@@ -42,6 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from latentdex.errors import NotFound, StoreError
 from latentdex.indexer import schema
+from latentdex.indexer.perceptual_hash import to_stored
 
 BUSY_TIMEOUT_MS = 30_000
 PG_WRITE_LOCK = (
@@ -106,6 +107,8 @@ class ImageRow(Base):
     # The store-wide write generation that last set `latent`; reconcile re-adds vectors newer than the
     # generation the saved FAISS file holds.
     generation: Mapped[int] = mapped_column(default=0, index=True)
+    # pHash (`indexer.perceptual_hash`), signed; None for images indexed before it was kept
+    perceptual_hash: Mapped[int | None] = mapped_column(BigInt)
 
 
 class RunRow(Base):
@@ -334,11 +337,13 @@ def write_images(
     *,
     failed: bool,
     generation: int,
+    perceptual_hashes: Sequence[int | None] | None = None,
 ) -> list[int]:
     """Insert or update one row per record (by id, else by path); return the ids in record order.
 
     `failed`: rows become "failed" and lose their latent. Otherwise rows become "ok" with `latents`
-    (stamped with `generation`), or keep the latent they have when `latents` is None. Raises NotFound
+    (stamped with `generation`) and `perceptual_hashes` (unsigned; None: unknown), or keep the latent and
+    hash they have when `latents` is None. Raises NotFound
     for an unknown id (or, metadata only, an unknown path), StoreError for a path held by another id
     or a metadata-only update of an image without a latent.
     """
@@ -363,9 +368,10 @@ def write_images(
         fill_row(row, record)
         row.status, row.failure_reason = ("failed", record.failure_reason) if failed else ("ok", None)
         if failed:
-            row.latent = None
+            row.latent, row.perceptual_hash = None, None
         elif latents is not None:
             row.latent, row.generation = latents[index], generation
+            row.perceptual_hash = None if perceptual_hashes is None else to_stored(perceptual_hashes[index])
         elif row.latent is None:
             raise StoreError(f"image {row.id} has no latent: upsert it with one")
         rows.append(row)

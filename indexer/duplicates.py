@@ -3,7 +3,14 @@ cropped.
 
 Two images are linked when their distance in the store's search space (for the default "whitened" metric:
 1 - cosine of whitened latents) is at most a threshold, or when their files have the same content hash
-(always, whatever the threshold). Groups are the connected parts of those links, found without an
+(always, whatever the threshold). A preset links by two signals where both images have a perceptual hash
+(`indexer.perceptual_hash`, kept since catalog revision 0003): a latent distance under a tighter
+threshold, or a pHash within a few bits of one of the image's nearest latent neighbours that is also
+loosely near in latent space. A crop, a caption strip or a small rotation moves the 64-px latent further
+than it moves the whole-image pHash, while neighbouring crops and burst frames differ in both; images
+indexed before hashes were kept fall back to the latent threshold alone.
+
+Groups are the connected parts of those links, found without an
 all-pairs matrix: a FAISS range search at the threshold, in batches, over the library's vectors (exact up
 to EXACT_RANGE_MAX images, then an IVF-Flat index built for the run, which finds every planted duplicate
 pair where a k-nearest search through an HNSW index misses some, and at a million images is several
@@ -27,18 +34,21 @@ import numpy as np
 from latentdex.errors import InvalidQuery
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.perceptual_hash import hamming
 from latentdex.indexer.store import LatentStore
 
 # Thresholds on the store's distance, by the space it searches: "whitened" (1 - cosine of whitened latents)
 # and "cosine" (1 - cosine of raw mu: a cosine store, or a whitened one too small to have fitted its
 # whitening). Calibrated on the shipped model by `python -m bench --only duplicates_quality`
 # (bench/results/duplicates_quality.json): "near" is the largest threshold with pair precision 0.98 on the
-# calibration pairs, "similar" with 0.90. "exact": content hashes only.
+# calibration pairs, "similar" with 0.90. "exact": content hashes only. These hold between images that lack a
+# perceptual hash; where both have one, HASH_RULES applies.
 PRESETS: dict[str, dict[str, float] | None] = {
     "exact": None,
-    "near": {"whitened": 0.0113, "cosine": 0.0020},
-    "similar": {"whitened": 0.0445, "cosine": 0.0071},
+    "near": {"whitened": 0.0230, "cosine": 0.0038},
+    "similar": {"whitened": 0.0727, "cosine": 0.0099},
 }
+HASH_NEIGHBOURS = 16  # latent neighbours of each image whose pHash is compared with its own
 DEFAULT_PRESET = "near"
 ONE_IMAGE_NEIGHBOURS = 256  # nearest images searched for one image's group
 EXACT_RANGE_MAX = 20_000  # up to this many images the range search is exact (brute force)
@@ -51,6 +61,31 @@ PAIRWISE_LIMIT = (
 )
 
 Progress = Callable[[int, int], None]  # (images searched so far, images in all)
+
+
+@dataclass(frozen=True)
+class HashRule:
+    """Where both images have a pHash: linked if their latent distance is at most `latent_threshold`, or if
+    one is among the other's HASH_NEIGHBOURS nearest, their hashes differ by at most `max_bits` and their
+    latent distance is at most `max_distance`."""
+
+    latent_threshold: float
+    max_bits: int
+    max_distance: float
+
+    def links(self, distances: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Which pairs of hashed images (their distances and differing bits) the rule links."""
+        return (distances <= self.latent_threshold) | (
+            (bits <= self.max_bits) & (distances <= self.max_distance)
+        )
+
+
+# The two-signal rule of each preset, calibrated by the same benchmark (the latent threshold, the pHash
+# bits and the loose latent distance jointly: the largest calibration recall at the preset's precision).
+HASH_RULES: dict[str, dict[str, HashRule]] = {
+    "near": {"whitened": HashRule(0.0065, 11, 0.291), "cosine": HashRule(0.0009, 10, 0.0395)},
+    "similar": {"whitened": HashRule(0.0738, 12, 0.291), "cosine": HashRule(0.0096, 12, 0.0395)},
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +112,7 @@ class DuplicateReport:
     threshold: float | None
     images_scanned: int
     seconds: float
+    hash_rule: HashRule | None = None  # the two-signal rule used where images have perceptual hashes
 
     @property
     def images_in_groups(self) -> int:
@@ -108,15 +144,25 @@ def resolve_threshold(preset: str | None, threshold: float | None, space: str) -
     return by_space[space]
 
 
+def resolve_hash_rule(preset: str | None, threshold: float | None, space: str) -> HashRule | None:
+    """The two-signal rule of a preset (default "near") for the store's distance `space`; None for an
+    explicit threshold (it is the whole rule), "exact", or a space without a calibrated rule. Call after
+    `resolve_threshold`, which refuses what is invalid."""
+    if threshold is not None:
+        return None
+    return HASH_RULES.get(preset or DEFAULT_PRESET, {}).get(space)
+
+
 def find_duplicates(
     store: LatentStore,
     threshold: float | None,
     where: SearchFilter | None = None,
     *,
     progress: Progress | None = None,
+    hash_rule: HashRule | None = None,
 ) -> DuplicateReport:
     """Every group of two or more ok images (passing `where`) linked by a distance at most `threshold`
-    (None: same content hash only)."""
+    (None: same content hash only), or, where both have a perceptual hash, by `hash_rule`."""
     started = time.perf_counter()
     where = None if where is None or where.is_empty else where
     ids = store.select_ids(where)
@@ -126,30 +172,83 @@ def find_duplicates(
             links.union(group[0], other)
     if threshold is not None and len(ids) > 1:
         found, vectors, metric = store.search_vectors(ids)
+        hashed = None
+        if hash_rule is not None:
+            hashes, known = store.perceptual_hashes(found)
+            hashed = HashedVectors(hashes, known, hash_rule) if known.any() else None
         slots = np.searchsorted(ids, found)
-        for first, second in linked_pairs(vectors, metric, threshold, progress):
+        for first, second in linked_pairs(vectors, metric, threshold, progress, hashed):
             for a, b in zip(slots[first].tolist(), slots[second].tolist(), strict=True):
                 links.union_slots(a, b)
     groups = [_group(store, members) for members in links.groups()]
     groups.sort(key=lambda g: (-len(g.members), g.keeper.id or 0))
-    return DuplicateReport(groups, threshold, len(ids), time.perf_counter() - started)
+    return DuplicateReport(groups, threshold, len(ids), time.perf_counter() - started, hash_rule)
+
+
+@dataclass(frozen=True)
+class HashedVectors:
+    """The perceptual hashes of the rows of a vector array (uint64; `known` False where an image has none)
+    and the rule that links rows by them."""
+
+    hashes: np.ndarray
+    known: np.ndarray
+    rule: HashRule
+
+    def filter_range(
+        self, first: np.ndarray, second: np.ndarray, distances: np.ndarray, threshold: float
+    ) -> np.ndarray:
+        """Which range-search pairs stay linked: those the rule links where both have a hash, those
+        within the latent-only `threshold` where one has none."""
+        both = self.known[first] & self.known[second]
+        bits = hamming(self.hashes[first], self.hashes[second])
+        return np.where(both, self.rule.links(distances, bits), distances <= threshold)
+
+    def neighbour_pairs(
+        self, index: faiss.Index, batch: np.ndarray, start: int, metric: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs of hashed rows linked by the rule through each batch row's nearest latent neighbours."""
+        k = min(HASH_NEIGHBOURS + 1, index.ntotal)
+        scores, rows = index.search(batch, k)
+        sources = np.repeat(np.arange(start, start + len(batch)), k)
+        rows, scores = rows.ravel(), scores.ravel()
+        distances = 1.0 - scores if metric == "cosine" else np.sqrt(np.maximum(scores, 0.0))
+        usable = (rows >= 0) & (rows != sources)
+        sources, rows, distances = sources[usable], rows[usable], distances[usable]
+        both = self.known[sources] & self.known[rows]
+        sources, rows, distances = sources[both], rows[both], distances[both]
+        linked = self.rule.links(distances, hamming(self.hashes[sources], self.hashes[rows]))
+        return sources[linked], rows[linked]
 
 
 def linked_pairs(
-    vectors: np.ndarray, metric: str, threshold: float, progress: Progress | None = None
+    vectors: np.ndarray,
+    metric: str,
+    threshold: float,
+    progress: Progress | None = None,
+    hashed: HashedVectors | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rows, rows) of the vector pairs, each once, at most `threshold` apart: `metric` "cosine" (vectors
-    L2-normalised; distance 1 - dot) or "l2"."""
+    """(rows, rows) of the vector pairs at most `threshold` apart: `metric` "cosine" (vectors
+    L2-normalised; distance 1 - dot) or "l2". With `hashed`, pairs of rows that both have a hash are
+    linked by its rule instead (a pair may then come twice)."""
     index = _range_index(vectors, metric)
+    reach = threshold if hashed is None else max(threshold, hashed.rule.latent_threshold)
     # FAISS keeps inner products above the radius, squared L2 distances below it
-    radius = 1.0 - threshold if metric == "cosine" else threshold**2
+    radius = 1.0 - reach if metric == "cosine" else reach**2
     total = len(vectors)
     for start in range(0, total, BATCH):
         batch = vectors[start : start + BATCH]
-        limits, _, rows = index.range_search(batch, radius)
+        limits, scores, rows = index.range_search(batch, radius)
         sources = np.repeat(np.arange(start, start + len(batch)), np.diff(limits).astype(np.int64))
         later = rows > sources
-        yield sources[later], rows[later]
+        sources, rows, scores = sources[later], rows[later], scores[later]
+        if hashed is not None:
+            distances = 1.0 - scores if metric == "cosine" else np.sqrt(np.maximum(scores, 0.0))
+            kept = hashed.filter_range(sources, rows, distances, threshold)
+            sources, rows = sources[kept], rows[kept]
+            yield sources, rows
+            yield hashed.neighbour_pairs(index, batch, start, metric)
+        else:
+            yield sources, rows
         if progress is not None:
             progress(min(start + BATCH, total), total)
 
@@ -173,10 +272,15 @@ def _range_index(vectors: np.ndarray, metric: str) -> faiss.Index:
 
 
 def duplicates_of(
-    store: LatentStore, image_id: int, threshold: float | None, neighbours: int = ONE_IMAGE_NEIGHBOURS
+    store: LatentStore,
+    image_id: int,
+    threshold: float | None,
+    neighbours: int = ONE_IMAGE_NEIGHBOURS,
+    hash_rule: HashRule | None = None,
 ) -> DuplicateGroup | None:
-    """The images within `threshold` of `image_id` or with its content hash, as a group with it (None if
-    it has none). NotFound for an unknown id."""
+    """The images within `threshold` of `image_id`, linked to it by `hash_rule` where both have a
+    perceptual hash, or with its content hash, as a group with it (None if it has none). NotFound for an
+    unknown id."""
     [record] = store.get([image_id])
     members = {image_id}
     members.update(
@@ -185,8 +289,26 @@ def duplicates_of(
     if threshold is not None:
         latent = store.latents([image_id])
         k = min(neighbours + 1, store.vector_count)
-        members.update(m.id for m in store.search(latent, k)[0] if m.distance <= threshold)
+        near = [m for m in store.search(latent, k)[0] if m.id != image_id]
+        ids = np.array([image_id, *(m.id for m in near)], dtype=np.int64)
+        distances = np.array([m.distance for m in near])
+        linked = distances <= threshold
+        if hash_rule is not None and len(near):
+            hashes, known = _hashes_in_order(store, ids)
+            bits = hamming(hashes[1:], np.full(len(near), hashes[0], np.uint64))
+            in_reach = (np.arange(len(near)) < HASH_NEIGHBOURS) | (distances <= hash_rule.latent_threshold)
+            by_rule = hash_rule.links(distances, bits) & in_reach
+            linked = np.where(known[0] & known[1:], by_rule, linked)
+        members.update(int(i) for i in ids[1:][linked])
     return _group(store, sorted(members)) if len(members) > 1 else None
+
+
+def _hashes_in_order(store: LatentStore, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(ids)
+    sorted_hashes, sorted_known = store.perceptual_hashes(ids[order])
+    hashes, known = np.empty_like(sorted_hashes), np.empty_like(sorted_known)
+    hashes[order], known[order] = sorted_hashes, sorted_known
+    return hashes, known
 
 
 def keeper_order(record: ImageRecord) -> tuple:

@@ -86,6 +86,7 @@ from latentdex.indexer.filters import (
     page_of_ids,
     same_hash_groups,
 )
+from latentdex.indexer.perceptual_hash import from_stored
 from latentdex.indexer.record_table import TABLE_COLUMNS, RecordTable, UnsupportedRecords
 from latentdex.indexer.rerank_rows import RerankRows
 from latentdex.indexer.vectors import (
@@ -141,6 +142,7 @@ _TABLE_ROWS = (
     .order_by(ImageRow.id)
 )
 TABLE_BATCH = 20_000  # rows read per batch while a record table is built
+_HASH_BATCH = 500  # ids per IN (...) query for perceptual hashes, below SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -370,9 +372,16 @@ class LatentStore:
 
     # --- writing -------------------------------------------------------------------------------------
 
-    def upsert_images(self, records: Sequence[ImageRecord], latents: np.ndarray | None) -> list[int]:
+    def upsert_images(
+        self,
+        records: Sequence[ImageRecord],
+        latents: np.ndarray | None,
+        perceptual_hashes: Sequence[int | None] | None = None,
+    ) -> list[int]:
         """Store `records` with their `latents` (one row each) in one transaction; return their ids.
 
+        `perceptual_hashes` (unsigned 64-bit pHash per record, `indexer.perceptual_hash`) go with the
+        latents; without them the rows' hashes become unknown.
         A record with an id updates that image; one without updates the image at its path or adds a new one.
         `latents=None` updates only the metadata of images that already have a latent. Raises
         DimensionMismatch, BadLatent (NaN, infinite, all-zero under "cosine"), ModelMismatch (a record's
@@ -389,7 +398,7 @@ class LatentStore:
         if vectors is not None and len(vectors) != len(records):
             raise DimensionMismatch(f"{len(records)} records but {len(vectors)} latents")
         with self._lock:
-            ids = self._write_rows(records, vectors, failed=False)
+            ids = self._write_rows(records, vectors, failed=False, perceptual_hashes=perceptual_hashes)
             if vectors is not None:
                 self._vectors_add(np.array(ids, dtype=np.int64), spec.to_index(vectors))
         return ids
@@ -867,6 +876,23 @@ class LatentStore:
         with self._catalog.reading() as session:
             return same_hash_groups(session, where or SearchFilter())
 
+    def perceptual_hashes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uint64 pHash per id, whether it is known) for sorted `ids`; unknown ids and images indexed
+        before hashes were kept have none."""
+        ids = np.asarray(ids, dtype=np.int64)
+        hashes = np.zeros(len(ids), np.int64)
+        known = np.zeros(len(ids), bool)
+        with self._catalog.reading() as session:
+            for start in range(0, len(ids), _HASH_BATCH):
+                chunk = ids[start : start + _HASH_BATCH].tolist()
+                query = select(ImageRow.id, ImageRow.perceptual_hash).where(
+                    ImageRow.id.in_(chunk), ImageRow.perceptual_hash.is_not(None)
+                )
+                for image_id, value in session.execute(query):
+                    slot = int(np.searchsorted(ids, image_id))
+                    hashes[slot], known[slot] = value, True
+        return from_stored(hashes), known
+
     def search_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
         """(the ids of `ids` with a usable latent, their vectors as `search` compares them, and how:
         "cosine" (vectors L2-normalised) or "l2")."""
@@ -930,7 +956,12 @@ class LatentStore:
         return self._catalog.writing()
 
     def _write_rows(
-        self, records: Sequence[ImageRecord], vectors: np.ndarray | None, *, failed: bool
+        self,
+        records: Sequence[ImageRecord],
+        vectors: np.ndarray | None,
+        *,
+        failed: bool,
+        perceptual_hashes: Sequence[int | None] | None = None,
     ) -> list[int]:
         try:
             with self._writing() as session:
@@ -939,7 +970,14 @@ class LatentStore:
                     self._count_changes(count_with_latent(session, keys=keys), session)
                 generation = int(get_meta(session, "generation") or 0) + 1
                 blobs = None if vectors is None else [vector.tobytes() for vector in vectors]
-                ids = write_images(session, records, blobs, failed=failed, generation=generation)
+                ids = write_images(
+                    session,
+                    records,
+                    blobs,
+                    failed=failed,
+                    generation=generation,
+                    perceptual_hashes=perceptual_hashes,
+                )
                 if vectors is not None:
                     set_meta(session, "generation", str(generation))
                     self._count_changes(len(ids), session)

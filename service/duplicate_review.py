@@ -19,6 +19,7 @@ from latentdex.indexer.duplicates import (
     DuplicateReport,
     duplicates_of,
     find_duplicates,
+    resolve_hash_rule,
     resolve_threshold,
 )
 from latentdex.indexer.filters import SearchFilter
@@ -62,6 +63,7 @@ class DuplicateReview:
         with self.engine.current_store() as store:
             space = store.distance_space
             threshold = resolve_threshold(options.preset, options.threshold, space)
+            hash_rule = resolve_hash_rule(options.preset, options.threshold, space)
             key = _answer_key(store.info.updated_at.isoformat(), store.folder, threshold, options)
             start = _token_offset(page_token, key)
             report = self._cached(key)
@@ -71,6 +73,7 @@ class DuplicateReview:
                     threshold,
                     options.where,
                     progress=lambda done, total: stop_if_abandoned(),
+                    hash_rule=hash_rule,
                 )
                 self._remember(key, report)
         groups = report.groups[start : start + size]
@@ -90,7 +93,8 @@ class DuplicateReview:
         with self.engine.current_store() as store:
             space = store.distance_space
             threshold = resolve_threshold(options.preset, options.threshold, space)
-            group = duplicates_of(store, image_id, threshold)
+            hash_rule = resolve_hash_rule(options.preset, options.threshold, space)
+            group = duplicates_of(store, image_id, threshold, hash_rule=hash_rule)
         groups = [] if group is None else [group]
         in_groups = sum(len(g.members) for g in groups)
         return DuplicatePage(groups, "", len(groups), in_groups, 1, threshold, space)

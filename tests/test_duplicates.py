@@ -1,15 +1,17 @@
 """Near-duplicate groups on a generated library with known copies (shipped model, a whitened store): exact
-copies, a re-encode, a resize, a crop, and a burst of distinct frames that `near` keeps apart; the keeper
-rule; the RPC's pages and its bad arguments; the CLI's text, JSON, sheet, script and exit codes."""
+copies, a re-encode, a resize, two crops (found through the perceptual hashes), and a burst of distinct
+frames that `near` keeps apart; the fall-back to the latent threshold for images without a hash; the
+keeper rule; the RPC's pages and its bad arguments; the CLI's text, JSON, sheet, script and exit codes."""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -22,10 +24,13 @@ from typer.testing import CliRunner
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.duplicates import (
     EXACT_RANGE_MAX,
+    HASH_RULES,
     PRESETS,
+    HashRule,
     find_duplicates,
     keeper_order,
     linked_pairs,
+    resolve_hash_rule,
     resolve_threshold,
 )
 from latentdex.indexer.filters import SearchFilter
@@ -43,7 +48,12 @@ from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.slow
 SCENES = 270  # over 2 x 128 images: the store fits its whitening, as the presets assume
-COPIES = 7
+COPIES = 8
+NEAR_GROUPS = 5
+CROP_GROUPS = [
+    ["scenes/scene-003.jpg", "copies/cropped.png"],
+    ["scenes/scene-006.jpg", "copies/cropped-more.jpg"],
+]
 EXACT_GROUP = ["copies/scene-000.jpg", "copies/again-scene-000.jpg", "scenes/scene-000.jpg"]
 runner = CliRunner()
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -70,6 +80,9 @@ def build_library(folder: Path) -> Library:
     original = Image.open(scenes[2]).convert("RGB")
     original.resize((160, 120), Image.Resampling.LANCZOS).save(copies / "small.png")
     Image.open(scenes[3]).convert("RGB").crop((8, 6, 312, 234)).save(copies / "cropped.png")
+    Image.open(scenes[6]).convert("RGB").crop((24, 18, 296, 222)).save(
+        copies / "cropped-more.jpg", quality=85
+    )
     burst = Image.open(scenes[4]).convert("RGB")
     burst.crop((0, 0, 272, 204)).save(copies / "burst-1.png")  # two frames of one scene, panned 15%
     burst.crop((48, 36, 320, 240)).save(copies / "burst-2.png")
@@ -85,9 +98,15 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
     return build_library(tmp_path_factory.mktemp("duplicates"))
 
 
-def groups_by_path(library: Library, threshold: float | None, where: SearchFilter | None = None) -> list:
-    with LatentStore.open(library.store, read_only=True) as store:
-        report = find_duplicates(store, threshold, where)
+def groups_by_path(
+    library: Library,
+    threshold: float | None,
+    where: SearchFilter | None = None,
+    hash_rule: HashRule | None = None,
+    store_folder: Path | None = None,
+) -> list:
+    with LatentStore.open(store_folder or library.store, read_only=True) as store:
+        report = find_duplicates(store, threshold, where, hash_rule=hash_rule)
     return [[m.path for m in group.members] for group in report.groups]
 
 
@@ -97,15 +116,46 @@ def near(library: Library) -> float | None:
         return resolve_threshold("near", None, store.distance_space)
 
 
-def test_near_groups_the_copies_and_keeps_burst_frames_apart(library: Library) -> None:
-    groups = groups_by_path(library, near(library))
+def test_near_groups_the_copies_and_the_crops_and_keeps_burst_frames_apart(library: Library) -> None:
+    groups = groups_by_path(library, near(library), hash_rule=HASH_RULES["near"]["whitened"])
     # same pixels, no capture time, paths of one length: the lowest id keeps (the rule's last step)
     assert groups[0] == EXACT_GROUP
     assert ["copies/reencoded.jpg", "scenes/scene-001.png"] in groups
     assert ["scenes/scene-002.webp", "copies/small.png"] in groups  # the larger original is the keeper
-    assert not any("burst-1.png" in g and "burst-2.png" in g for g in groups)
+    assert all(crop in groups for crop in CROP_GROUPS)  # linked by pHash; their latents moved further
     assert not any(any("burst" in p for p in g) for g in groups)
-    assert len(groups) == 3
+    assert len(groups) == NEAR_GROUPS
+
+
+def test_without_perceptual_hashes_near_falls_back_to_the_latent_threshold(
+    library: Library, tmp_path: Path
+) -> None:
+    latent_only = groups_by_path(library, near(library))
+    assert CROP_GROUPS[1] not in latent_only  # the 85% crop's latent moved far past the threshold
+    # a store indexed before hashes were kept: the same groups, whatever the rule
+    shutil.copytree(library.store, tmp_path / "store")
+    with sqlite3.connect(tmp_path / "store" / "catalog.sqlite") as db:
+        db.execute("UPDATE images SET perceptual_hash = NULL")
+    rule = HASH_RULES["near"]["whitened"]
+    assert (
+        groups_by_path(library, near(library), hash_rule=rule, store_folder=tmp_path / "store") == latent_only
+    )
+    with LatentStore.open(library.store, read_only=True) as store:
+        hashes, known = store.perceptual_hashes(store.select_ids())
+    assert known.all() and len(set(hashes.tolist())) > SCENES // 2
+
+
+def test_the_hash_rule_comes_with_a_preset_only() -> None:
+    assert resolve_hash_rule(None, None, "whitened") == HASH_RULES["near"]["whitened"]
+    assert resolve_hash_rule("similar", None, "cosine") == HASH_RULES["similar"]["cosine"]
+    assert resolve_hash_rule(None, 0.05, "whitened") is None  # an explicit threshold is the whole rule
+    assert resolve_hash_rule("exact", None, "whitened") is None
+    rule = HASH_RULES["near"]["whitened"]
+    links = rule.links(
+        np.array([rule.latent_threshold, rule.max_distance, rule.max_distance, rule.max_distance + 0.01]),
+        np.array([40, rule.max_bits, rule.max_bits + 1, 0]),
+    )
+    assert links.tolist() == [True, True, False, False]
 
 
 def test_exact_groups_only_identical_files_whatever_the_threshold(library: Library) -> None:
@@ -125,7 +175,8 @@ def test_a_looser_threshold_also_joins_the_crop_but_not_the_burst(library: Libra
 
 
 def test_a_filter_limits_which_images_take_part(library: Library) -> None:
-    groups = groups_by_path(library, near(library), SearchFilter(path_prefix="copies/"))
+    rule = HASH_RULES["near"]["whitened"]
+    groups = groups_by_path(library, near(library), SearchFilter(path_prefix="copies/"), hash_rule=rule)
     assert groups == [["copies/scene-000.jpg", "copies/again-scene-000.jpg"]]  # the scenes/ copy is out
 
 
@@ -185,10 +236,10 @@ def served(library: Library) -> Iterator[RunningServer]:
 
 def test_the_rpc_pages_through_every_group(served: RunningServer, library: Library) -> None:
     with connect(f"127.0.0.1:{served.port}") as client:
-        first = client.find_duplicates(page_size=2)
-        second = client.find_duplicates(page_size=2, page_token=first.next_page_token)
-        assert first.total_groups == 3 and first.images_scanned == SCENES + COPIES
-        assert len(first.groups) == 2 and len(second.groups) == 1 and second.next_page_token == ""
+        first = client.find_duplicates(page_size=3)
+        second = client.find_duplicates(page_size=3, page_token=first.next_page_token)
+        assert first.total_groups == NEAR_GROUPS and first.images_scanned == SCENES + COPIES
+        assert len(first.groups) == 3 and len(second.groups) == 2 and second.next_page_token == ""
         assert first.threshold == pytest.approx(PRESETS["near"]["whitened"])
         keeper = first.groups[0].keeper
         assert keeper.path == "copies/scene-000.jpg" and first.groups[0].exact
@@ -262,7 +313,8 @@ def test_the_cli_prints_json_draws_a_sheet_and_writes_a_script_that_moves_only_c
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["groups_found"] == 3 and report["preset"] == "near"
+    assert report["groups_found"] == NEAR_GROUPS and report["preset"] == "near"
+    assert report["hash_rule"] == asdict(HASH_RULES["near"]["whitened"])
     assert report["groups"][0]["keeper"] == library.id("copies/scene-000.jpg")
     assert Image.open(sheet).size[1] > 3 * 128
     photos = tmp_path / "photos"
@@ -273,6 +325,8 @@ def test_the_cli_prints_json_draws_a_sheet_and_writes_a_script_that_moves_only_c
     moved = sorted(str(p.relative_to(tmp_path / "review")) for p in (tmp_path / "review").rglob("*.*"))
     assert moved == [
         "copies/again-scene-000.jpg",
+        "copies/cropped-more.jpg",
+        "copies/cropped.png",
         "copies/small.png",
         "scenes/scene-000.jpg",
         "scenes/scene-001.png",

@@ -24,7 +24,7 @@ def test_a_new_store_is_at_the_head_revision_and_matches_the_models(tmp_path: Pa
     LatentStore.create(tmp_path / "store", model_id="vae-a", latent_dim=4).close()
     engine = create_engine(f"sqlite:///{tmp_path / 'store' / 'catalog.sqlite'}")
     try:
-        assert schema.current_revision(engine) == schema.head_revision() == "0002"
+        assert schema.current_revision(engine) == schema.head_revision() == "0003"
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         # SQLite reports no server-side details that differ; anything listed is a real drift
@@ -39,6 +39,7 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
     with sqlite3.connect(folder / "catalog.sqlite") as db:  # as the first builds left it
         db.execute("DROP TABLE alembic_version")
         db.execute("DROP TABLE directions")
+        db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
     engine = create_engine(f"sqlite:///{folder / 'catalog.sqlite'}")
     try:
         with LatentStore.open(folder, read_only=True):
@@ -47,6 +48,7 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
             assert store.verify().ok
         assert schema.current_revision(engine) == schema.head_revision()
         assert inspect(engine).has_table("directions")
+        assert "perceptual_hash" in {column["name"] for column in inspect(engine).get_columns("images")}
     finally:
         engine.dispose()
 
@@ -71,6 +73,7 @@ def test_a_catalog_one_revision_behind_is_upgraded_and_one_ahead_is_refused(tmp_
     LatentStore.create(folder, model_id="vae-a", latent_dim=4).close()
     with sqlite3.connect(folder / "catalog.sqlite") as db:
         db.execute("DROP TABLE directions")
+        db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
         db.execute("UPDATE alembic_version SET version_num = '0001'")
     with LatentStore.open(folder) as store:
         assert store.verify().ok

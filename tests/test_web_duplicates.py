@@ -30,7 +30,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
-from test_duplicates import COPIES, EXACT_GROUP, SCENES, Library, build_library
+from test_duplicates import COPIES, CROP_GROUPS, EXACT_GROUP, NEAR_GROUPS, SCENES, Library, build_library
 
 from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
@@ -79,7 +79,7 @@ def open_duplicates(browser: webdriver.Chrome, site: Site) -> None:
 
 
 def find(
-    browser: webdriver.Chrome, preset: str = "Near", page_size: int | None = None, groups: int = 3
+    browser: webdriver.Chrome, preset: str = "Near", page_size: int | None = None, groups: int = NEAR_GROUPS
 ) -> list[WebElement]:
     """Choose the preset (and page size), press Find duplicates, and wait for `groups` groups."""
     Select(browser.find_element(By.CSS_SELECTOR, '[data-testid="duplicates-preset"]')).select_by_visible_text(
@@ -114,7 +114,7 @@ def thumbnails_loaded(browser: webdriver.Chrome, css: str) -> bool:
     return bool(browser.execute_script(script, css))
 
 
-def test_near_shows_the_three_groups_with_the_keeper_first_and_marked(
+def test_near_shows_the_groups_with_the_keeper_first_and_marked(
     browser: webdriver.Chrome, site: Site
 ) -> None:
     set_window(browser, 1280, 900)
@@ -125,7 +125,7 @@ def test_near_shows_the_three_groups_with_the_keeper_first_and_marked(
     groups = find(browser, "Near")
     summary = browser.find_element(By.CSS_SELECTOR, SUMMARY).text
     scanned = SCENES + COPIES
-    assert summary == f"3 groups, 7 images, 4 copies beside their keepers, of {scanned} images scanned"
+    assert summary == f"5 groups, 11 images, 6 copies beside their keepers, of {scanned} images scanned"
 
     first = groups[0]
     cards = first.find_elements(By.CSS_SELECTOR, CARDS)
@@ -147,7 +147,7 @@ def test_near_shows_the_three_groups_with_the_keeper_first_and_marked(
             in copy.find_element(By.CSS_SELECTOR, ".card-open").accessible_name
         )
 
-    # the other two are not exact: a re-encode and a resize, each with its distance and size to judge by
+    # the others are not exact: a re-encode, a resize and two crops, each with its distance and size
     others = {
         tuple(c.get_attribute("data-path") for c in g.find_elements(By.CSS_SELECTOR, CARDS)): g
         for g in groups[1:]
@@ -155,6 +155,7 @@ def test_near_shows_the_three_groups_with_the_keeper_first_and_marked(
     assert set(others) == {
         ("copies/reencoded.jpg", "scenes/scene-001.png"),
         ("scenes/scene-002.webp", "copies/small.png"),
+        *(tuple(group) for group in CROP_GROUPS),
     }
     for group in groups[1:]:
         assert not group.find_elements(By.CSS_SELECTOR, '[data-testid="duplicates-exact"]')
@@ -189,8 +190,8 @@ def test_more_groups_appends_the_next_page_until_the_last(browser: webdriver.Chr
     open_duplicates(browser, site)
     find(browser, "Near", page_size=1, groups=1)
     more = browser.find_element(By.CSS_SELECTOR, MORE)
-    for shown in (2, 3):
-        assert more.is_displayed() and f"{shown - 1} of 3" in more.text
+    for shown in range(2, NEAR_GROUPS + 1):
+        assert more.is_displayed() and f"{shown - 1} of {NEAR_GROUPS}" in more.text
         more.click()
         groups = wait_for_count(browser, GROUPS, shown)
         # the keyboard goes on from the first group added
@@ -198,7 +199,7 @@ def test_more_groups_appends_the_next_page_until_the_last(browser: webdriver.Chr
             lambda d, n=shown: d.switch_to.active_element.get_attribute("id") == f"dup-group-{n}"
         )
     headings = [g.find_element(By.CSS_SELECTOR, "h3").text for g in groups]
-    assert headings == ["Group 1 · 3 images", "Group 2 · 2 images", "Group 3 · 2 images"]
+    assert headings == ["Group 1 · 3 images", *(f"Group {n} · 2 images" for n in range(2, NEAR_GROUPS + 1))]
     WebDriverWait(browser, 10).until(lambda d: not d.find_element(By.CSS_SELECTOR, MORE).is_displayed())
     assert browser_logs(browser) == []
 

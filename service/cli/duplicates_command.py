@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,7 +16,13 @@ from typing import Annotated, Any, Literal
 import typer
 
 from latentdex.atomic_files import write_bytes_atomic
-from latentdex.indexer.duplicates import DuplicateGroup, DuplicateReport, find_duplicates, resolve_threshold
+from latentdex.indexer.duplicates import (
+    DuplicateGroup,
+    DuplicateReport,
+    find_duplicates,
+    resolve_hash_rule,
+    resolve_threshold,
+)
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import LatentStore
 from latentdex.service.cli.progress import progress_bar
@@ -59,6 +66,7 @@ def duplicates(
     )
     with LatentStore.open(store, read_only=True) as opened:
         limit = resolve_threshold(preset, threshold, opened.distance_space)
+        hash_rule = resolve_hash_rule(preset, threshold, opened.distance_space)
         with progress_bar("img", stderr=True) as bar:
             task = bar.add_task("searching", total=opened.vector_count, status="")
             report = find_duplicates(
@@ -66,6 +74,7 @@ def duplicates(
                 limit,
                 where,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                hash_rule=hash_rule,
             )
         root = opened.indexed_root()
         space = opened.distance_space
@@ -91,6 +100,7 @@ def report_json(report: DuplicateReport, preset: str, space: str) -> dict[str, A
         "preset": preset,
         "threshold": report.threshold,
         "distance": space,
+        "hash_rule": None if report.hash_rule is None else asdict(report.hash_rule),
         "images_scanned": report.images_scanned,
         "groups_found": len(report.groups),
         "images_in_groups": report.images_in_groups,
@@ -146,6 +156,12 @@ def review_script(report: DuplicateReport, root: Path | None, store: Path) -> st
 
 def _print_report(report: DuplicateReport, preset: str, space: str) -> None:
     limit = "same content only" if report.threshold is None else f"{space} distance <= {report.threshold:g}"
+    if report.hash_rule is not None:
+        rule = report.hash_rule
+        limit += (
+            f"; with perceptual hashes: distance <= {rule.latent_threshold:g}, or pHash within "
+            f"{rule.max_bits} bits and distance <= {rule.max_distance:g}"
+        )
     typer.echo(
         f"{report.images_scanned} images, {preset} ({limit}): {len(report.groups)} groups, "
         f"{report.images_in_groups} images in them, {_copies(report)} copies beside their keepers "
