@@ -107,8 +107,9 @@ class ImageRow(Base):
     # The store-wide write generation that last set `latent`; reconcile re-adds vectors newer than the
     # generation the saved FAISS file holds.
     generation: Mapped[int] = mapped_column(default=0, index=True)
-    # pHash (`indexer.perceptual_hash`), signed; None for images indexed before it was kept
-    perceptual_hash: Mapped[int | None] = mapped_column(BigInt)
+    # pHash (`indexer.perceptual_hash`), signed; None for images indexed before it was kept. Deferred: a
+    # catalog opened read-only at an older revision has no such column, and row reads must not name it.
+    perceptual_hash: Mapped[int | None] = mapped_column(BigInt, deferred=True)
 
 
 class RunRow(Base):

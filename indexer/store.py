@@ -30,7 +30,7 @@ from typing import Any
 
 import faiss
 import numpy as np
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, inspect, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -207,6 +207,7 @@ class LatentStore:
         self.max_index_bytes = int(meta["max_index_bytes"]) if meta["max_index_bytes"] else None
         self._whitening_unsaved = False
         self._directions: DirectionBook | None = None
+        self._hash_column: bool | None = None  # whether the catalog has the perceptual-hash column
 
     @classmethod
     def create(
@@ -882,6 +883,8 @@ class LatentStore:
         ids = np.asarray(ids, dtype=np.int64)
         hashes = np.zeros(len(ids), np.int64)
         known = np.zeros(len(ids), bool)
+        if not self._keeps_perceptual_hashes():
+            return from_stored(hashes), known
         with self._catalog.reading() as session:
             for start in range(0, len(ids), _HASH_BATCH):
                 chunk = ids[start : start + _HASH_BATCH].tolist()
@@ -892,6 +895,13 @@ class LatentStore:
                     slot = int(np.searchsorted(ids, image_id))
                     hashes[slot], known[slot] = value, True
         return from_stored(hashes), known
+
+    def _keeps_perceptual_hashes(self) -> bool:
+        """Whether the catalog has the hash column: one opened read-only at a revision before 0003 has not."""
+        if self._hash_column is None:
+            columns = inspect(self._catalog.engine).get_columns(ImageRow.__tablename__)
+            self._hash_column = any(column["name"] == "perceptual_hash" for column in columns)
+        return self._hash_column
 
     def search_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
         """(the ids of `ids` with a usable latent, their vectors as `search` compares them, and how:

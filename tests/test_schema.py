@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -16,7 +17,7 @@ from sqlalchemy import create_engine, inspect
 import latentdex.indexer.directions  # noqa: F401  (registers the directions table on the models' metadata)
 from latentdex.errors import StoreError
 from latentdex.indexer import schema
-from latentdex.indexer.catalog import Base
+from latentdex.indexer.catalog import Base, ImageRecord
 from latentdex.indexer.store import LatentStore
 
 
@@ -87,3 +88,21 @@ def test_a_catalog_one_revision_behind_is_upgraded_and_one_ahead_is_refused(tmp_
         db.execute("UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(StoreError, match="newer latentdex"):
         LatentStore.open(folder)
+
+
+def test_a_catalog_before_perceptual_hashes_is_read_as_it_is_and_has_none(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    with LatentStore.create(folder, model_id="vae-a", latent_dim=4) as store:
+        record = ImageRecord(path="a.jpg", size=1, mtime_ns=1, content_hash="ab" * 32, model_id="vae-a")
+        [image_id] = store.upsert_images([record], np.ones((1, 4), np.float32), [2**64 - 1])
+        hashes, known = store.perceptual_hashes(np.array([image_id]))
+        assert known.tolist() == [True] and hashes.tolist() == [2**64 - 1]  # unsigned, bit for bit
+    with sqlite3.connect(folder / "catalog.sqlite") as db:  # as the builds before hashes left it
+        db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
+    with LatentStore.open(folder, read_only=True) as store:  # a server: it reads, it does not migrate
+        assert [r.path for r in store.get([image_id])] == ["a.jpg"]
+        hashes, known = store.perceptual_hashes(np.array([image_id]))
+        assert known.tolist() == [False]
+    with LatentStore.open(folder) as store:  # a writer brings it to the head; the old row has no hash
+        assert store.perceptual_hashes(np.array([image_id]))[1].tolist() == [False]
