@@ -886,14 +886,22 @@ class LatentStore:
         if not self._keeps_perceptual_hashes():
             return from_stored(hashes), known
         with self._catalog.reading() as session:
-            for start in range(0, len(ids), _HASH_BATCH):
-                chunk = ids[start : start + _HASH_BATCH].tolist()
-                query = select(ImageRow.id, ImageRow.perceptual_hash).where(
-                    ImageRow.id.in_(chunk), ImageRow.perceptual_hash.is_not(None)
-                )
-                for image_id, value in session.execute(query):
-                    slot = int(np.searchsorted(ids, image_id))
-                    hashes[slot], known[slot] = value, True
+            query = select(ImageRow.id, ImageRow.perceptual_hash).where(ImageRow.perceptual_hash.is_not(None))
+            if len(ids) > _HASH_BATCH * 8:  # most of a library: one scan beats thousands of IN (...) queries
+                rows = np.array(session.execute(query).all(), dtype=np.int64).reshape(-1, 2)
+            else:
+                parts = [
+                    session.execute(
+                        query.where(ImageRow.id.in_(ids[start : start + _HASH_BATCH].tolist()))
+                    ).all()
+                    for start in range(0, len(ids), _HASH_BATCH)
+                ]
+                rows = np.array([row for part in parts for row in part], dtype=np.int64).reshape(-1, 2)
+        slots = np.searchsorted(ids, rows[:, 0])
+        inside = slots < len(ids)
+        inside[inside] = ids[slots[inside]] == rows[inside, 0]
+        hashes[slots[inside]] = rows[inside, 1]
+        known[slots[inside]] = True
         return from_stored(hashes), known
 
     def _keeps_perceptual_hashes(self) -> bool:

@@ -445,3 +445,22 @@ def test_ivfpq_falls_back_to_flat_on_a_small_store_with_a_note(tmp_path: Path) -
         assert "ivfpq needs at least" in store.last_reconcile.notes[0]
         ids = store.upsert_images(records(5), latents(5))
         assert nearest_ids(store, latents(5)) == [[i] for i in ids]
+
+
+@pytest.mark.parametrize("wanted", [10, 4_500])  # the IN (...) queries, and one scan for most of a library
+def test_perceptual_hashes_come_back_by_id_and_a_metadata_update_keeps_them(
+    store: LatentStore, wanted: int
+) -> None:
+    rng = np.random.default_rng(3)
+    hashes = [int(h) for h in rng.integers(0, 2**64, 5_000, dtype=np.uint64)]
+    hashes[7] = None  # an image whose hash is unknown
+    ids = np.array(store.upsert_images(records(5_000), latents(5_000), hashes))
+    asked = np.sort(rng.choice(ids, wanted, replace=False))
+    asked[-1] = ids.max() + 1  # an id the store does not hold
+    found, known = store.perceptual_hashes(asked)
+    by_id = dict(zip(ids.tolist(), hashes, strict=True))
+    expected = [by_id.get(i) for i in asked.tolist()]
+    assert known.tolist() == [h is not None for h in expected]
+    assert [int(h) for h, k in zip(found, known, strict=True) if k] == [h for h in expected if h is not None]
+    store.upsert_images(records(3), None)  # metadata only: latents and hashes stay
+    assert store.perceptual_hashes(ids[:3])[0].tolist() == hashes[:3]  # ids come in ascending order
