@@ -14,6 +14,11 @@ batched range searches) and "union + groups" (the rest: the union-find, its grou
 the same run: the bare range search, `linked_pairs` alone over the same vectors (read beforehand, untimed);
 ratio = find_duplicates / bare.
 
+Two signals: `find_duplicates` again with the preset's pHash rule (`HASH_RULES`), which adds a search of
+each image's nearest latent neighbours and a read of the hashes. The synthetic stores get a random 64-bit
+hash per image (SQLite's random(), once, kept with the cached store): unrelated pictures, so the rule's
+cost is measured, not its links. Phase "read hashes" is `perceptual_hashes`.
+
 Recall (on the 100k store's vectors; quick: 10k): PLANTED_BASES images get 1 to 4 copies each at a cosine
 distance drawn uniformly up to the "similar" threshold (in a random direction orthogonal to the base), kept
 in memory; `linked_pairs` (IVF above EXACT_RANGE_MAX vectors) is compared with an exact flat range search:
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,11 +57,13 @@ from latentdex.indexer.duplicates import (
     BATCH,
     EXACT_RANGE_MAX,
     IVF_PROBES,
+    HashRule,
     find_duplicates,
     linked_pairs,
+    resolve_hash_rule,
     resolve_threshold,
 )
-from latentdex.indexer.store import LatentStore
+from latentdex.indexer.store import CATALOG_FILE, LatentStore
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
 
 NAME = "duplicates_scale"
@@ -64,7 +72,7 @@ GOAL_N = 1_000_000
 PRESET = "near"
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000,)
-PHASES = ("catalog", "read_vectors", "range_search", "union_groups")
+PHASES = ("catalog", "read_vectors", "read_hashes", "range_search", "union_groups")
 PROGRESS_STEPS = 10  # progress lines per store above PROGRESS_ABOVE images
 PROGRESS_ABOVE = 100_000
 PLANTED_BASES = 3000
@@ -101,6 +109,7 @@ def run(
         }
         for n in sizes:
             folder, build = ensure_store(stores_dir / f"store-{n}", n, card.latent_space_id, mixture)
+            ensure_hashes(folder)
             with LatentStore.open(folder, read_only=True) as store:
                 row = measure_store(store)
                 if n == planted_n:
@@ -130,17 +139,35 @@ def measure_store(store: LatentStore) -> dict[str, Any]:
     }
     row["find"] = timed_find(store, threshold, label)
     print(f"{NAME}: {label}: find_duplicates {row['find']['seconds']:.1f} s", flush=True)
+    rule = resolve_hash_rule(PRESET, None, store.distance_space)
+    if rule is not None:
+        row["hash_rule"] = asdict(rule)
+        row["find_two_signals"] = timed_find(store, threshold, f"{label}, two signals", rule)
+        seconds = row["find_two_signals"]["seconds"]
+        print(f"{NAME}: {label}: find_duplicates with pHash {seconds:.1f} s", flush=True)
     row["bare"] = bare_range(store, threshold)
     print(f"{NAME}: {label}: bare range search {row['bare']['seconds']:.1f} s", flush=True)
     row["ratio_to_bare"] = row["find"]["seconds"] / row["bare"]["seconds"]
     return row
 
 
-def timed_find(store: LatentStore, threshold: float, label: str) -> dict[str, Any]:
+def ensure_hashes(folder: Path) -> None:
+    """Give every ok image of a synthetic store a random 64-bit hash, once (a writable open first brings
+    the catalog to the revision that has the column)."""
+    LatentStore.open(folder).close()
+    with sqlite3.connect(folder / CATALOG_FILE) as db:
+        db.execute(
+            "UPDATE images SET perceptual_hash = random() WHERE perceptual_hash IS NULL AND status = 'ok'"
+        )
+
+
+def timed_find(
+    store: LatentStore, threshold: float, label: str, hash_rule: HashRule | None = None
+) -> dict[str, Any]:
     """find_duplicates once, with its phases timed through wrappers and its memory peak."""
     clock = _Clock()
     every = max(1, store.vector_count // PROGRESS_STEPS)
-    wrapped = ("select_ids", "same_hash_groups", "search_vectors")
+    wrapped = ("select_ids", "same_hash_groups", "search_vectors", "perceptual_hashes")
     for method in wrapped:
         setattr(store, method, clock.wrap(getattr(store, method), method))
     original = duplicates.linked_pairs
@@ -166,7 +193,7 @@ def timed_find(store: LatentStore, threshold: float, label: str) -> dict[str, An
     try:
         with PeakMemory() as memory:
             began = time.perf_counter()
-            report = find_duplicates(store, threshold, progress=progress)
+            report = find_duplicates(store, threshold, progress=progress, hash_rule=hash_rule)
             seconds = time.perf_counter() - began
     finally:
         duplicates.linked_pairs = original
@@ -176,6 +203,7 @@ def timed_find(store: LatentStore, threshold: float, label: str) -> dict[str, An
     phases = {
         "catalog": totals["select_ids"] + totals["same_hash_groups"],
         "read_vectors": totals["search_vectors"],
+        "read_hashes": totals["perceptual_hashes"],
         "range_search": totals["range_search"],
     }
     phases["union_groups"] = seconds - sum(phases.values())
@@ -367,6 +395,21 @@ def format_result(result: dict[str, Any]) -> str:
             *(r["find"]["phases_s"][p] for p in PHASES),
         ]
         for r in result["runs"]
+    ]
+    rows += [
+        [
+            f"{r['n']:,} + pHash",
+            r["range_index"],
+            r["find_two_signals"]["seconds"],
+            r["find_two_signals"]["images_per_s"],
+            r["find_two_signals"]["peak_over_before_mib"],
+            r["bare"]["seconds"],
+            r["find_two_signals"]["seconds"] / r["bare"]["seconds"],
+            r["find_two_signals"]["groups"],
+            *(r["find_two_signals"]["phases_s"][p] for p in PHASES),
+        ]
+        for r in result["runs"]
+        if "find_two_signals" in r
     ]
     headers = ["images", "range index", "find s", "img/s", "+peak MiB", "bare s", "ratio", "groups"]
     headers += [f"{p} s" for p in PHASES]
