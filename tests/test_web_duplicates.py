@@ -84,7 +84,7 @@ def find(
     """Choose the preset (and page size), press Find duplicates, and wait for `groups` groups."""
     Select(browser.find_element(By.CSS_SELECTOR, '[data-testid="duplicates-preset"]')).select_by_visible_text(
         {
-            "Near": "Near — re-encodes and resizes",
+            "Near": "Near — re-encodes, resizes, crops",
             "Exact": "Exact — identical files",
             "Similar": "Similar — more edits",
         }[preset]

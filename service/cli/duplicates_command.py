@@ -38,7 +38,7 @@ def duplicates(
     preset: Annotated[
         Preset | None,
         typer.Option(
-            help="exact: same file content; near (default): re-encodes, resizes; similar: more edits."
+            help="exact: same file content; near (default): re-encodes, resizes, crops; similar: more edits."
         ),
     ] = None,
     threshold: Annotated[
