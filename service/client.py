@@ -162,6 +162,18 @@ class DuplicateGroups:
     images_in_groups: int
     images_scanned: int
     threshold: float | None
+    hash_rule: DuplicateHashRule | None = None  # the preset's rule where both images have a perceptual hash
+
+
+@dataclass(frozen=True)
+class DuplicateHashRule:
+    """Two images that both have a perceptual hash are duplicates when their distance is at most
+    `threshold`, or when one is among the other's nearest images, their pHashes differ by at most
+    `max_bits` bits and their distance is at most `max_distance`."""
+
+    threshold: float
+    max_bits: int
+    max_distance: float
 
 
 DUPLICATE_PRESETS = {
@@ -775,6 +787,12 @@ def _duplicate_groups(reply: pb.FindDuplicatesResponse) -> DuplicateGroups:
         for group in reply.groups
     ]
     threshold = reply.threshold if reply.HasField("threshold") else None
+    rule = reply.hash_rule
+    hash_rule = (
+        DuplicateHashRule(rule.threshold, rule.max_bits, rule.max_distance)
+        if reply.HasField("hash_rule")
+        else None
+    )
     return DuplicateGroups(
         groups,
         reply.next_page_token,
@@ -782,4 +800,5 @@ def _duplicate_groups(reply: pb.FindDuplicatesResponse) -> DuplicateGroups:
         reply.images_in_groups,
         reply.images_scanned,
         threshold,
+        hash_rule,
     )

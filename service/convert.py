@@ -309,6 +309,10 @@ def duplicate_page_message(page: DuplicatePage) -> pb.FindDuplicatesResponse:
     )
     if page.threshold is not None:
         response.threshold = page.threshold
+    if page.hash_rule is not None:
+        response.hash_rule.threshold = page.hash_rule.latent_threshold
+        response.hash_rule.max_bits = page.hash_rule.max_bits
+        response.hash_rule.max_distance = page.hash_rule.max_distance
     for group in page.groups:
         members = [
             match_message(

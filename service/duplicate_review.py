@@ -17,6 +17,7 @@ from latentdex.errors import InvalidQuery
 from latentdex.indexer.duplicates import (
     DuplicateGroup,
     DuplicateReport,
+    HashRule,
     duplicates_of,
     find_duplicates,
     resolve_hash_rule,
@@ -47,6 +48,7 @@ class DuplicatePage:
     images_scanned: int
     threshold: float | None
     space: str  # what the distances measure: "whitened", "cosine" or "l2" (LatentStore.distance_space)
+    hash_rule: HashRule | None = None  # the rule for images that both have a perceptual hash
 
 
 class DuplicateReview:
@@ -86,6 +88,7 @@ class DuplicateReview:
             report.images_scanned,
             report.threshold,
             space,
+            report.hash_rule,
         )
 
     def group_of(self, image_id: int, options: DuplicateOptions) -> DuplicatePage:
@@ -97,7 +100,7 @@ class DuplicateReview:
             group = duplicates_of(store, image_id, threshold, hash_rule=hash_rule)
         groups = [] if group is None else [group]
         in_groups = sum(len(g.members) for g in groups)
-        return DuplicatePage(groups, "", len(groups), in_groups, 1, threshold, space)
+        return DuplicatePage(groups, "", len(groups), in_groups, 1, threshold, space, hash_rule)
 
     def _cached(self, key: str) -> DuplicateReport | None:
         with self._lock:

@@ -241,6 +241,10 @@ def test_the_rpc_pages_through_every_group(served: RunningServer, library: Libra
         assert first.total_groups == NEAR_GROUPS and first.images_scanned == SCENES + COPIES
         assert len(first.groups) == 3 and len(second.groups) == 2 and second.next_page_token == ""
         assert first.threshold == pytest.approx(PRESETS["near"]["whitened"])
+        rule = HASH_RULES["near"]["whitened"]
+        assert first.hash_rule is not None and first.hash_rule.max_bits == rule.max_bits
+        assert first.hash_rule.threshold == pytest.approx(rule.latent_threshold)
+        assert first.hash_rule.max_distance == pytest.approx(rule.max_distance)
         keeper = first.groups[0].keeper
         assert keeper.path == "copies/scene-000.jpg" and first.groups[0].exact
         assert [m.distance for m in first.groups[0].members] == [0.0, 0.0, 0.0]
@@ -251,9 +255,9 @@ def test_the_rpc_pages_through_every_group(served: RunningServer, library: Libra
         ]
         assert client.duplicates_of(library.id("copies/burst-1.png")) is None
         exact = client.find_duplicates(preset="exact")
-        assert exact.total_groups == 1 and exact.threshold is None
+        assert exact.total_groups == 1 and exact.threshold is None and exact.hash_rule is None
         loose = client.find_duplicates(threshold=0.1)
-        assert loose.total_groups == 4
+        assert loose.total_groups == 4 and loose.hash_rule is None  # a threshold is the whole rule
 
 
 @pytest.mark.parametrize(

@@ -156,8 +156,7 @@ function render(reply, more) {
 
   const summary = $('[data-testid="duplicates-summary"]');
   summary.textContent = summaryText(reply);
-  const threshold = reply.threshold === undefined ? '' : `: distance at most ${fmtSmall(reply.threshold)}`;
-  $('[data-dup-threshold]').textContent = `${presetName(state.request.preset)}${threshold}`;
+  $('[data-dup-threshold]').textContent = `${presetName(state.request.preset)}${ruleText(reply)}`;
 
   const total = Number(reply.totalGroups || 0);
   const moreButton = $('[data-testid="duplicates-more"]');
@@ -247,4 +246,14 @@ function memberCard(match, isKeeper, keeper) {
     : `${path}, distance ${distance} from the keeper${sameFile ? ', the same file' : ''}`;
   open.setAttribute('aria-label', `${label}${details ? `, ${details}` : ''}. Search by this image`);
   return card;
+}
+
+// The rule the groups were found by: the threshold alone, or with perceptual hashes the two-signal rule
+// (the threshold then links only images without a hash).
+function ruleText(reply) {
+  if (reply.threshold === undefined) return '';
+  const rule = reply.hashRule;
+  if (!rule) return `: distance at most ${fmtSmall(reply.threshold)}`;
+  return `: distance at most ${fmtSmall(rule.threshold || 0)}, or pHash within ${rule.maxBits || 0} bits `
+    + `and distance at most ${fmtSmall(rule.maxDistance || 0)}`;
 }

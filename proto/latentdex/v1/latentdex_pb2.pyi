@@ -310,20 +310,32 @@ class DuplicateGroup(_message.Message):
     def __init__(self, members: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., exact: _Optional[bool] = ..., pairs: _Optional[_Iterable[_Union[DuplicatePair, _Mapping]]] = ...) -> None: ...
 
 class FindDuplicatesResponse(_message.Message):
-    __slots__ = ("groups", "next_page_token", "total_groups", "images_in_groups", "images_scanned", "threshold")
+    __slots__ = ("groups", "next_page_token", "total_groups", "images_in_groups", "images_scanned", "threshold", "hash_rule")
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_GROUPS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_IN_GROUPS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_SCANNED_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    HASH_RULE_FIELD_NUMBER: _ClassVar[int]
     groups: _containers.RepeatedCompositeFieldContainer[DuplicateGroup]
     next_page_token: str
     total_groups: int
     images_in_groups: int
     images_scanned: int
     threshold: float
-    def __init__(self, groups: _Optional[_Iterable[_Union[DuplicateGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_groups: _Optional[int] = ..., images_in_groups: _Optional[int] = ..., images_scanned: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+    hash_rule: DuplicateHashRule
+    def __init__(self, groups: _Optional[_Iterable[_Union[DuplicateGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_groups: _Optional[int] = ..., images_in_groups: _Optional[int] = ..., images_scanned: _Optional[int] = ..., threshold: _Optional[float] = ..., hash_rule: _Optional[_Union[DuplicateHashRule, _Mapping]] = ...) -> None: ...
+
+class DuplicateHashRule(_message.Message):
+    __slots__ = ("threshold", "max_bits", "max_distance")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MAX_BITS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    max_bits: int
+    max_distance: float
+    def __init__(self, threshold: _Optional[float] = ..., max_bits: _Optional[int] = ..., max_distance: _Optional[float] = ...) -> None: ...
 
 class ImageMetadata(_message.Message):
     __slots__ = ("size_bytes", "mtime_ns", "content_hash", "width", "height", "format", "capture_time", "camera_make", "camera_model", "model_id", "indexed_at")
