@@ -9,7 +9,8 @@ one photo (shifted by 10-20% of the side with a small zoom difference), or two r
 
 `plan_pairs` plans everything in the main process from the sources' header sizes (pixel boxes, ops and
 seeds); `render_images` decodes each source once per job in worker processes and returns, per planned
-image, its model input and its 64-bit pHash and dHash (`imagehash`, on the source-resolution image).
+image, its model input, its 64-bit pHash and dHash (`imagehash`, on the source-resolution image) and the
+whole and region pHashes the indexer keeps (`indexer.perceptual_hash`, on the same image).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench.alterations import cap_source
 from bench.datasets import MAX_SOURCE_PIXELS
 from latentdex.errors import BadImage
 from latentdex.indexer.load import load_for_model, load_image, model_square
+from latentdex.indexer.perceptual_hash import HASHES, perceptual_hashes
 
 # Positive kinds; "colour" is one of brightness / contrast / saturation, "combo" two distinct other kinds.
 ALTERATION_KINDS = ("jpeg", "resize", "crop", "colour", "rotate", "border", "caption", "combo")
@@ -107,11 +109,13 @@ class PairPlan:
 
 @dataclass
 class RenderedImages:
-    """Per planned image: model input, pHash and dHash (64-bit), and whether it decoded."""
+    """Per planned image: model input, pHash and dHash (64-bit), the pHashes the indexer keeps (whole and
+    regions, `indexer.perceptual_hash`), and whether it decoded."""
 
     inputs: np.ndarray  # (N, S, S, 3) uint8; zeros where `ok` is False
     phash: np.ndarray  # (N,) uint64
     dhash: np.ndarray  # (N,) uint64
+    kept_hashes: np.ndarray  # (N, HASHES) uint64
     ok: np.ndarray  # (N,) bool
     errors: list[tuple[str, str]]  # (source, reason), first few
 
@@ -381,19 +385,21 @@ def render_images(
     inputs = np.zeros((len(images), size, size, 3), np.uint8)
     phash = np.zeros(len(images), np.uint64)
     dhash = np.zeros(len(images), np.uint64)
+    kept_hashes = np.zeros((len(images), HASHES), np.uint64)
     ok = np.zeros(len(images), bool)
     errors = []
     for (path, _, _, _), (rows, error) in zip(jobs, results, strict=True):
         if error is not None and len(errors) < 20:
             errors.append((path, error))
-        for index, pixels, p_bits, d_bits in rows:
+        for index, pixels, p_bits, d_bits, kept in rows:
             inputs[index], phash[index], dhash[index], ok[index] = pixels, p_bits, d_bits, True
-    return RenderedImages(inputs, phash, dhash, ok, errors)
+            kept_hashes[index] = kept
+    return RenderedImages(inputs, phash, dhash, kept_hashes, ok, errors)
 
 
 def _render_job(
     job: tuple[str, list[tuple[int, ImageSpec]], int, int],
-) -> tuple[list[tuple[int, np.ndarray, int, int]], str | None]:
+) -> tuple[list[tuple[int, np.ndarray, int, int, np.ndarray]], str | None]:
     path, specs, size, seed = job
     try:
         pixels = load_image(path, max_pixels=MAX_SOURCE_PIXELS).pixels
@@ -423,5 +429,5 @@ def _render_job(
         p_bits, d_bits = hash_bits(Image.fromarray(version))
         if model_input is None:
             model_input = model_square(version, size)
-        rows.append((index, model_input, p_bits, d_bits))
+        rows.append((index, model_input, p_bits, d_bits, perceptual_hashes(version)))
     return rows, error

@@ -70,6 +70,7 @@ from bench.pixel_baseline import PCA_DIMS, PIXEL_SIZES, PixelPCA, to_pixels
 from bench.report import table
 from bench.retrieval_items import SEED
 from bench.roc_figure import draw_roc
+from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.whitening import Whitening
 from latentdex.models.checkpoint import load_model
 from latentdex.models.inference import LatentCodec
@@ -141,12 +142,12 @@ def run(
     seconds["distances"] = time.perf_counter() - started
 
     methods = {name: evaluate_method(name, d, labels) for name, d in distances.items()}
-    phash_bits = distances["phash"].astype(np.int64)
+    kept_bits = closest_bits(rendered.kept_hashes[a], rendered.kept_hashes[b]).astype(np.int64)
     hash_rules = {
         space: {
             preset: calibrate_rule(
                 distances[method],
-                phash_bits,
+                kept_bits,
                 labels,
                 min_precision,
                 methods[method]["presets"]["similar"]["threshold"],

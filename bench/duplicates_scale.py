@@ -16,7 +16,8 @@ ratio = find_duplicates / bare.
 
 Two signals: `find_duplicates` again with the preset's pHash rule (`HASH_RULES`), which adds a search of
 each image's nearest latent neighbours and a read of the hashes. The synthetic stores get a random 64-bit
-hash per image (SQLite's random(), once, kept with the cached store): unrelated pictures, so the rule's
+hash and five random region hashes per image (SQLite's random() and randomblob(), once, kept with the
+cached store): unrelated pictures, so the rule's
 cost is measured, not its links. Phase "read hashes" is `perceptual_hashes`.
 
 Recall (on the 100k store's vectors; quick: 10k): PLANTED_BASES images get 1 to 4 copies each at a cosine
@@ -152,12 +153,13 @@ def measure_store(store: LatentStore) -> dict[str, Any]:
 
 
 def ensure_hashes(folder: Path) -> None:
-    """Give every ok image of a synthetic store a random 64-bit hash, once (a writable open first brings
+    """Give every ok image of a synthetic store random perceptual hashes, once (a writable open first brings
     the catalog to the revision that has the column)."""
     LatentStore.open(folder).close()
     with sqlite3.connect(folder / CATALOG_FILE) as db:
         db.execute(
-            "UPDATE images SET perceptual_hash = random() WHERE perceptual_hash IS NULL AND status = 'ok'"
+            "UPDATE images SET perceptual_hash = random(), region_hashes = randomblob(40) "
+            "WHERE region_hashes IS NULL AND status = 'ok'"
         )
 
 

@@ -1,7 +1,8 @@
 """Calibrate the two-signal duplicate rule (`indexer.duplicates.HashRule`) on the calibration pairs.
 
-A pair is linked if its latent distance is at most `latent_threshold`, or if its pHashes differ by at
-most `max_bits` and its latent distance is at most `max_distance`. The three are chosen jointly: the
+A pair is linked if its latent distance is at most `latent_threshold`, or if its closest same-place pair of
+the pHashes the indexer keeps (whole picture and five regions: `perceptual_hash.closest_bits`) differs by
+at most `max_bits` and its latent distance is at most `max_distance`. The three are chosen jointly: the
 largest calibration recall at the preset's pair precision, over latent thresholds at the positives'
 distance percentiles, 0-12 bits (the usual pHash range), and loose distances of 1-4x the method's own
 `similar` threshold (a looser guard lets unrelated flat pictures with alike hashes chain into one group

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     URL,
     BigInteger,
@@ -107,9 +108,11 @@ class ImageRow(Base):
     # The store-wide write generation that last set `latent`; reconcile re-adds vectors newer than the
     # generation the saved FAISS file holds.
     generation: Mapped[int] = mapped_column(default=0, index=True)
-    # pHash (`indexer.perceptual_hash`), signed; None for images indexed before it was kept. Deferred: a
-    # catalog opened read-only at an older revision has no such column, and row reads must not name it.
+    # pHashes (`indexer.perceptual_hash`): the whole picture's, signed, and five regions' (40 bytes); None
+    # for images indexed before they were kept. Deferred: a catalog opened read-only at an older revision
+    # lacks these columns, and row reads must not name them.
     perceptual_hash: Mapped[int | None] = mapped_column(BigInt, deferred=True)
+    region_hashes: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class RunRow(Base):
@@ -338,13 +341,13 @@ def write_images(
     *,
     failed: bool,
     generation: int,
-    perceptual_hashes: Sequence[int | None] | None = None,
+    perceptual_hashes: Sequence[np.ndarray | None] | None = None,
 ) -> list[int]:
     """Insert or update one row per record (by id, else by path); return the ids in record order.
 
     `failed`: rows become "failed" and lose their latent. Otherwise rows become "ok" with `latents`
-    (stamped with `generation`) and `perceptual_hashes` (unsigned; None: unknown), or keep the latent and
-    hash they have when `latents` is None. Raises NotFound
+    (stamped with `generation`) and `perceptual_hashes` (per record, `indexer.perceptual_hash`'s array;
+    None: unknown), or keep the latent and hashes they have when `latents` is None. Raises NotFound
     for an unknown id (or, metadata only, an unknown path), StoreError for a path held by another id
     or a metadata-only update of an image without a latent.
     """
@@ -369,10 +372,11 @@ def write_images(
         fill_row(row, record)
         row.status, row.failure_reason = ("failed", record.failure_reason) if failed else ("ok", None)
         if failed:
-            row.latent, row.perceptual_hash = None, None
+            row.latent, row.perceptual_hash, row.region_hashes = None, None, None
         elif latents is not None:
             row.latent, row.generation = latents[index], generation
-            row.perceptual_hash = None if perceptual_hashes is None else to_stored(perceptual_hashes[index])
+            hashes = None if perceptual_hashes is None else perceptual_hashes[index]
+            row.perceptual_hash, row.region_hashes = to_stored(hashes)
         elif row.latent is None:
             raise StoreError(f"image {row.id} has no latent: upsert it with one")
         rows.append(row)

@@ -25,7 +25,7 @@ import numpy as np
 from latentdex.errors import BadImage
 from latentdex.indexer.load import load_image, model_square
 from latentdex.indexer.parent_watch import die_with_parent, helper_context
-from latentdex.indexer.perceptual_hash import perceptual_hash
+from latentdex.indexer.perceptual_hash import perceptual_hashes
 
 HASH_CHUNK = 1 << 20
 WORKER_DIED = "the decoder crashed (its worker process died)"
@@ -52,7 +52,7 @@ class DecodedFile:
     failure: str | None = None
     # Set (and `pixels` dropped) by engines that encode where they decode, such as the Ray engine.
     latent: np.ndarray | None = None
-    perceptual_hash: int | None = None  # of the whole decoded frame (`indexer.perceptual_hash`)
+    perceptual_hashes: np.ndarray | None = None  # of the decoded frame (`indexer.perceptual_hash`)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -93,7 +93,7 @@ def decode_for_index(path: str, image_size: int) -> DecodedFile:
     try:
         image = load_image(path, min_side=image_size)
         pixels = model_square(image.pixels, image_size)
-        phash = perceptual_hash(image.pixels)
+        hashes = perceptual_hashes(image.pixels)
     except BadImage as exc:
         return DecodedFile(size, mtime_ns, digest, failure=exc.reason)
     except Exception as exc:  # a loader bug must cost one file, not the run; the reason names it
@@ -110,7 +110,7 @@ def decode_for_index(path: str, image_size: int) -> DecodedFile:
         capture_time=exif.capture_time,
         camera_make=exif.camera_make,
         camera_model=exif.camera_model,
-        perceptual_hash=phash,
+        perceptual_hashes=hashes,
     )
 
 

@@ -3,12 +3,13 @@ cropped.
 
 Two images are linked when their distance in the store's search space (for the default "whitened" metric:
 1 - cosine of whitened latents) is at most a threshold, or when their files have the same content hash
-(always, whatever the threshold). A preset links by two signals where both images have a perceptual hash
-(`indexer.perceptual_hash`, kept since catalog revision 0003): a latent distance under a tighter
-threshold, or a pHash within a few bits of one of the image's nearest latent neighbours that is also
-loosely near in latent space. A crop, a caption strip or a small rotation moves the 64-px latent further
-than it moves the whole-image pHash, while neighbouring crops and burst frames differ in both; images
-indexed before hashes were kept fall back to the latent threshold alone.
+(always, whatever the threshold). A preset links by two signals where both images have perceptual hashes
+(`indexer.perceptual_hash`: the whole picture's and five regions', kept since catalog revision 0004): a
+latent distance under a tighter threshold, or pHashes within a few bits of one of the image's nearest
+latent neighbours that is also loosely near in latent space. A crop, a caption strip or a small rotation
+moves the 64-px latent further than it moves the hashes of the whole or of the regions it spares, while
+neighbouring crops and burst frames differ in both; images indexed before hashes were kept fall back to
+the latent threshold alone.
 
 Groups are the connected parts of those links, found without an
 all-pairs matrix: a FAISS range search at the threshold, in batches, over the library's vectors (exact up
@@ -34,7 +35,7 @@ import numpy as np
 from latentdex.errors import InvalidQuery
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.perceptual_hash import hamming
+from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.store import LatentStore
 
 # Thresholds on the store's distance, by the space it searches: "whitened" (1 - cosine of whitened latents)
@@ -65,8 +66,9 @@ Progress = Callable[[int, int], None]  # (images searched so far, images in all)
 
 @dataclass(frozen=True)
 class HashRule:
-    """Where both images have a pHash: linked if their latent distance is at most `latent_threshold`, or if
-    one is among the other's HASH_NEIGHBOURS nearest, their hashes differ by at most `max_bits` and their
+    """Where both images have pHashes: linked if their latent distance is at most `latent_threshold`, or if
+    one is among the other's HASH_NEIGHBOURS nearest, their closest same-place pair of hashes (whole with
+    whole, region with region: `perceptual_hash.closest_bits`) differs by at most `max_bits` and their
     latent distance is at most `max_distance`."""
 
     latent_threshold: float
@@ -83,8 +85,8 @@ class HashRule:
 # The two-signal rule of each preset, calibrated by the same benchmark (the latent threshold, the pHash
 # bits and the loose latent distance jointly: the largest calibration recall at the preset's precision).
 HASH_RULES: dict[str, dict[str, HashRule]] = {
-    "near": {"whitened": HashRule(0.0065, 11, 0.291), "cosine": HashRule(0.0009, 10, 0.0395)},
-    "similar": {"whitened": HashRule(0.0738, 12, 0.291), "cosine": HashRule(0.0096, 12, 0.0395)},
+    "near": {"whitened": HashRule(0.0037, 6, 0.291), "cosine": HashRule(0.0025, 4, 0.0395)},
+    "similar": {"whitened": HashRule(0.0580, 12, 0.291), "cosine": HashRule(0.0083, 12, 0.0395)},
 }
 
 
@@ -187,8 +189,8 @@ def find_duplicates(
 
 @dataclass(frozen=True)
 class HashedVectors:
-    """The perceptual hashes of the rows of a vector array (uint64; `known` False where an image has none)
-    and the rule that links rows by them."""
+    """The perceptual hashes of the rows of a vector array ((n, HASHES) uint64; `known` False where an
+    image has none) and the rule that links rows by them."""
 
     hashes: np.ndarray
     known: np.ndarray
@@ -200,7 +202,7 @@ class HashedVectors:
         """Which range-search pairs stay linked: those the rule links where both have a hash, those
         within the latent-only `threshold` where one has none."""
         both = self.known[first] & self.known[second]
-        bits = hamming(self.hashes[first], self.hashes[second])
+        bits = closest_bits(self.hashes[first], self.hashes[second])
         return np.where(both, self.rule.links(distances, bits), distances <= threshold)
 
     def neighbour_pairs(
@@ -216,7 +218,7 @@ class HashedVectors:
         sources, rows, distances = sources[usable], rows[usable], distances[usable]
         both = self.known[sources] & self.known[rows]
         sources, rows, distances = sources[both], rows[both], distances[both]
-        linked = self.rule.links(distances, hamming(self.hashes[sources], self.hashes[rows]))
+        linked = self.rule.links(distances, closest_bits(self.hashes[sources], self.hashes[rows]))
         return sources[linked], rows[linked]
 
 
@@ -295,7 +297,7 @@ def duplicates_of(
         linked = distances <= threshold
         if hash_rule is not None and len(near):
             hashes, known = _hashes_in_order(store, ids)
-            bits = hamming(hashes[1:], np.full(len(near), hashes[0], np.uint64))
+            bits = closest_bits(hashes[1:], hashes[:1])
             in_reach = (np.arange(len(near)) < HASH_NEIGHBOURS) | (distances <= hash_rule.latent_threshold)
             by_rule = hash_rule.links(distances, bits) & in_reach
             linked = np.where(known[0] & known[1:], by_rule, linked)

@@ -278,7 +278,7 @@ class _Run:
             latents = self.codec.encode(np.stack([result.pixels for _, result in items]))
         usable = np.isfinite(latents).all(axis=1) & latents.any(axis=1)
         good = [self._ok_record(job, result) for (job, result), ok in zip(items, usable, strict=True) if ok]
-        hashes = [result.perceptual_hash for (_, result), ok in zip(items, usable, strict=True) if ok]
+        hashes = [result.perceptual_hashes for (_, result), ok in zip(items, usable, strict=True) if ok]
         if good:
             self.store.upsert_images(good, latents[usable], hashes)
         self.counts.new += sum(1 for record in good if record.id is None)

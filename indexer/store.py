@@ -86,7 +86,7 @@ from latentdex.indexer.filters import (
     page_of_ids,
     same_hash_groups,
 )
-from latentdex.indexer.perceptual_hash import from_stored
+from latentdex.indexer.perceptual_hash import HASHES, from_stored
 from latentdex.indexer.record_table import TABLE_COLUMNS, RecordTable, UnsupportedRecords
 from latentdex.indexer.rerank_rows import RerankRows
 from latentdex.indexer.vectors import (
@@ -377,12 +377,12 @@ class LatentStore:
         self,
         records: Sequence[ImageRecord],
         latents: np.ndarray | None,
-        perceptual_hashes: Sequence[int | None] | None = None,
+        perceptual_hashes: Sequence[np.ndarray | None] | None = None,
     ) -> list[int]:
         """Store `records` with their `latents` (one row each) in one transaction; return their ids.
 
-        `perceptual_hashes` (unsigned 64-bit pHash per record, `indexer.perceptual_hash`) go with the
-        latents; without them the rows' hashes become unknown.
+        `perceptual_hashes` (per record, `indexer.perceptual_hash.perceptual_hashes`' array, or None) go
+        with the latents; without them the rows' hashes become unknown.
         A record with an id updates that image; one without updates the image at its path or adds a new one.
         `latents=None` updates only the metadata of images that already have a latent. Raises
         DimensionMismatch, BadLatent (NaN, infinite, all-zero under "cosine"), ModelMismatch (a record's
@@ -878,37 +878,42 @@ class LatentStore:
             return same_hash_groups(session, where or SearchFilter())
 
     def perceptual_hashes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(uint64 pHash per id, whether it is known) for sorted `ids`; unknown ids and images indexed
-        before hashes were kept have none."""
+        """((n, HASHES) uint64 pHashes per id, whether they are known) for sorted `ids`
+        (`indexer.perceptual_hash`); unknown ids and images indexed before hashes were kept have none."""
         ids = np.asarray(ids, dtype=np.int64)
-        hashes = np.zeros(len(ids), np.int64)
+        hashes = np.zeros((len(ids), HASHES), np.uint64)
         known = np.zeros(len(ids), bool)
         if not self._keeps_perceptual_hashes():
-            return from_stored(hashes), known
+            return hashes, known
         with self._catalog.reading() as session:
-            query = select(ImageRow.id, ImageRow.perceptual_hash).where(ImageRow.perceptual_hash.is_not(None))
+            query = select(ImageRow.id, ImageRow.perceptual_hash, ImageRow.region_hashes).where(
+                ImageRow.perceptual_hash.is_not(None), ImageRow.region_hashes.is_not(None)
+            )
             if len(ids) > _HASH_BATCH * 8:  # most of a library: one scan beats thousands of IN (...) queries
-                rows = np.array(session.execute(query).all(), dtype=np.int64).reshape(-1, 2)
+                rows = session.execute(query).all()
             else:
-                parts = [
-                    session.execute(
-                        query.where(ImageRow.id.in_(ids[start : start + _HASH_BATCH].tolist()))
-                    ).all()
+                rows = [
+                    row
                     for start in range(0, len(ids), _HASH_BATCH)
+                    for row in session.execute(
+                        query.where(ImageRow.id.in_(ids[start : start + _HASH_BATCH].tolist()))
+                    )
                 ]
-                rows = np.array([row for part in parts for row in part], dtype=np.int64).reshape(-1, 2)
-        slots = np.searchsorted(ids, rows[:, 0])
+        row_ids = np.array([row[0] for row in rows], dtype=np.int64)
+        slots = np.searchsorted(ids, row_ids)
         inside = slots < len(ids)
-        inside[inside] = ids[slots[inside]] == rows[inside, 0]
-        hashes[slots[inside]] = rows[inside, 1]
+        inside[inside] = ids[slots[inside]] == row_ids[inside]
+        chosen = [row for row, keep in zip(rows, inside.tolist(), strict=True) if keep]
+        whole = np.array([row[1] for row in chosen], dtype=np.int64)
+        hashes[slots[inside]] = from_stored(whole, [row[2] for row in chosen])
         known[slots[inside]] = True
-        return from_stored(hashes), known
+        return hashes, known
 
     def _keeps_perceptual_hashes(self) -> bool:
-        """Whether the catalog has the hash column: one opened read-only at a revision before 0003 has not."""
+        """Whether the catalog has the hash columns (one opened read-only before revision 0004 has not)."""
         if self._hash_column is None:
             columns = inspect(self._catalog.engine).get_columns(ImageRow.__tablename__)
-            self._hash_column = any(column["name"] == "perceptual_hash" for column in columns)
+            self._hash_column = any(column["name"] == "region_hashes" for column in columns)
         return self._hash_column
 
     def search_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
@@ -979,7 +984,7 @@ class LatentStore:
         vectors: np.ndarray | None,
         *,
         failed: bool,
-        perceptual_hashes: Sequence[int | None] | None = None,
+        perceptual_hashes: Sequence[np.ndarray | None] | None = None,
     ) -> list[int]:
         try:
             with self._writing() as session:

@@ -25,7 +25,7 @@ def test_a_new_store_is_at_the_head_revision_and_matches_the_models(tmp_path: Pa
     LatentStore.create(tmp_path / "store", model_id="vae-a", latent_dim=4).close()
     engine = create_engine(f"sqlite:///{tmp_path / 'store' / 'catalog.sqlite'}")
     try:
-        assert schema.current_revision(engine) == schema.head_revision() == "0003"
+        assert schema.current_revision(engine) == schema.head_revision() == "0004"
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         # SQLite reports no server-side details that differ; anything listed is a real drift
@@ -41,6 +41,7 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
         db.execute("DROP TABLE alembic_version")
         db.execute("DROP TABLE directions")
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
+        db.execute("ALTER TABLE images DROP COLUMN region_hashes")
     engine = create_engine(f"sqlite:///{folder / 'catalog.sqlite'}")
     try:
         with LatentStore.open(folder, read_only=True):
@@ -49,7 +50,8 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
             assert store.verify().ok
         assert schema.current_revision(engine) == schema.head_revision()
         assert inspect(engine).has_table("directions")
-        assert "perceptual_hash" in {column["name"] for column in inspect(engine).get_columns("images")}
+        columns = {column["name"] for column in inspect(engine).get_columns("images")}
+        assert {"perceptual_hash", "region_hashes"} <= columns
     finally:
         engine.dispose()
 
@@ -75,6 +77,7 @@ def test_a_catalog_one_revision_behind_is_upgraded_and_one_ahead_is_refused(tmp_
     with sqlite3.connect(folder / "catalog.sqlite") as db:
         db.execute("DROP TABLE directions")
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
+        db.execute("ALTER TABLE images DROP COLUMN region_hashes")
         db.execute("UPDATE alembic_version SET version_num = '0001'")
     with LatentStore.open(folder) as store:
         assert store.verify().ok
@@ -92,17 +95,18 @@ def test_a_catalog_one_revision_behind_is_upgraded_and_one_ahead_is_refused(tmp_
 
 def test_a_catalog_before_perceptual_hashes_is_read_as_it_is_and_has_none(tmp_path: Path) -> None:
     folder = tmp_path / "store"
+    hashes = np.array([2**64 - 1, 0, 1, 2**63, 12345, 2**40], np.uint64)
     with LatentStore.create(folder, model_id="vae-a", latent_dim=4) as store:
         record = ImageRecord(path="a.jpg", size=1, mtime_ns=1, content_hash="ab" * 32, model_id="vae-a")
-        [image_id] = store.upsert_images([record], np.ones((1, 4), np.float32), [2**64 - 1])
-        hashes, known = store.perceptual_hashes(np.array([image_id]))
-        assert known.tolist() == [True] and hashes.tolist() == [2**64 - 1]  # unsigned, bit for bit
+        [image_id] = store.upsert_images([record], np.ones((1, 4), np.float32), [hashes])
+        found, known = store.perceptual_hashes(np.array([image_id]))
+        assert known.tolist() == [True] and found[0].tolist() == hashes.tolist()  # unsigned, bit for bit
     with sqlite3.connect(folder / "catalog.sqlite") as db:  # as the builds before hashes left it
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
+        db.execute("ALTER TABLE images DROP COLUMN region_hashes")
         db.execute("UPDATE alembic_version SET version_num = '0002'")
     with LatentStore.open(folder, read_only=True) as store:  # a server: it reads, it does not migrate
         assert [r.path for r in store.get([image_id])] == ["a.jpg"]
-        hashes, known = store.perceptual_hashes(np.array([image_id]))
-        assert known.tolist() == [False]
+        assert store.perceptual_hashes(np.array([image_id]))[1].tolist() == [False]
     with LatentStore.open(folder) as store:  # a writer brings it to the head; the old row has no hash
         assert store.perceptual_hashes(np.array([image_id]))[1].tolist() == [False]

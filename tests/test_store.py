@@ -18,6 +18,7 @@ import pytest
 from latentdex import atomic_files
 from latentdex.errors import BadLatent, DimensionMismatch, ModelMismatch, NotFound, StoreError
 from latentdex.indexer.catalog import RunCounts
+from latentdex.indexer.perceptual_hash import HASHES
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.vectors import VectorIndex
 
@@ -199,6 +200,7 @@ def test_rows_committed_but_vectors_not_saved_are_readded(tmp_path: Path) -> Non
 KILLED_WRITER = """
 import os, sys
 import faiss, numpy as np
+from latentdex.indexer.perceptual_hash import HASHES
 from latentdex.indexer.store import ImageRecord, LatentStore
 faiss.omp_set_num_threads(1)
 rows = np.random.default_rng(0).normal(size=(15, {dim})).astype(np.float32)
@@ -452,8 +454,8 @@ def test_perceptual_hashes_come_back_by_id_and_a_metadata_update_keeps_them(
     store: LatentStore, wanted: int
 ) -> None:
     rng = np.random.default_rng(3)
-    hashes = [int(h) for h in rng.integers(0, 2**64, 5_000, dtype=np.uint64)]
-    hashes[7] = None  # an image whose hash is unknown
+    hashes: list[np.ndarray | None] = list(rng.integers(0, 2**64, (5_000, HASHES), dtype=np.uint64))
+    hashes[7] = None  # an image whose hashes are unknown
     ids = np.array(store.upsert_images(records(5_000), latents(5_000), hashes))
     asked = np.sort(rng.choice(ids, wanted, replace=False))
     asked[-1] = ids.max() + 1  # an id the store does not hold
@@ -461,6 +463,6 @@ def test_perceptual_hashes_come_back_by_id_and_a_metadata_update_keeps_them(
     by_id = dict(zip(ids.tolist(), hashes, strict=True))
     expected = [by_id.get(i) for i in asked.tolist()]
     assert known.tolist() == [h is not None for h in expected]
-    assert [int(h) for h, k in zip(found, known, strict=True) if k] == [h for h in expected if h is not None]
+    assert (found[known] == np.stack([h for h in expected if h is not None])).all()
     store.upsert_images(records(3), None)  # metadata only: latents and hashes stay
-    assert store.perceptual_hashes(ids[:3])[0].tolist() == hashes[:3]  # ids come in ascending order
+    assert (store.perceptual_hashes(ids[:3])[0] == np.stack(hashes[:3])).all()  # ids come in ascending order
