@@ -909,6 +909,18 @@ class LatentStore:
         known[slots[inside]] = True
         return hashes, known
 
+    def hashed_count(self) -> int:
+        """How many ok images have perceptual hashes (the rest are matched by their latent alone)."""
+        if not self._keeps_perceptual_hashes():
+            return 0
+        with self._catalog.reading() as session:
+            query = select(func.count()).where(
+                ImageRow.status == "ok",
+                ImageRow.perceptual_hash.is_not(None),
+                ImageRow.region_hashes.is_not(None),
+            )
+            return int(session.scalar(query) or 0)
+
     def _keeps_perceptual_hashes(self) -> bool:
         """Whether the catalog has the hash columns (one opened read-only before revision 0004 has not)."""
         if self._hash_column is None:

@@ -139,6 +139,9 @@ def test_without_perceptual_hashes_near_falls_back_to_the_latent_threshold(
     assert (
         groups_by_path(library, near(library), hash_rule=rule, store_folder=tmp_path / "store") == latent_only
     )
+    stats = runner.invoke(app, ["stats", str(tmp_path / "store")])
+    total = SCENES + COPIES
+    assert f"hashes:      0 of {total} ok images have perceptual hashes; the rest match" in stats.output
     with LatentStore.open(library.store, read_only=True) as store:
         hashes, known = store.perceptual_hashes(store.select_ids())
     assert known.all() and len({tuple(row) for row in hashes.tolist()}) > SCENES // 2

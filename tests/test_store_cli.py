@@ -90,6 +90,7 @@ def test_stats_prints_totals_model_index_disk_and_runs(indexed: tuple[Path, Path
     assert "whitening:   not fitted yet: needs 16 images, has 6 (cosine on mu until then)" in lines
     assert "index:       flat (configured: flat)" in lines
     assert "images:      6 ok, 1 failed" in lines
+    assert "hashes:      6 of 6 ok images have perceptual hashes" in lines
     assert f"on disk:     {size:,} bytes" in lines and size > 0
     run_lines = [line for line in lines if line.startswith("  run ")]
     assert (

@@ -145,6 +145,9 @@ def stats(
         typer.echo(f"index:       {opened.vector_kind} (configured: {opened.index_type})")
         typer.echo(f"             {opened.index_choice()}")
         typer.echo(f"images:      {ok} ok, {failed} failed")
+        hashed = opened.hashed_count()
+        missing = "" if hashed == ok else "; the rest match duplicates by latent alone (`index --reencode`)"
+        typer.echo(f"hashes:      {hashed} of {ok} ok images have perceptual hashes{missing}")
         typer.echo(f"on disk:     {opened.disk_bytes():,} bytes")
         typer.echo(f"catalog:     {opened.catalog_name}")
         history = opened.runs()
