@@ -384,34 +384,24 @@ def _vm(key: str) -> int:
 
 def format_result(result: dict[str, Any]) -> str:
     """The timing table with find_duplicates' phases, and the planted-duplicate recall."""
-    rows = [
-        [
-            f"{r['n']:,}",
+
+    def row(r: dict[str, Any], key: str, label: str) -> list[Any]:
+        find = r[key]
+        return [
+            label,
             r["range_index"],
-            r["find"]["seconds"],
-            r["find"]["images_per_s"],
-            r["find"]["peak_over_before_mib"],
+            find["seconds"],
+            find["images_per_s"],
+            find["peak_over_before_mib"],
             r["bare"]["seconds"],
-            r["ratio_to_bare"],
-            r["find"]["groups"],
-            *(r["find"]["phases_s"][p] for p in PHASES),
+            find["seconds"] / r["bare"]["seconds"],
+            find["groups"],
+            *(find["phases_s"][p] for p in PHASES),
         ]
-        for r in result["runs"]
-    ]
+
+    rows = [row(r, "find", f"{r['n']:,}") for r in result["runs"]]
     rows += [
-        [
-            f"{r['n']:,} + pHash",
-            r["range_index"],
-            r["find_two_signals"]["seconds"],
-            r["find_two_signals"]["images_per_s"],
-            r["find_two_signals"]["peak_over_before_mib"],
-            r["bare"]["seconds"],
-            r["find_two_signals"]["seconds"] / r["bare"]["seconds"],
-            r["find_two_signals"]["groups"],
-            *(r["find_two_signals"]["phases_s"][p] for p in PHASES),
-        ]
-        for r in result["runs"]
-        if "find_two_signals" in r
+        row(r, "find_two_signals", f"{r['n']:,} + pHash") for r in result["runs"] if "find_two_signals" in r
     ]
     headers = ["images", "range index", "find s", "img/s", "+peak MiB", "bare s", "ratio", "groups"]
     headers += [f"{p} s" for p in PHASES]
