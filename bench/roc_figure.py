@@ -1,7 +1,8 @@
 """The held-out ROC figure of the duplicates benchmark (Pillow only).
 
-One step curve per method on a log false-positive axis, the VAE's `near` and `similar` presets and
-pHash <= 10 marked, and a legend with each method's held-out AUC.
+One step curve per method on a log false-positive axis, the VAE's `near` and `similar` presets, pHash <= 10
+and the two-signal rules (latent + pHashes, the presets `duplicates` uses) marked, and a legend with each
+method's held-out AUC.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ COLOURS = {
     "dhash": (255, 140, 30),
     PIXELS: (130, 130, 130),
 }
+TWO_SIGNALS = (30, 140, 60)
 LABELS = {
     VAE_WHITENED: "VAE whitened cosine",
     VAE_COSINE: "VAE raw cosine",
@@ -32,9 +34,15 @@ LABELS = {
 
 
 def draw_roc(
-    methods: dict[str, Any], labels: PairLabels, path: Path, width: int = 800, height: int = 600
+    methods: dict[str, Any],
+    labels: PairLabels,
+    path: Path,
+    two_signals: dict[str, Any] | None = None,
+    width: int = 800,
+    height: int = 600,
 ) -> None:
-    """The held-out ROC of every method on a log false-positive axis, with the presets marked (Pillow,
+    """The held-out ROC of every method on a log false-positive axis, with the presets marked, and the
+    two-signal rules' operating points (`two_signals`: preset -> calibrated rule) as diamonds (Pillow,
     drawn at 2x and downsampled for smooth lines)."""
     scale = 2
     image = Image.new("RGB", (width * scale, height * scale), "white")
@@ -113,12 +121,18 @@ def draw_roc(
         )
     phash = methods["phash"]["fixed"]["<=10"]["held_out"]
     marks.append((phash["fpr"], phash["recall"], "square", "pHash <= 10", COLOURS["phash"]))
+    for preset, calibrated in (two_signals or {}).items():
+        if calibrated.get("reached"):
+            held = calibrated["held_out"]
+            marks.append((held["fpr"], held["recall"], "diamond", f"latent + pHashes {preset}", TWO_SIGNALS))
     for fpr, tpr, shape, text, colour in marks:
         x, y, r = x_of(fpr), y_of(tpr), 6 * scale
         if shape == "dot":
             draw.ellipse((x - r, y - r, x + r, y + r), fill=colour, outline="white", width=scale)
         elif shape == "ring":
             draw.ellipse((x - r, y - r, x + r, y + r), fill="white", outline=colour, width=2 * scale)
+        elif shape == "diamond":
+            draw.polygon([(x, y - r), (x + r, y), (x, y + r), (x - r, y)], fill=colour, outline="white")
         else:
             draw.rectangle((x - r, y - r, x + r, y + r), fill="white", outline=colour, width=2 * scale)
         box = draw.textbbox((x + 9 * scale, y + 9 * scale), text, font=small, anchor="lt")
