@@ -3,14 +3,19 @@
 Parquet (`.parquet`), the layout embedding tools read (clip-retrieval's embedding-reader, autofaiss): one
 row per image; columns `id` (int64), `path` (binary: the exact relative path bytes), `display_path`,
 `size`, `mtime_ns`, `content_hash`, `width`, `height`, `format`, `capture_time` (timestamp[s], naive UTC),
-`camera_make`, `camera_model` (null where unknown) and `latent` (fixed-size list of float32). The file's
+`camera_make`, `camera_model` (null where unknown), `latent` (fixed-size list of float32) and
+`perceptual_hashes` (fixed-size list of 6 uint64: the whole picture's pHash and its five regions', as
+`indexer.perceptual_hash` orders them; null for an image indexed before hashes were kept). The file's
 key-value metadata holds `format`, `version`, `model_id`, `latent_dim`, `metric` and `index_type`. Written
 in row groups of `ROW_GROUP` images, so a large store is never held in memory whole.
 
 .npz (`.npz`): loads with `np.load(path, allow_pickle=False)`; one array per column: `ids`, `paths`
 (bytes), `display_paths`, `sizes`, `mtime_ns`, `content_hashes`, `widths`/`heights` (-1 unknown),
-`formats`, `capture_times` (datetime64[s], NaT unknown), `camera_makes`, `camera_models` ("" unknown) and
-`latents` (float32, n x d); plus 0-d arrays for the facts Parquet keeps in its metadata.
+`formats`, `capture_times` (datetime64[s], NaT unknown), `camera_makes`, `camera_models` ("" unknown),
+`latents` (float32, n x d), `perceptual_hashes` (uint64, n x 6) and `has_perceptual_hashes` (bool); plus
+0-d arrays for the facts Parquet keeps in its metadata.
+
+Exports made before hashes were kept have no hash column; their images import without hashes.
 
 Only ok images are exported: failed ones have no latent.
 """
@@ -28,6 +33,7 @@ import pyarrow.parquet as pq
 
 from latentdex.atomic_files import atomic_output
 from latentdex.errors import StoreError
+from latentdex.indexer.perceptual_hash import HASHES
 from latentdex.indexer.store import ImageRecord, LatentStore
 
 EXPORT_FORMAT = "latentdex-export"
@@ -36,6 +42,9 @@ EXPORT_FORMATS = {".parquet": "parquet", ".npz": "npz"}
 ROW_GROUP = 10_000
 _CHUNK = 1000
 _TEXT_COLUMNS = ("content_hash", "format", "camera_make", "camera_model")
+Hashes = list[np.ndarray | None]  # per image: its (HASHES,) uint64 perceptual hashes, or None
+Chunk = tuple[list[int], list[ImageRecord], np.ndarray, Hashes]  # ids, records, latents, hashes
+Batch = tuple[list[ImageRecord], np.ndarray, Hashes]  # what an import reads: records, latents, hashes
 
 
 def export_format(out: str | os.PathLike[str], chosen: str | None = None) -> str:
@@ -104,11 +113,12 @@ def import_store(
         index_type=index_type or facts["index_type"],
         max_index_bytes=max_index_bytes,
     ) as store:
-        for records, latents in batches:
+        for records, latents, hashes in batches:
             for record in records:
                 record.model_id = model_id
             for start in range(0, len(records), _CHUNK):
-                store.upsert_images(records[start : start + _CHUNK], latents[start : start + _CHUNK])
+                end = start + _CHUNK
+                store.upsert_images(records[start:end], latents[start:end], hashes[start:end])
             count += len(records)
         store.flush()
         store.settle_index_type()
@@ -118,12 +128,12 @@ def import_store(
 # --- reading the store ---------------------------------------------------------------------------------
 
 
-def _chunks(
-    store: LatentStore, ids: list[int], size: int
-) -> Iterator[tuple[list[int], list[ImageRecord], np.ndarray]]:
+def _chunks(store: LatentStore, ids: list[int], size: int) -> Iterator[Chunk]:
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
-        yield chunk, store.get(chunk), store.latents(chunk)
+        hashes, known = store.perceptual_hashes(np.array(chunk, dtype=np.int64))  # ids are ascending
+        kept: Hashes = [row if has else None for row, has in zip(hashes, known.tolist(), strict=True)]
+        yield chunk, store.get(chunk), store.latents(chunk), kept
 
 
 # --- Parquet -------------------------------------------------------------------------------------------
@@ -145,18 +155,17 @@ def _parquet_schema(latent_dim: int, facts: dict[str, str]) -> pa.Schema:
             ("camera_make", pa.string()),
             ("camera_model", pa.string()),
             ("latent", pa.list_(pa.float32(), latent_dim)),
+            ("perceptual_hashes", pa.list_(pa.uint64(), HASHES)),
         ],
         metadata={key: value.encode() for key, value in facts.items()},
     )
 
 
-def _write_parquet(
-    path: Path, facts: dict[str, str], chunks: Iterator[tuple[list[int], list[ImageRecord], np.ndarray]]
-) -> None:
+def _write_parquet(path: Path, facts: dict[str, str], chunks: Iterator[Chunk]) -> None:
     latent_dim = int(facts["latent_dim"])
     schema = _parquet_schema(latent_dim, facts)
     with pq.ParquetWriter(str(path), schema) as writer:
-        for ids, records, latents in chunks:
+        for ids, records, latents, hashes in chunks:
             flat = pa.array(np.ascontiguousarray(latents, np.float32).reshape(-1), pa.float32())
             columns = {
                 "id": pa.array(ids, pa.int64()),
@@ -168,6 +177,9 @@ def _write_parquet(
                 "height": pa.array([r.height for r in records], pa.int32()),
                 "capture_time": pa.array([_naive(r.capture_time) for r in records], pa.timestamp("s")),
                 "latent": pa.FixedSizeListArray.from_arrays(flat, latent_dim),
+                "perceptual_hashes": pa.array(
+                    [None if h is None else h.tolist() for h in hashes], pa.list_(pa.uint64(), HASHES)
+                ),
             }
             for name in _TEXT_COLUMNS:
                 columns[name] = pa.array([getattr(r, name) for r in records], pa.string())
@@ -182,9 +194,7 @@ def _is_parquet(source: str | os.PathLike[str]) -> bool:
         raise StoreError(f"cannot read {source}: {exc}") from exc
 
 
-def _read_parquet(
-    source: str | os.PathLike[str],
-) -> tuple[dict[str, str], Iterator[tuple[list[ImageRecord], np.ndarray]]]:
+def _read_parquet(source: str | os.PathLike[str]) -> tuple[dict[str, str], Iterator[Batch]]:
     try:
         parquet = pq.ParquetFile(str(source))
     except (OSError, pa.ArrowException) as exc:
@@ -192,7 +202,7 @@ def _read_parquet(
     metadata = parquet.schema_arrow.metadata or {}
     facts = {key.decode(): value.decode() for key, value in metadata.items()}
 
-    def batches() -> Iterator[tuple[list[ImageRecord], np.ndarray]]:
+    def batches() -> Iterator[Batch]:
         latent_dim = int(facts["latent_dim"])
         for batch in parquet.iter_batches(batch_size=_CHUNK):
             rows = batch.to_pydict()
@@ -213,7 +223,9 @@ def _read_parquet(
                 )
                 for i in range(batch.num_rows)
             ]
-            yield records, np.ascontiguousarray(latents, np.float32)
+            stored = rows.get("perceptual_hashes", [None] * batch.num_rows)
+            hashes: Hashes = [None if h is None else np.array(h, np.uint64) for h in stored]
+            yield records, np.ascontiguousarray(latents, np.float32), hashes
 
     return facts, batches()
 
@@ -221,16 +233,16 @@ def _read_parquet(
 # --- .npz ----------------------------------------------------------------------------------------------
 
 
-def _write_npz(
-    path: Path, facts: dict[str, str], chunks: Iterator[tuple[list[int], list[ImageRecord], np.ndarray]]
-) -> None:
+def _write_npz(path: Path, facts: dict[str, str], chunks: Iterator[Chunk]) -> None:
     ids: list[int] = []
     records: list[ImageRecord] = []
     latents = [np.empty((0, int(facts["latent_dim"])), np.float32)]
-    for chunk_ids, chunk_records, chunk_latents in chunks:
+    hashes: Hashes = []
+    for chunk_ids, chunk_records, chunk_latents, chunk_hashes in chunks:
         ids += chunk_ids
         records += chunk_records
         latents.append(chunk_latents)
+        hashes += chunk_hashes
     columns = {
         "format": np.array(facts["format"]),
         "version": np.array(int(facts["version"])),
@@ -251,14 +263,16 @@ def _write_npz(
         "camera_makes": np.array([r.camera_make or "" for r in records], dtype=str),
         "camera_models": np.array([r.camera_model or "" for r in records], dtype=str),
         "latents": np.concatenate(latents),
+        "perceptual_hashes": np.array(
+            [np.zeros(HASHES, np.uint64) if h is None else h for h in hashes], np.uint64
+        ).reshape(-1, HASHES),
+        "has_perceptual_hashes": np.array([h is not None for h in hashes], dtype=bool),
     }
     with open(path, "wb") as handle:
         np.savez(handle, **columns)
 
 
-def _read_npz(
-    source: str | os.PathLike[str],
-) -> tuple[dict[str, str], Iterator[tuple[list[ImageRecord], np.ndarray]]]:
+def _read_npz(source: str | os.PathLike[str]) -> tuple[dict[str, str], Iterator[Batch]]:
     try:
         data = np.load(source, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -270,7 +284,11 @@ def _read_npz(
     if "ids" not in columns:
         return facts, iter(())
     records = [_npz_record(columns, row) for row in range(len(columns["ids"]))]
-    return facts, iter([(records, columns["latents"])])
+    hashes: Hashes = [None] * len(records)
+    if "perceptual_hashes" in columns and "has_perceptual_hashes" in columns:
+        stored, present = columns["perceptual_hashes"], columns["has_perceptual_hashes"]
+        hashes = [row if has else None for row, has in zip(stored, present.tolist(), strict=True)]
+    return facts, iter([(records, columns["latents"], hashes)])
 
 
 def _npz_record(columns: dict[str, np.ndarray], row: int) -> ImageRecord:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from latentdex.errors import StoreError
 from latentdex.indexer.export import export_store, import_store
+from latentdex.indexer.perceptual_hash import HASHES
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.service.cli import app
 
@@ -42,9 +43,12 @@ def store(tmp_path: Path) -> Path:
         for i in range(40)
     ]
     records.append(ImageRecord(path=ODD_PATH, size=5, mtime_ns=1, content_hash="ab" * 32, model_id=MODEL))
-    latents = np.random.default_rng(0).standard_normal((len(records), DIM)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((len(records), DIM)).astype(np.float32)
+    # perceptual hashes for two images in three (the top bit set in some), none for the rest
+    hashes = [rng.integers(0, 2**64, HASHES, dtype=np.uint64) if i % 3 else None for i in range(len(records))]
     with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as created:
-        created.upsert_images(records, latents)
+        created.upsert_images(records, latents, hashes)
         created.mark_failed(
             [ImageRecord(path="bad.jpg", size=1, mtime_ns=1, content_hash=None, failure_reason="broken")]
         )
@@ -57,6 +61,7 @@ def contents(folder: Path) -> dict[str, tuple]:
         ids = [e.id for e in opened.entries() if e.status == "ok"]
         records = opened.get(ids)
         latents = opened.latents(ids)
+        hashes, known = opened.perceptual_hashes(np.array(ids))
     return {
         r.path: (
             r.size,
@@ -68,9 +73,10 @@ def contents(folder: Path) -> dict[str, tuple]:
             r.capture_time,
             r.camera_make,
             r.camera_model,
+            tuple(row.tolist()) if has else None,
             latent.tobytes(),
         )
-        for r, latent in zip(records, latents, strict=True)
+        for r, latent, row, has in zip(records, latents, hashes, known, strict=True)
     }
 
 
@@ -108,7 +114,9 @@ def test_export_then_import_keeps_every_path_field_and_latent(
     with LatentStore.open(store, read_only=True) as opened:
         assert export_store(opened, out) == 41
     assert import_store(out, tmp_path / "copy") == 41
-    assert contents(tmp_path / "copy") == contents(store)
+    copied = contents(tmp_path / "copy")
+    assert copied == contents(store)
+    assert sum(fields[-2] is not None for fields in copied.values()) == 27  # hashes came along
     with LatentStore.open(tmp_path / "copy", read_only=True) as copy:
         assert copy.model_id == MODEL and copy.verify().ok
         assert copy.get_by_path(ODD_PATH).size == 5
@@ -159,3 +167,15 @@ def test_importing_a_file_that_is_not_an_export_is_a_store_error(tmp_path: Path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(StoreError, match=r"not a readable \.npz export"):
         import_store(tmp_path / "junk.npz", tmp_path / "t")
+
+
+def test_an_export_from_before_hashes_imports_without_them(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lib.parquet"
+    with LatentStore.open(store, read_only=True) as opened:
+        export_store(opened, out)
+    table = pq.read_table(out)
+    old = tmp_path / "old.parquet"  # the same file as the builds before hashes wrote it
+    pq.write_table(table.drop_columns(["perceptual_hashes"]), old)
+    assert import_store(old, tmp_path / "copy") == 41
+    with LatentStore.open(tmp_path / "copy", read_only=True) as copy:
+        assert copy.hashed_count() == 0 and copy.verify().ok
