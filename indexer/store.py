@@ -207,7 +207,7 @@ class LatentStore:
         self.max_index_bytes = int(meta["max_index_bytes"]) if meta["max_index_bytes"] else None
         self._whitening_unsaved = False
         self._directions: DirectionBook | None = None
-        self._hash_column: bool | None = None  # whether the catalog has the perceptual-hash column
+        self._hash_column: bool | None = None  # whether the catalog has the perceptual-hash columns
 
     @classmethod
     def create(
@@ -381,9 +381,9 @@ class LatentStore:
     ) -> list[int]:
         """Store `records` with their `latents` (one row each) in one transaction; return their ids.
 
+        A record with an id updates that image; one without updates the image at its path or adds a new one.
         `perceptual_hashes` (per record, `indexer.perceptual_hash.perceptual_hashes`' array, or None) go
         with the latents; without them the rows' hashes become unknown.
-        A record with an id updates that image; one without updates the image at its path or adds a new one.
         `latents=None` updates only the metadata of images that already have a latent. Raises
         DimensionMismatch, BadLatent (NaN, infinite, all-zero under "cosine"), ModelMismatch (a record's
         model_id is not the store's), NotFound (an unknown id), StoreError (read-only, or a path conflict).
