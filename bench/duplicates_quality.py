@@ -332,7 +332,7 @@ def format_result(result: dict[str, Any]) -> str:
                 threshold = (
                     f"{rule['latent_threshold']:.4f} | {rule['max_bits']}b & {rule['max_distance']:.3f}"
                 )
-                point_rows.append([label, threshold, *_point_row(label, 0, calibrated["held_out"])[2:]])
+                point_rows.append(_point_row(label, threshold, calibrated["held_out"]))
     points = table(
         "Held-out operating points (thresholds from the calibration split; `near`: precision >= 0.98 there, "
         "`similar`: >= 0.90; hashes also at fixed Hamming distances)",
@@ -384,10 +384,13 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n\n".join([summary, points, recall, "\n".join(lines)])
 
 
-def _point_row(label: str, threshold: float, point: dict[str, Any]) -> list[Any]:
+def _point_row(label: str, threshold: float | str, point: dict[str, Any]) -> list[Any]:
+    """A table row; a number threshold is formatted here, a rule comes as its text."""
+    if not isinstance(threshold, str):
+        threshold = f"{threshold:g}" if float(threshold).is_integer() else f"{threshold:.4f}"
     return [
         label,
-        f"{threshold:g}" if float(threshold).is_integer() else f"{threshold:.4f}",
+        threshold,
         point["precision"],
         point["recall"],
         point["fpr"],

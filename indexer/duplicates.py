@@ -213,7 +213,7 @@ class HashedVectors:
         scores, rows = index.search(batch, k)
         sources = np.repeat(np.arange(start, start + len(batch)), k)
         rows, scores = rows.ravel(), scores.ravel()
-        distances = 1.0 - scores if metric == "cosine" else np.sqrt(np.maximum(scores, 0.0))
+        distances = _distances(scores, metric)
         usable = (rows >= 0) & (rows != sources)
         sources, rows, distances = sources[usable], rows[usable], distances[usable]
         both = self.known[sources] & self.known[rows]
@@ -244,15 +244,18 @@ def linked_pairs(
         later = rows > sources
         sources, rows, scores = sources[later], rows[later], scores[later]
         if hashed is not None:
-            distances = 1.0 - scores if metric == "cosine" else np.sqrt(np.maximum(scores, 0.0))
-            kept = hashed.filter_range(sources, rows, distances, threshold)
+            kept = hashed.filter_range(sources, rows, _distances(scores, metric), threshold)
             sources, rows = sources[kept], rows[kept]
-            yield sources, rows
+        yield sources, rows
+        if hashed is not None:
             yield hashed.neighbour_pairs(index, batch, start, metric)
-        else:
-            yield sources, rows
         if progress is not None:
             progress(min(start + BATCH, total), total)
+
+
+def _distances(scores: np.ndarray, metric: str) -> np.ndarray:
+    """FAISS scores as distances: 1 - inner product ("cosine") or the root of squared L2 ("l2")."""
+    return 1.0 - scores if metric == "cosine" else np.sqrt(np.maximum(scores, 0.0))
 
 
 def _range_index(vectors: np.ndarray, metric: str) -> faiss.Index:
@@ -296,21 +299,13 @@ def duplicates_of(
         distances = np.array([m.distance for m in near])
         linked = distances <= threshold
         if hash_rule is not None and len(near):
-            hashes, known = _hashes_in_order(store, ids)
+            hashes, known = store.perceptual_hashes(ids)
             bits = closest_bits(hashes[1:], hashes[:1])
             in_reach = (np.arange(len(near)) < HASH_NEIGHBOURS) | (distances <= hash_rule.latent_threshold)
             by_rule = hash_rule.links(distances, bits) & in_reach
             linked = np.where(known[0] & known[1:], by_rule, linked)
         members.update(int(i) for i in ids[1:][linked])
     return _group(store, sorted(members)) if len(members) > 1 else None
-
-
-def _hashes_in_order(store: LatentStore, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(ids)
-    sorted_hashes, sorted_known = store.perceptual_hashes(ids[order])
-    hashes, known = np.empty_like(sorted_hashes), np.empty_like(sorted_known)
-    hashes[order], known[order] = sorted_hashes, sorted_known
-    return hashes, known
 
 
 def keeper_order(record: ImageRecord) -> tuple:

@@ -131,7 +131,7 @@ def import_store(
 def _chunks(store: LatentStore, ids: list[int], size: int) -> Iterator[Chunk]:
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
-        hashes, known = store.perceptual_hashes(np.array(chunk, dtype=np.int64))  # ids are ascending
+        hashes, known = store.perceptual_hashes(np.array(chunk, dtype=np.int64))
         kept: Hashes = [row if has else None for row, has in zip(hashes, known.tolist(), strict=True)]
         yield chunk, store.get(chunk), store.latents(chunk), kept
 

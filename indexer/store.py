@@ -878,7 +878,7 @@ class LatentStore:
             return same_hash_groups(session, where or SearchFilter())
 
     def perceptual_hashes(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """((n, HASHES) uint64 pHashes per id, whether they are known) for sorted `ids`
+        """((n, HASHES) uint64 pHashes per id, whether they are known), in the order of `ids`
         (`indexer.perceptual_hash`); unknown ids and images indexed before hashes were kept have none."""
         ids = np.asarray(ids, dtype=np.int64)
         hashes = np.zeros((len(ids), HASHES), np.uint64)
@@ -899,14 +899,17 @@ class LatentStore:
                         query.where(ImageRow.id.in_(ids[start : start + _HASH_BATCH].tolist()))
                     )
                 ]
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
         row_ids = np.array([row[0] for row in rows], dtype=np.int64)
-        slots = np.searchsorted(ids, row_ids)
+        slots = np.searchsorted(sorted_ids, row_ids)
         inside = slots < len(ids)
-        inside[inside] = ids[slots[inside]] == row_ids[inside]
+        inside[inside] = sorted_ids[slots[inside]] == row_ids[inside]
         chosen = [row for row, keep in zip(rows, inside.tolist(), strict=True) if keep]
         whole = np.array([row[1] for row in chosen], dtype=np.int64)
-        hashes[slots[inside]] = from_stored(whole, [row[2] for row in chosen])
-        known[slots[inside]] = True
+        positions = order[slots[inside]]
+        hashes[positions] = from_stored(whole, [row[2] for row in chosen])
+        known[positions] = True
         return hashes, known
 
     def hashed_count(self) -> int:

@@ -83,7 +83,7 @@ class VAEConfig:
 
     @property
     def levels(self) -> int:
-        return (self.image_size // self.bottom_size).bit_length() - 1
+        return levels_for(self.image_size)
 
     def to_json(self) -> str:
         """The config as JSON; fields still at the value every model had before they existed are left
@@ -124,7 +124,7 @@ class VAEConfig:
         measured twice as fast in training at no visible cost in reconstruction. The "strided" stem
         skips that level's convolutions altogether, so every level keeps its full width.
         """
-        levels = (image_size // bottom_size(image_size)).bit_length() - 1
+        levels = levels_for(image_size)
         first = base_channels // 2 if encoder_stem == "full" else base_channels
         channels = (first, *(base_channels * min(2**i, 8) for i in range(1, levels)))
         return cls(
@@ -139,6 +139,11 @@ class VAEConfig:
 def bottom_size(image_size: int) -> int:
     """Where a model of `image_size` stops halving: 4, or 6 for the sizes 3 x a power of two (96)."""
     return 6 if image_size % 3 == 0 else 4
+
+
+def levels_for(image_size: int) -> int:
+    """How many times a model of `image_size` halves down to its `bottom_size`."""
+    return (image_size // bottom_size(image_size)).bit_length() - 1
 
 
 @dataclass

@@ -465,4 +465,5 @@ def test_perceptual_hashes_come_back_by_id_and_a_metadata_update_keeps_them(
     assert known.tolist() == [h is not None for h in expected]
     assert (found[known] == np.stack([h for h in expected if h is not None])).all()
     store.upsert_images(records(3), None)  # metadata only: latents and hashes stay
-    assert (store.perceptual_hashes(ids[:3])[0] == np.stack(hashes[:3])).all()  # ids come in ascending order
+    assert (store.perceptual_hashes(ids[:3])[0] == np.stack(hashes[:3])).all()
+    assert (store.perceptual_hashes(ids[2::-1])[0] == np.stack(hashes[2::-1])).all()  # in the order asked
