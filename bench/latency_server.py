@@ -23,7 +23,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -34,6 +33,7 @@ from typing import Any
 import faiss
 import torch
 
+from bench.process_output import wait_for_port
 from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import Limits, QueryEngine
@@ -184,17 +184,8 @@ def served_group(
         command += ["--model", str(model_dir)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        lines: list[str] = []
-        port = None
         assert process.stdout is not None
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while port is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = _GROUP_SERVING.search(line)
-            port = int(found.group(1)) if found else None
+        port, lines = wait_for_port(process.stdout, _GROUP_SERVING, SERVER_START_TIMEOUT_S)
         if port is None:
             raise RuntimeError(f"the server group did not start: {''.join(lines)[-2000:]}")
         yield Served(port, {"placement": "processes", "processes": processes, "port": port})

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import grpc
 from conftest import shape_image
 
+from bench.process_output import wait_for_port
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
@@ -40,16 +40,8 @@ def serve_process(store: Path, *options: str, timeout: float = 60) -> Iterator[t
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:
-        port, lines = None, []
-        deadline = time.monotonic() + timeout
         assert process.stdout is not None
-        while port is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = SERVING.search(line)
-            port = int(found.group(1)) if found else None
+        port, lines = wait_for_port(process.stdout, SERVING, timeout)
         assert port, "".join(lines)
         yield process, port
     finally:
