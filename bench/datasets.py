@@ -2,10 +2,14 @@
 
     python -m bench.datasets fetch --root data            # download + unpack the packages
     python -m bench.datasets training-crops --root data --out data/train-crops
+    python -m bench.datasets training-crops --root data --out data/train-crops-more --more-photos
 
 Every source is assigned to "train" or "eval" by a hash of its path (photos: of their picture group, so
 resolution and light/dark variants stay together), so benchmarks and the default model's held-out PSNR
-only ever use images the model never saw.
+only ever use images the model never saw. The wallpaper packages in TRAINING_ONLY_PACKAGES add photos to
+training alone (`--more-photos`): they are unpacked apart from the others, so the benchmarks' eval sets
+stay the same pictures whether or not they are fetched, and a photo among them that looks like an eval
+photo (perceptual hash within EVAL_LOOK_ALIKE_BITS) is left out.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import imagehash
 import numpy as np
 from PIL import Image
 
@@ -35,6 +40,16 @@ PACKAGES = (
     "plasma-workspace-wallpapers",
     "openclipart-png",
 )
+# Wallpaper photos for training only, unpacked under raw/TRAINING_ONLY_DIR: 32 pictures (links, such as
+# lomiri's default background, are skipped: they point at one of the others).
+TRAINING_ONLY_PACKAGES = (
+    "lomiri-wallpapers",
+    "lomiri-wallpapers-16.04",
+    "lomiri-wallpapers-20.04",
+    "ukui-wallpapers",
+)
+TRAINING_ONLY_DIR = "training-only"
+EVAL_LOOK_ALIKE_BITS = 12
 PHOTO_DIRS = ("usr/share/backgrounds", "usr/share/wallpapers")
 CLIPART_DIR = "usr/share/openclipart/png"
 STAMPS_DIR = "usr/share/tuxpaint/stamps"
@@ -46,25 +61,33 @@ CLIPART_LIMIT = 4000
 MAX_SOURCE_PIXELS = 60_000_000
 
 
-def fetch(root: Path) -> Path:
-    """Download the Debian packages into `root`/debs and unpack them into `root`/raw (idempotent)."""
+def fetch(root: Path, more_photos: bool = False) -> Path:
+    """Download the Debian packages into `root`/debs and unpack them into `root`/raw (idempotent); with
+    `more_photos`, also TRAINING_ONLY_PACKAGES, into `root`/raw/TRAINING_ONLY_DIR."""
     raw = root / "raw"
-    marker = raw / ".complete"
+    _fetch_packages(root, PACKAGES, raw, raw / ".complete")
+    if more_photos:
+        extra = raw / TRAINING_ONLY_DIR
+        _fetch_packages(root, TRAINING_ONLY_PACKAGES, extra, extra / ".complete")
+    return raw
+
+
+def _fetch_packages(root: Path, packages: Sequence[str], into: Path, marker: Path) -> None:
     if marker.exists():
-        return raw
+        return
     debs = root / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    missing = [p for p in PACKAGES if not list(debs.glob(f"{p}_*.deb"))]
+    missing = [p for p in packages if not list(debs.glob(f"{p}_*.deb"))]
     download = ["apt-get", "download", *missing]
     if missing and subprocess.run(download, cwd=debs, check=False).returncode != 0:
         # A fresh machine has no package lists yet.
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(download, cwd=debs, check=True)
-    raw.mkdir(parents=True, exist_ok=True)
-    for deb in sorted(debs.glob("*.deb")):
-        subprocess.run(["dpkg", "-x", str(deb), str(raw)], check=True)
+    into.mkdir(parents=True, exist_ok=True)
+    for package in packages:
+        for deb in sorted(debs.glob(f"{package}_*.deb")):
+            subprocess.run(["dpkg", "-x", str(deb), str(into)], check=True)
     marker.touch()
-    return raw
 
 
 def split_of(relative: str) -> str:
@@ -105,6 +128,35 @@ def photo_sources(raw: Path, split: str) -> list[Path]:
     return chosen
 
 
+def training_only_photos(raw: Path) -> list[Path]:
+    """One photo per picture group from TRAINING_ONLY_PACKAGES (fetched with `more_photos`), leaving out
+    any that looks like an eval photo: none of them is ever evaluated on, and none may be an eval picture
+    shipped again under another name."""
+    extra = raw / TRAINING_ONLY_DIR
+    backgrounds = extra / "usr/share/backgrounds"
+    if not backgrounds.is_dir():
+        raise FileNotFoundError(f"{extra} has no photos: fetch with more_photos first")
+    groups: dict[str, list[Path]] = {}
+    for path in iter_image_files(backgrounds):
+        if not path.is_symlink():
+            groups.setdefault(photo_group(str(path.relative_to(extra))), []).append(path)
+    chosen = [max(paths, key=lambda p: (p.stat().st_size, str(p))) for _, paths in sorted(groups.items())]
+    eval_hashes = np.array([_phash(p) for p in photo_sources(raw, "eval")], dtype=np.uint64)
+    kept = []
+    for path in chosen:
+        bits = np.bitwise_count(eval_hashes ^ np.uint64(_phash(path)))
+        if not len(bits) or int(bits.min()) > EVAL_LOOK_ALIKE_BITS:
+            kept.append(path)
+        else:
+            print(f"left out {path}: it looks like an eval photo", file=sys.stderr)
+    return kept
+
+
+def _phash(path: Path) -> int:
+    pixels = load_image(path, max_pixels=MAX_SOURCE_PIXELS).pixels
+    return int(str(imagehash.phash(Image.fromarray(pixels))), 16)
+
+
 def clipart_sources(raw: Path, split: str) -> list[Path]:
     """openclipart PNGs in the given split."""
     folder = raw / CLIPART_DIR
@@ -121,18 +173,21 @@ def stamp_categories(raw: Path) -> dict[str, list[Path]]:
     return categories
 
 
-def training_crops(root: Path, out: Path, seed: int = 0, crop_size: int = CROP_SIZE) -> int:
+def training_crops(
+    root: Path, out: Path, seed: int = 0, crop_size: int = CROP_SIZE, more_photos: bool = False
+) -> int:
     """Write `crop_size`-pixel training crops from train-split sources into `out`; return how many.
 
     Photos give CROPS_PER_PHOTO random crops each at scales from 12% to 100% of the shorter side;
     clip art gives one full-image square each (up to CLIPART_LIMIT). Crops of one source share the
-    `<source>__` name prefix, so the trainer holds out whole sources.
+    `<source>__` name prefix, so the trainer holds out whole sources. `more_photos` adds the
+    training-only photos after the others, so every other source's crops stay as they were.
     """
-    raw = fetch(root)
+    raw = fetch(root, more_photos)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    photos = photo_sources(raw, "train")
+    photos = photo_sources(raw, "train") + (training_only_photos(raw) if more_photos else [])
     rng = np.random.default_rng(seed)
     clipart = clipart_sources(raw, "train")
     clipart = [
@@ -197,6 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     crops_parser.add_argument("--out", type=Path, required=True)
     crops_parser.add_argument("--seed", type=int, default=0)
     crops_parser.add_argument(
+        "--more-photos",
+        action="store_true",
+        help="add the training-only wallpaper packages' photos (never in any eval set)",
+    )
+    crops_parser.add_argument(
         "--crop-size",
         type=int,
         default=CROP_SIZE,
@@ -206,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "fetch":
         print(fetch(args.root))
     else:
-        training_crops(args.root, args.out, args.seed, args.crop_size)
+        training_crops(args.root, args.out, args.seed, args.crop_size, args.more_photos)
 
 
 if __name__ == "__main__":
