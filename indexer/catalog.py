@@ -34,6 +34,7 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    or_,
     select,
     update,
 )
@@ -429,6 +430,35 @@ def list_entries(session: Session) -> list[CatalogEntry]:
         CatalogEntry(row[0], row[1].decode("utf-8", "surrogateescape"), *row[2:])
         for row in session.execute(query)
     ]
+
+
+def unhashed_images(session: Session) -> list[tuple[int, str, str | None]]:
+    """(id, path, content hash) of the ok rows without perceptual hashes (indexed before they were kept),
+    by id."""
+    query = (
+        select(ImageRow.id, ImageRow.path_bytes, ImageRow.content_hash)
+        .where(
+            ImageRow.status == "ok",
+            or_(ImageRow.perceptual_hash.is_(None), ImageRow.region_hashes.is_(None)),
+        )
+        .order_by(ImageRow.id)
+    )
+    return [(row[0], row[1].decode("utf-8", "surrogateescape"), row[2]) for row in session.execute(query)]
+
+
+def add_perceptual_hashes(session: Session, items: Sequence[tuple[int, str | None, np.ndarray]]) -> int:
+    """Give each (id, content hash, hashes) row its hashes if it is still ok and still holds the file with
+    that content hash (the one the hashes were computed from); return how many rows took them."""
+    taken = 0
+    for image_id, content_hash, hashes in items:
+        whole, regions = to_stored(hashes)
+        statement = (
+            update(ImageRow)
+            .where(ImageRow.id == image_id, ImageRow.status == "ok", ImageRow.content_hash == content_hash)
+            .values(perceptual_hash=whole, region_hashes=regions)
+        )
+        taken += session.execute(statement).rowcount or 0
+    return taken
 
 
 def mark_for_reencode(session: Session, reason: str) -> int:

@@ -3,7 +3,9 @@
 Stages: scan and detect changes (`indexer.changes`); apply moves, touches and deletions; decode the files
 to encode in worker processes (`indexer.decoding`); encode them in batches; write each batch (rows and
 latents in one SQL transaction, then the in-memory FAISS index), saving the vectors file every
-`flush_every` batches and at the end. The `runs` table records each run's counts and status.
+`flush_every` batches and at the end. Last, unchanged images indexed before the store kept perceptual
+hashes are decoded again for their hashes alone (no encoding). The `runs` table records each run's
+counts and status.
 
 Every write is idempotent and the catalog is the source of truth, so a run killed at any moment leaves a
 store that the next open reconciles and the next run completes, with no duplicates. The first Ctrl-C
@@ -101,6 +103,7 @@ class IndexReport:
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
     split: CoreSplit | None = None  # how the cores were shared; None when nothing was decoded
+    hashed: int = 0  # unchanged images given the perceptual hashes they lacked
 
 
 def index_folder(
@@ -158,8 +161,9 @@ def index_folder(
         seconds=seconds,
         images_per_second=run.decoded / seconds if seconds > 0 else 0.0,
         interrupted=status == "interrupted",
-        notes=notes,
+        notes=notes + run.notes,
         split=run.split,
+        hashed=run.hashed,
     )
 
 
@@ -184,6 +188,8 @@ class _Run:
         self.failures: list[tuple[str, str]] = []
         self.skipped: list[tuple[str, str]] = []
         self.decoded = 0
+        self.hashed = 0
+        self.notes: list[str] = []
         self._batches = 0
 
     def execute(self, stop: Callable[[], bool]) -> None:
@@ -192,6 +198,8 @@ class _Run:
         self._apply_catalog_changes(changes)
         if not stop():
             self._encode(changes.encode, stop)
+        if not stop():
+            self._add_missing_hashes(stop)
 
     def _apply_catalog_changes(self, changes: ChangeSet) -> None:
         """Moves, touches, deletions and unreadable files: catalog work that needs no decoding."""
@@ -251,6 +259,34 @@ class _Run:
                 self.on_progress(IndexProgress("indexing", self.decoded, len(jobs)))
         self._write_batch(decoded)
         self._write_failed(failed)
+
+    def _add_missing_hashes(self, stop: Callable[[], bool]) -> None:
+        """Decode the unchanged images that have no perceptual hashes (indexed by an earlier build) for their
+        hashes alone, on every core: their latents stay, so nothing is encoded. A file whose content no
+        longer matches its row, or that no longer decodes, is left as it is."""
+        missing = self.store.unhashed_images()
+        if not missing:
+            return
+        self.on_progress(IndexProgress("hashing", 0, len(missing)))
+        paths = [str(self.root / path) for _, path, _ in missing]
+        window = max(_WINDOW_PER_WORKER * self.cores, 2 * self.options.batch_size)
+        found: list[tuple[int, str | None, np.ndarray]] = []
+        done = 0
+        with DecodePool(min(self.cores, len(paths)), self.decode, self.codec.image_size, window) as pool:
+            for index, result in pool.results(paths, stop):
+                image_id, _, content_hash = missing[index]
+                if result.perceptual_hashes is not None and result.content_hash == content_hash:
+                    found.append((image_id, content_hash, result.perceptual_hashes))
+                if len(found) >= self.options.batch_size:
+                    self.hashed += self.store.add_perceptual_hashes(found)
+                    found = []
+                done += 1
+                self.on_progress(IndexProgress("hashing", done, len(missing)))
+        if found:
+            self.hashed += self.store.add_perceptual_hashes(found)
+        self.notes.append(
+            f"perceptual hashes added to {self.hashed} of {len(missing)} images indexed without them"
+        )
 
     def _split(self, paths: Sequence[str]) -> CoreSplit:
         fixed_workers, fixed_threads = self.options.workers, self.options.torch_threads

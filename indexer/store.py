@@ -46,6 +46,7 @@ from latentdex.indexer.catalog import (
     RunCounts,
     RunRecord,
     RunRow,
+    add_perceptual_hashes,
     count_with_latent,
     display_path,
     drop_catalog_tables,
@@ -64,6 +65,7 @@ from latentdex.indexer.catalog import (
     start_run,
     status_counts,
     to_record,
+    unhashed_images,
     write_images,
 )
 from latentdex.indexer.consistency import (
@@ -911,6 +913,20 @@ class LatentStore:
         hashes[positions] = from_stored(whole, [row[2] for row in chosen])
         known[positions] = True
         return hashes, known
+
+    def unhashed_images(self) -> list[tuple[int, str, str | None]]:
+        """(id, path, content hash) of the ok images without perceptual hashes: those indexed before the
+        store kept them."""
+        if not self._keeps_perceptual_hashes():
+            return []
+        with self._catalog.reading() as session:
+            return unhashed_images(session)
+
+    def add_perceptual_hashes(self, items: Sequence[tuple[int, str | None, np.ndarray]]) -> int:
+        """Store (id, content hash, hashes) for images that still hold that file's content (an image whose
+        file changed since is left for its re-encode); returns how many took them. Latents are untouched."""
+        with self._lock, self._writing() as session:
+            return add_perceptual_hashes(session, items)
 
     def hashed_count(self) -> int:
         """How many ok images have perceptual hashes (the rest are matched by their latent alone)."""

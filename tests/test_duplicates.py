@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -145,6 +146,64 @@ def test_without_perceptual_hashes_near_falls_back_to_the_latent_threshold(
     with LatentStore.open(library.store, read_only=True) as store:
         hashes, known = store.perceptual_hashes(store.select_ids())
     assert known.all() and len({tuple(row) for row in hashes.tolist()}) > SCENES // 2
+
+
+def test_an_index_run_gives_images_indexed_without_hashes_their_hashes(
+    library: Library, tmp_path: Path
+) -> None:
+    shutil.copytree(library.store, tmp_path / "store")
+    with sqlite3.connect(tmp_path / "store" / "catalog.sqlite") as db:
+        db.execute("UPDATE images SET perceptual_hash = NULL, region_hashes = NULL")
+    with LatentStore.open(library.store, read_only=True) as store:
+        ids = store.select_ids()
+        expected_hashes, _ = store.perceptual_hashes(ids)
+        expected_latents = store.latents(ids)
+
+    report = index_folder(library.root, tmp_path / "store", LatentCodec.load(), IndexOptions(workers=1))
+
+    total = SCENES + COPIES
+    assert (report.counts.unchanged, report.counts.new, report.counts.changed) == (total, 0, 0)
+    assert report.hashed == total
+    assert f"perceptual hashes added to {total} of {total} images indexed without them" in report.notes
+    with LatentStore.open(tmp_path / "store", read_only=True) as store:
+        hashes, known = store.perceptual_hashes(ids)
+        assert known.all()
+        np.testing.assert_array_equal(hashes, expected_hashes)
+        np.testing.assert_array_equal(store.latents(ids), expected_latents)  # nothing re-encoded
+    rule = HASH_RULES["near"]["whitened"]
+    assert groups_by_path(library, near(library), hash_rule=rule, store_folder=tmp_path / "store") == (
+        groups_by_path(library, near(library), hash_rule=rule)
+    )
+    again = index_folder(library.root, tmp_path / "store", LatentCodec.load(), IndexOptions(workers=1))
+    assert again.hashed == 0 and not any("perceptual hashes" in note for note in again.notes)
+
+
+def test_hashes_are_not_added_for_a_file_whose_content_changed_behind_an_unchanged_stat(
+    tmp_path: Path,
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(7)
+    for name in ("first", "second"):  # BMP: same pixel size, same file size
+        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(photos / f"{name}.bmp")
+    store_folder = tmp_path / "store"
+    index_folder(photos, store_folder, LatentCodec.load(), IndexOptions(workers=1))
+    with sqlite3.connect(store_folder / "catalog.sqlite") as db:
+        db.execute("UPDATE images SET perceptual_hash = NULL, region_hashes = NULL")
+    changed = photos / "second.bmp"
+    stat = changed.stat()
+    Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(changed)
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert changed.stat().st_size == stat.st_size
+
+    report = index_folder(photos, store_folder, LatentCodec.load(), IndexOptions(workers=1))
+
+    assert report.counts.unchanged == 2 and report.hashed == 1
+    assert "perceptual hashes added to 1 of 2 images indexed without them" in report.notes
+    with LatentStore.open(store_folder, read_only=True) as store:
+        by_path = {entry.path: entry.id for entry in store.entries()}
+        _, known = store.perceptual_hashes(np.array([by_path["first.bmp"], by_path["second.bmp"]]))
+    assert known.tolist() == [True, False]
 
 
 def test_the_hash_rule_comes_with_a_preset_only() -> None:

@@ -146,7 +146,9 @@ def stats(
         typer.echo(f"             {opened.index_choice()}")
         typer.echo(f"images:      {ok} ok, {failed} failed")
         hashed = opened.hashed_count()
-        missing = "" if hashed == ok else "; the rest match duplicates by latent alone (`index --reencode`)"
+        missing = (
+            "" if hashed == ok else "; the rest match duplicates by latent alone until `index` runs again"
+        )
         typer.echo(f"hashes:      {hashed} of {ok} ok images have perceptual hashes{missing}")
         typer.echo(f"on disk:     {opened.disk_bytes():,} bytes")
         typer.echo(f"catalog:     {opened.catalog_name}")
