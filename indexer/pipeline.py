@@ -262,17 +262,18 @@ class _Run:
 
     def _add_missing_hashes(self, stop: Callable[[], bool]) -> None:
         """Decode the unchanged images that have no perceptual hashes (indexed by an earlier build) for their
-        hashes alone, on every core: their latents stay, so nothing is encoded. A file whose content no
-        longer matches its row, or that no longer decodes, is left as it is."""
+        hashes alone, on every core (or `options.workers`): their latents stay, so nothing is encoded. A
+        file whose content no longer matches its row, or that no longer decodes, is left as it is."""
         missing = self.store.unhashed_images()
         if not missing:
             return
         self.on_progress(IndexProgress("hashing", 0, len(missing)))
         paths = [str(self.root / path) for _, path, _ in missing]
-        window = max(_WINDOW_PER_WORKER * self.cores, 2 * self.options.batch_size)
+        workers = min(self.options.workers or self.cores, len(paths))
+        window = max(_WINDOW_PER_WORKER * workers, 2 * self.options.batch_size)
         found: list[tuple[int, str | None, np.ndarray]] = []
         done = 0
-        with DecodePool(min(self.cores, len(paths)), self.decode, self.codec.image_size, window) as pool:
+        with DecodePool(workers, self.decode, self.codec.image_size, window) as pool:
             for index, result in pool.results(paths, stop):
                 image_id, _, content_hash = missing[index]
                 if result.perceptual_hashes is not None and result.content_hash == content_hash:
