@@ -54,7 +54,7 @@ bench: venv data
 # training crops with the training-only photos added. The runs' checkpoints and optimiser state live
 # outside the work tree (RUNS), so an interrupted run continues when this is run again on the same machine.
 # Weights come out bit-identical for the same torch build and thread counts (1, then 2). About
-# 100 + 12 + 28 + 40 + 40 minutes on the 2-core CPU machine.
+# 100 + 12 + 28 + 39 + 32 minutes on the 2-core CPU machine.
 RUNS ?= $(HOME)/.cache/latentdex/runs
 default-model: venv data
 	$(BIN)/python -m bench.datasets training-crops --root $(DATA) --out $(DATA)/train-crops
