@@ -50,9 +50,10 @@ bench: venv data
 	$(BIN)/python -m bench --data $(DATA) --results bench/results
 
 # Reproduces the shipped default checkpoint in models/default/ (see README: "Default model"): the model,
-# then its decoder alone on decode(mu) (same encoder, so the same latents; sharper previews), last on the
-# training crops with the training-only photos added, and a last low-rate MSE pass. The runs' checkpoints and optimiser state live
-# outside the work tree (RUNS), so an interrupted run continues when this is run again on the same machine.
+# then its decoder alone on decode(mu) (same encoder, so the same latents; sharper previews), later on the
+# training crops with the training-only photos added, and last a low-rate MSE pass. The runs' checkpoints
+# and optimiser state live outside the work tree (RUNS), so an interrupted run continues when this is run
+# again on the same machine.
 # Weights come out bit-identical for the same torch build and thread counts (as written). About
 # 100 + 12 + 28 + 39 + 32 + 13 minutes on the 2-core CPU machine.
 RUNS ?= $(HOME)/.cache/latentdex/runs

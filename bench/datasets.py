@@ -25,12 +25,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import imagehash
 import numpy as np
 from PIL import Image
 
 from latentdex.errors import BadImage
 from latentdex.indexer.load import load_image
+from latentdex.indexer.perceptual_hash import picture_phash
 from latentdex.indexer.scan import iter_image_files
 
 PACKAGES = (
@@ -141,10 +141,10 @@ def training_only_photos(raw: Path) -> list[Path]:
         if not path.is_symlink():
             groups.setdefault(photo_group(str(path.relative_to(extra))), []).append(path)
     chosen = [max(paths, key=lambda p: (p.stat().st_size, str(p))) for _, paths in sorted(groups.items())]
-    eval_hashes = np.array([_phash(p) for p in photo_sources(raw, "eval")], dtype=np.uint64)
+    eval_hashes = np.array([_file_phash(p) for p in photo_sources(raw, "eval")], dtype=np.uint64)
     kept = []
     for path in chosen:
-        bits = np.bitwise_count(eval_hashes ^ np.uint64(_phash(path)))
+        bits = np.bitwise_count(eval_hashes ^ np.uint64(_file_phash(path)))
         if not len(bits) or int(bits.min()) > EVAL_LOOK_ALIKE_BITS:
             kept.append(path)
         else:
@@ -152,9 +152,8 @@ def training_only_photos(raw: Path) -> list[Path]:
     return kept
 
 
-def _phash(path: Path) -> int:
-    pixels = load_image(path, max_pixels=MAX_SOURCE_PIXELS).pixels
-    return int(str(imagehash.phash(Image.fromarray(pixels))), 16)
+def _file_phash(path: Path) -> int:
+    return picture_phash(Image.fromarray(load_image(path, max_pixels=MAX_SOURCE_PIXELS).pixels))
 
 
 def clipart_sources(raw: Path, split: str) -> list[Path]:

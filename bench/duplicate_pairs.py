@@ -30,7 +30,7 @@ from bench.alterations import cap_source
 from bench.datasets import MAX_SOURCE_PIXELS
 from latentdex.errors import BadImage
 from latentdex.indexer.load import load_for_model, load_image, model_square
-from latentdex.indexer.perceptual_hash import HASHES, perceptual_hashes
+from latentdex.indexer.perceptual_hash import HASHES, hash_as_int, perceptual_hashes, picture_phash
 
 # Positive kinds; "colour" is one of brightness / contrast / saturation, "combo" two distinct other kinds.
 ALTERATION_KINDS = ("jpeg", "resize", "crop", "colour", "rotate", "border", "caption", "combo")
@@ -355,12 +355,7 @@ def add_caption(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 def hash_bits(image: Image.Image) -> tuple[int, int]:
     """pHash and dHash of an image (imagehash, 8x8 = 64 bits each) as unsigned integers."""
     grey = image.convert("L")
-    return _to_int(imagehash.phash(grey)), _to_int(imagehash.dhash(grey))
-
-
-def _to_int(value: imagehash.ImageHash) -> int:
-    bits = np.asarray(value.hash, dtype=bool).ravel()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+    return picture_phash(grey), hash_as_int(imagehash.dhash(grey))
 
 
 def render_images(

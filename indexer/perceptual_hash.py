@@ -40,11 +40,17 @@ def perceptual_hashes(pixels: np.ndarray) -> np.ndarray:
         (right, bottom, width, height),
         (left, top, left + region_width, top + region_height),
     ]
-    return np.array([_phash(grey.crop(box)) for box in boxes], dtype=np.uint64)
+    return np.array([picture_phash(grey.crop(box)) for box in boxes], dtype=np.uint64)
 
 
-def _phash(grey: Image.Image) -> int:
-    bits = np.asarray(imagehash.phash(grey).hash, dtype=bool).ravel()
+def picture_phash(image: Image.Image) -> int:
+    """pHash of one picture (any mode: imagehash greys it) as an unsigned 64-bit integer."""
+    return hash_as_int(imagehash.phash(image))
+
+
+def hash_as_int(value: imagehash.ImageHash) -> int:
+    """An `imagehash` hash as the unsigned integer of its bits, the first bit highest."""
+    bits = np.asarray(value.hash, dtype=bool).ravel()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
