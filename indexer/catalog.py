@@ -114,6 +114,8 @@ class ImageRow(Base):
     # lacks these columns, and row reads must not name them.
     perceptual_hash: Mapped[int | None] = mapped_column(BigInt, deferred=True)
     region_hashes: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # `indexer.pixel_alignment`'s thumbnail of the model frame (1 KB); None as for the hashes.
+    alignment_thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class RunRow(Base):
@@ -343,12 +345,14 @@ def write_images(
     failed: bool,
     generation: int,
     perceptual_hashes: Sequence[np.ndarray | None] | None = None,
+    thumbnails: Sequence[bytes | None] | None = None,
 ) -> list[int]:
     """Insert or update one row per record (by id, else by path); return the ids in record order.
 
     `failed`: rows become "failed" and lose their latent. Otherwise rows become "ok" with `latents`
-    (stamped with `generation`) and `perceptual_hashes` (per record, `indexer.perceptual_hash`'s array;
-    None: unknown), or keep the latent and hashes they have when `latents` is None. Raises NotFound
+    (stamped with `generation`), `perceptual_hashes` (per record, `indexer.perceptual_hash`'s array;
+    None: unknown) and alignment `thumbnails` (per record, `indexer.pixel_alignment`'s bytes, or None),
+    or keep the latent, hashes and thumbnail they have when `latents` is None. Raises NotFound
     for an unknown id (or, metadata only, an unknown path), StoreError for a path held by another id
     or a metadata-only update of an image without a latent.
     """
@@ -374,10 +378,12 @@ def write_images(
         row.status, row.failure_reason = ("failed", record.failure_reason) if failed else ("ok", None)
         if failed:
             row.latent, row.perceptual_hash, row.region_hashes = None, None, None
+            row.alignment_thumbnail = None
         elif latents is not None:
             row.latent, row.generation = latents[index], generation
             hashes = None if perceptual_hashes is None else perceptual_hashes[index]
             row.perceptual_hash, row.region_hashes = to_stored(hashes)
+            row.alignment_thumbnail = None if thumbnails is None else thumbnails[index]
         elif row.latent is None:
             raise StoreError(f"image {row.id} has no latent: upsert it with one")
         rows.append(row)
@@ -433,29 +439,37 @@ def list_entries(session: Session) -> list[CatalogEntry]:
 
 
 def unhashed_images(session: Session) -> list[tuple[int, str, str | None]]:
-    """(id, path, content hash) of the ok rows without perceptual hashes (indexed before they were kept),
-    by id."""
+    """(id, path, content hash) of the ok rows without perceptual hashes or an alignment thumbnail
+    (indexed before they were kept), by id."""
     query = (
         select(ImageRow.id, ImageRow.path_bytes, ImageRow.content_hash)
         .where(
             ImageRow.status == "ok",
-            or_(ImageRow.perceptual_hash.is_(None), ImageRow.region_hashes.is_(None)),
+            or_(
+                ImageRow.perceptual_hash.is_(None),
+                ImageRow.region_hashes.is_(None),
+                ImageRow.alignment_thumbnail.is_(None),
+            ),
         )
         .order_by(ImageRow.id)
     )
     return [(row[0], row[1].decode("utf-8", "surrogateescape"), row[2]) for row in session.execute(query)]
 
 
-def add_perceptual_hashes(session: Session, items: Sequence[tuple[int, str | None, np.ndarray]]) -> int:
-    """Give each (id, content hash, hashes) row its hashes if it is still ok and still holds the file with
-    that content hash (the one the hashes were computed from); return how many rows took them."""
+# (image id, the content hash they were computed from, perceptual hashes, alignment thumbnail bytes)
+PictureMarks = tuple[int, str | None, np.ndarray, bytes]
+
+
+def add_perceptual_hashes(session: Session, items: Sequence[PictureMarks]) -> int:
+    """Give each row its perceptual hashes and alignment thumbnail if it is still ok and still holds the
+    file with that content hash (the one they were computed from); return how many rows took them."""
     taken = 0
-    for image_id, content_hash, hashes in items:
+    for image_id, content_hash, hashes, thumbnail in items:
         whole, regions = to_stored(hashes)
         statement = (
             update(ImageRow)
             .where(ImageRow.id == image_id, ImageRow.status == "ok", ImageRow.content_hash == content_hash)
-            .values(perceptual_hash=whole, region_hashes=regions)
+            .values(perceptual_hash=whole, region_hashes=regions, alignment_thumbnail=thumbnail)
         )
         taken += session.execute(statement).rowcount or 0
     return taken

@@ -26,6 +26,7 @@ from latentdex.errors import BadImage
 from latentdex.indexer.load import load_image, model_square
 from latentdex.indexer.parent_watch import die_with_parent, helper_context
 from latentdex.indexer.perceptual_hash import perceptual_hashes
+from latentdex.indexer.pixel_alignment import thumbnail_bytes
 
 HASH_CHUNK = 1 << 20
 WORKER_DIED = "the decoder crashed (its worker process died)"
@@ -53,6 +54,7 @@ class DecodedFile:
     # Set (and `pixels` dropped) by engines that encode where they decode, such as the Ray engine.
     latent: np.ndarray | None = None
     perceptual_hashes: np.ndarray | None = None  # of the decoded frame (`indexer.perceptual_hash`)
+    alignment_thumbnail: bytes | None = None  # of the model frame (`indexer.pixel_alignment`)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -94,6 +96,7 @@ def decode_for_index(path: str, image_size: int) -> DecodedFile:
         image = load_image(path, min_side=image_size)
         pixels = model_square(image.pixels, image_size)
         hashes = perceptual_hashes(image.pixels)
+        thumbnail = thumbnail_bytes(pixels)
     except BadImage as exc:
         return DecodedFile(size, mtime_ns, digest, failure=exc.reason)
     except Exception as exc:  # a loader bug must cost one file, not the run; the reason names it
@@ -111,6 +114,7 @@ def decode_for_index(path: str, image_size: int) -> DecodedFile:
         camera_make=exif.camera_make,
         camera_model=exif.camera_model,
         perceptual_hashes=hashes,
+        alignment_thumbnail=thumbnail,
     )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from latentdex.errors import LatentdexError, ModelMismatch, NotFound, StoreError
-from latentdex.indexer.catalog import display_path, path_key, public_url
+from latentdex.indexer.catalog import PictureMarks, display_path, path_key, public_url
 from latentdex.indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, scan_folder
 from latentdex.indexer.core_split import CoreSplit, measured_split, split_cores
 from latentdex.indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index
@@ -261,9 +261,10 @@ class _Run:
         self._write_failed(failed)
 
     def _add_missing_hashes(self, stop: Callable[[], bool]) -> None:
-        """Decode the unchanged images that have no perceptual hashes (indexed by an earlier build) for their
-        hashes alone, on every core (or `options.workers`): their latents stay, so nothing is encoded. A
-        file whose content no longer matches its row, or that no longer decodes, is left as it is."""
+        """Decode the unchanged images that have no perceptual hashes or alignment thumbnail (indexed by an
+        earlier build) for those alone, on every core (or `options.workers`): their latents stay, so
+        nothing is encoded. A file whose content no longer matches its row, or that no longer decodes, is
+        left as it is."""
         missing = self.store.unhashed_images()
         if not missing:
             return
@@ -271,13 +272,14 @@ class _Run:
         paths = [str(self.root / path) for _, path, _ in missing]
         workers = min(self.options.workers or self.cores, len(paths))
         window = max(_WINDOW_PER_WORKER * workers, 2 * self.options.batch_size)
-        found: list[tuple[int, str | None, np.ndarray]] = []
+        found: list[PictureMarks] = []
         done = 0
         with DecodePool(workers, self.decode, self.codec.image_size, window) as pool:
             for index, result in pool.results(paths, stop):
                 image_id, _, content_hash = missing[index]
-                if result.perceptual_hashes is not None and result.content_hash == content_hash:
-                    found.append((image_id, content_hash, result.perceptual_hashes))
+                hashes, thumbnail = result.perceptual_hashes, result.alignment_thumbnail
+                if hashes is not None and thumbnail is not None and result.content_hash == content_hash:
+                    found.append((image_id, content_hash, hashes, thumbnail))
                 if len(found) >= self.options.batch_size:
                     self.hashed += self.store.add_perceptual_hashes(found)
                     found = []
@@ -286,7 +288,8 @@ class _Run:
         if found:
             self.hashed += self.store.add_perceptual_hashes(found)
         self.notes.append(
-            f"perceptual hashes added to {self.hashed} of {len(missing)} images indexed without them"
+            f"perceptual hashes and thumbnails added to {self.hashed} of {len(missing)} images indexed "
+            "without them"
         )
 
     def _split(self, paths: Sequence[str]) -> CoreSplit:
@@ -315,9 +318,11 @@ class _Run:
             latents = self.codec.encode(np.stack([result.pixels for _, result in items]))
         usable = np.isfinite(latents).all(axis=1) & latents.any(axis=1)
         good = [self._ok_record(job, result) for (job, result), ok in zip(items, usable, strict=True) if ok]
-        hashes = [result.perceptual_hashes for (_, result), ok in zip(items, usable, strict=True) if ok]
+        kept = [result for (_, result), ok in zip(items, usable, strict=True) if ok]
         if good:
-            self.store.upsert_images(good, latents[usable], hashes)
+            hashes = [result.perceptual_hashes for result in kept]
+            thumbnails = [result.alignment_thumbnail for result in kept]
+            self.store.upsert_images(good, latents[usable], hashes, thumbnails)
         self.counts.new += sum(1 for record in good if record.id is None)
         self.counts.changed += sum(1 for record in good if record.id is not None)
         bad = [

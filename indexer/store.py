@@ -21,7 +21,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ from latentdex.indexer.catalog import (
     CatalogLocation,
     ImageRecord,
     ImageRow,
+    PictureMarks,
     RunCounts,
     RunRecord,
     RunRow,
@@ -89,6 +90,7 @@ from latentdex.indexer.filters import (
     same_hash_groups,
 )
 from latentdex.indexer.perceptual_hash import HASHES, from_stored
+from latentdex.indexer.pixel_alignment import thumbnail_from_bytes
 from latentdex.indexer.record_table import TABLE_COLUMNS, RecordTable, UnsupportedRecords
 from latentdex.indexer.rerank_rows import RerankRows
 from latentdex.indexer.vectors import (
@@ -210,6 +212,7 @@ class LatentStore:
         self._whitening_unsaved = False
         self._directions: DirectionBook | None = None
         self._hash_column: bool | None = None  # whether the catalog has the perceptual-hash columns
+        self._thumbnail_column: bool | None = None  # ... and the alignment-thumbnail column
 
     @classmethod
     def create(
@@ -380,12 +383,14 @@ class LatentStore:
         records: Sequence[ImageRecord],
         latents: np.ndarray | None,
         perceptual_hashes: Sequence[np.ndarray | None] | None = None,
+        thumbnails: Sequence[bytes | None] | None = None,
     ) -> list[int]:
         """Store `records` with their `latents` (one row each) in one transaction; return their ids.
 
         A record with an id updates that image; one without updates the image at its path or adds a new one.
-        `perceptual_hashes` (per record, `indexer.perceptual_hash.perceptual_hashes`' array, or None) go
-        with the latents; without them the rows' hashes become unknown.
+        `perceptual_hashes` (per record, `indexer.perceptual_hash.perceptual_hashes`' array, or None) and
+        alignment `thumbnails` (per record, `indexer.pixel_alignment.thumbnail_bytes`, or None) go with
+        the latents; without them the rows' hashes and thumbnails become unknown.
         `latents=None` updates only the metadata of images that already have a latent. Raises
         DimensionMismatch, BadLatent (NaN, infinite, all-zero under "cosine"), ModelMismatch (a record's
         model_id is not the store's), NotFound (an unknown id), StoreError (read-only, or a path conflict).
@@ -401,7 +406,9 @@ class LatentStore:
         if vectors is not None and len(vectors) != len(records):
             raise DimensionMismatch(f"{len(records)} records but {len(vectors)} latents")
         with self._lock:
-            ids = self._write_rows(records, vectors, failed=False, perceptual_hashes=perceptual_hashes)
+            ids = self._write_rows(
+                records, vectors, failed=False, perceptual_hashes=perceptual_hashes, thumbnails=thumbnails
+            )
             if vectors is not None:
                 self._vectors_add(np.array(ids, dtype=np.int64), spec.to_index(vectors))
         return ids
@@ -922,9 +929,10 @@ class LatentStore:
         with self._catalog.reading() as session:
             return unhashed_images(session)
 
-    def add_perceptual_hashes(self, items: Sequence[tuple[int, str | None, np.ndarray]]) -> int:
-        """Store (id, content hash, hashes) for images that still hold that file's content (an image whose
-        file changed since is left for its re-encode); returns how many took them. Latents are untouched."""
+    def add_perceptual_hashes(self, items: Sequence[PictureMarks]) -> int:
+        """Store (id, content hash, hashes, alignment thumbnail) for images that still hold that file's
+        content (an image whose file changed since is left for its re-encode); returns how many took
+        them. Latents are untouched."""
         with self._lock, self._writing() as session:
             return add_perceptual_hashes(session, items)
 
@@ -939,6 +947,31 @@ class LatentStore:
                 ImageRow.region_hashes.is_not(None),
             )
             return int(session.scalar(query) or 0)
+
+    def alignment_thumbnails(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The (SIDE, SIDE) uint8 alignment thumbnails (`indexer.pixel_alignment`) of those of `ids` that
+        have one: images indexed before thumbnails were kept, and imported ones, have none."""
+        wanted = sorted({int(i) for i in ids})
+        if not wanted or not self._keeps_alignment_thumbnails():
+            return {}
+        found: dict[int, np.ndarray] = {}
+        with self._catalog.reading() as session:
+            for start in range(0, len(wanted), _HASH_BATCH):
+                query = select(ImageRow.id, ImageRow.alignment_thumbnail).where(
+                    ImageRow.id.in_(wanted[start : start + _HASH_BATCH]),
+                    ImageRow.alignment_thumbnail.is_not(None),
+                )
+                for image_id, data in session.execute(query):
+                    with suppress(ValueError):  # a damaged blob: that image is ranked by its latent
+                        found[image_id] = thumbnail_from_bytes(data)
+        return found
+
+    def _keeps_alignment_thumbnails(self) -> bool:
+        """Whether the catalog has the thumbnail column (a read-only one before revision 0005 lacks it)."""
+        if self._thumbnail_column is None:
+            columns = inspect(self._catalog.engine).get_columns(ImageRow.__tablename__)
+            self._thumbnail_column = any(column["name"] == "alignment_thumbnail" for column in columns)
+        return self._thumbnail_column
 
     def _keeps_perceptual_hashes(self) -> bool:
         """Whether the catalog has the hash columns (one opened read-only before revision 0004 has not)."""
@@ -1016,6 +1049,7 @@ class LatentStore:
         *,
         failed: bool,
         perceptual_hashes: Sequence[np.ndarray | None] | None = None,
+        thumbnails: Sequence[bytes | None] | None = None,
     ) -> list[int]:
         try:
             with self._writing() as session:
@@ -1031,6 +1065,7 @@ class LatentStore:
                     failed=failed,
                     generation=generation,
                     perceptual_hashes=perceptual_hashes,
+                    thumbnails=thumbnails,
                 )
                 if vectors is not None:
                     set_meta(session, "generation", str(generation))

@@ -206,7 +206,8 @@ class QueryOptions:
     """`where` filters on metadata; `previews` decodes every match's latent into an image (in
     `preview_format`, `preview_size` px; 0: the model's size) and `query_preview` the query's own;
     `thumbnails` also sends each match's original, shrunk to fit `preview_size` (0: 128);
-    `include_latents` returns each match's stored latent."""
+    `include_latents` returns each match's stored latent; `ranking` "copies_first" (the server's default)
+    puts the stored images holding a query's pixels first, "latent" orders by latent distance alone."""
 
     where: SearchFilter | None = None
     previews: bool = False
@@ -215,6 +216,7 @@ class QueryOptions:
     preview_size: int = 0
     include_latents: bool = False
     thumbnails: bool = False
+    ranking: str = "copies_first"
 
     def message(self, k: int) -> pb.QueryOptions:
         options = pb.QueryOptions(
@@ -227,6 +229,7 @@ class QueryOptions:
                 thumbnails=self.thumbnails,
             ),
             include_latents=self.include_latents,
+            ranking=_ranking(self.ranking),
         )
         if self.where is not None:
             options.filter.CopyFrom(filter_message(self.where))
@@ -670,6 +673,16 @@ def _format(name: str) -> int:
         raise ValueError(
             f"unknown image format {name!r}; choose one of {', '.join(FORMAT_NUMBERS)}"
         ) from None
+
+
+RANKING_NUMBERS = {"copies_first": pb.RANKING_COPIES_FIRST, "latent": pb.RANKING_LATENT}
+
+
+def _ranking(name: str) -> int:
+    try:
+        return RANKING_NUMBERS[name]
+    except KeyError:
+        raise ValueError(f"unknown ranking {name!r}; choose one of {', '.join(RANKING_NUMBERS)}") from None
 
 
 def _metadata(message: pb.ImageMetadata) -> ImageMetadata:

@@ -86,6 +86,13 @@ def sample_source(number: int) -> str:
     return enum_value(SOURCES, number, "source", "SampleSource")
 
 
+RANKINGS = {
+    pb.RANKING_UNSPECIFIED: "copies_first",
+    pb.RANKING_COPIES_FIRST: "copies_first",
+    pb.RANKING_LATENT: "latent",
+}
+
+
 def path_method(number: int) -> str:
     return enum_value(PATH_METHODS, number, "method", "PathMethod")
 
@@ -154,6 +161,7 @@ def query_spec(options: pb.QueryOptions) -> QuerySpec:
         where=search_filter(options.filter) if options.HasField("filter") else None,
         preview=preview_spec(options.preview, "options.preview"),
         include_latents=options.include_latents,
+        ranking=enum_value(RANKINGS, options.ranking, "options.ranking", "Ranking"),
     )
 
 

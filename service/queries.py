@@ -28,6 +28,8 @@ from latentdex.errors import (
 )
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
+from latentdex.indexer.pixel_alignment import DEPTH as ALIGNMENT_DEPTH
+from latentdex.indexer.pixel_alignment import alignment_scores, alignment_thumbnail, copies_first
 from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo
 from latentdex.indexer.vectors import check_vectors
 from latentdex.models.inference import LatentCodec
@@ -68,14 +70,20 @@ class PreviewSpec:
     thumbnails: bool = False
 
 
+RANKINGS = ("copies_first", "latent")
+
+
 @dataclass(frozen=True)
 class QuerySpec:
-    """What every query of a call shares. `k` 0 means DEFAULT_K."""
+    """What every query of a call shares. `k` 0 means DEFAULT_K. `ranking` "copies_first" puts the
+    stored images that hold a query's pixels first (`indexer.pixel_alignment`; queries by image or id),
+    "latent" orders every match by latent distance."""
 
     k: int = DEFAULT_K
     where: SearchFilter | None = None
     preview: PreviewSpec = PreviewSpec()
     include_latents: bool = False
+    ranking: str = "copies_first"
 
 
 @dataclass(frozen=True)
@@ -199,12 +207,20 @@ class QueryEngine:
         k = self._check_spec(spec, len(queries))
         timings = Timings()
         with self.searchable_store() as store:
-            latents = self.query_latents(queries, store, timings)
+            pictures: dict[int, np.ndarray] = {}
+            latents = self.query_latents(queries, store, timings, pictures)
             stop_if_abandoned()
             # a query by id leaves out the image itself: ask for one more match and drop it
             extra = int(any(isinstance(q, IdQuery) and not q.include_self for q in queries))
             needs_latents = spec.include_latents or spec.preview.matches
-            found = self.nearest(store, latents, k + extra, spec.where, timings, needs_latents)
+            aligned = (
+                self._alignment_thumbnails(queries, pictures, store) if spec.ranking == "copies_first" else {}
+            )
+            depth = max(k + extra, ALIGNMENT_DEPTH) if aligned else k + extra
+            found = self.nearest(store, latents, depth, spec.where, timings, needs_latents)
+            if aligned:
+                with timings.stage("search"):
+                    found = _copies_first(found, aligned, store)
             root = store.indexed_root() if spec.preview.thumbnails else None
         hits_per_query = []
         for query, hits in zip(queries, found, strict=True):
@@ -249,9 +265,11 @@ class QueryEngine:
         queries: Sequence[Query],
         store: LatentStore | None,
         timings: Timings | None = None,
+        pictures: dict[int, np.ndarray] | None = None,
     ) -> np.ndarray:
         """The latent of each query: image bytes encoded in one batch, latents checked, ids looked up
-        in `store` (NoStore without one)."""
+        in `store` (NoStore without one). `pictures`, when given, receives the model input of each query
+        by image, by its index."""
         timings = timings or Timings()
         latents = np.empty((len(queries), self.codec.latent_dim), dtype=np.float32)
         images: dict[int, np.ndarray] = {}
@@ -260,6 +278,8 @@ class QueryEngine:
                 if isinstance(query, ImageQuery):
                     images[index] = _naming(index, len(queries), lambda q=query: self._load(q.image))
         stop_if_abandoned()
+        if pictures is not None:
+            pictures.update(images)
         if images:
             with timings.stage("encode"):
                 latents[list(images)] = self.codec.encode(np.stack(list(images.values())))
@@ -276,6 +296,20 @@ class QueryEngine:
                 except NotFound as exc:
                     raise NotFound(f"no indexed image with that id ({exc})") from exc
         return latents
+
+    def _alignment_thumbnails(
+        self, queries: Sequence[Query], pictures: dict[int, np.ndarray], store: LatentStore
+    ) -> dict[int, np.ndarray]:
+        """The alignment thumbnail of each query by image or id, by its index: what re-ranks its matches
+        copies first (`indexer.pixel_alignment`). None where distances are not cosine ("l2" stores)."""
+        if store.distance_space == "l2":
+            return {}
+        aligned = {index: alignment_thumbnail(pixels) for index, pixels in pictures.items()}
+        by_id = {index: query.id for index, query in enumerate(queries) if isinstance(query, IdQuery)}
+        if by_id:
+            stored = store.alignment_thumbnails(list(by_id.values()))
+            aligned |= {index: stored[i] for index, i in by_id.items() if i in stored}
+        return aligned
 
     def _with_previews(
         self, hits_per_query: list[list[Hit]], latents: np.ndarray, spec: QuerySpec, timings: Timings
@@ -351,6 +385,8 @@ class QueryEngine:
             raise InvalidQuery("no query given")
         if count > self.limits.max_batch:
             raise InvalidQuery(f"at most {self.limits.max_batch} queries per batch, got {count}")
+        if spec.ranking not in RANKINGS:
+            raise InvalidQuery(f"unknown ranking {spec.ranking!r}; choose one of {', '.join(RANKINGS)}")
         if spec.preview.matches or spec.preview.query or spec.preview.thumbnails:
             self.check_preview(spec.preview.format, spec.preview.size)
         return k
@@ -374,6 +410,23 @@ class QueryEngine:
         if not image:
             raise BadImage("no image bytes given")
         return load_for_model(image, self.codec.image_size, max_pixels=self.limits.max_image_pixels)
+
+
+def _copies_first(
+    found: list[list[Hit]], aligned: dict[int, np.ndarray], store: LatentStore
+) -> list[list[Hit]]:
+    """Each aligned query's hits re-ordered by `pixel_alignment.copies_first`; a query whose hits are
+    not all thumbnailed (an image indexed before thumbnails were kept) keeps the latent's order."""
+    stored = store.alignment_thumbnails([hit.id for index in aligned for hit in found[index]])
+    reordered = list(found)
+    for index, thumbnail in aligned.items():
+        hits = found[index]
+        if not hits or any(hit.id not in stored for hit in hits):
+            continue
+        scores = alignment_scores(thumbnail, np.stack([stored[hit.id] for hit in hits]))
+        order = copies_first(np.array([hit.distance for hit in hits]), scores)
+        reordered[index] = [hits[i] for i in order]
+    return reordered
 
 
 def _naming(index: int, count: int, action: Callable[[], np.ndarray]) -> np.ndarray:

@@ -153,22 +153,31 @@ def test_an_index_run_gives_images_indexed_without_hashes_their_hashes(
 ) -> None:
     shutil.copytree(library.store, tmp_path / "store")
     with sqlite3.connect(tmp_path / "store" / "catalog.sqlite") as db:
-        db.execute("UPDATE images SET perceptual_hash = NULL, region_hashes = NULL")
+        db.execute(
+            "UPDATE images SET perceptual_hash = NULL, region_hashes = NULL, alignment_thumbnail = NULL"
+        )
     with LatentStore.open(library.store, read_only=True) as store:
         ids = store.select_ids()
         expected_hashes, _ = store.perceptual_hashes(ids)
+        expected_thumbnails = store.alignment_thumbnails(ids)
         expected_latents = store.latents(ids)
+    assert sorted(expected_thumbnails) == sorted(ids.tolist())
 
     report = index_folder(library.root, tmp_path / "store", LatentCodec.load(), IndexOptions(workers=1))
 
     total = SCENES + COPIES
     assert (report.counts.unchanged, report.counts.new, report.counts.changed) == (total, 0, 0)
     assert report.hashed == total
-    assert f"perceptual hashes added to {total} of {total} images indexed without them" in report.notes
+    added = f"perceptual hashes and thumbnails added to {total} of {total} images indexed without them"
+    assert added in report.notes
     with LatentStore.open(tmp_path / "store", read_only=True) as store:
         hashes, known = store.perceptual_hashes(ids)
         assert known.all()
         np.testing.assert_array_equal(hashes, expected_hashes)
+        thumbnails = store.alignment_thumbnails(ids)
+        assert sorted(thumbnails) == sorted(expected_thumbnails)
+        for image_id, thumbnail in expected_thumbnails.items():
+            np.testing.assert_array_equal(thumbnails[image_id], thumbnail)
         np.testing.assert_array_equal(store.latents(ids), expected_latents)  # nothing re-encoded
     rule = HASH_RULES["near"]["whitened"]
     assert groups_by_path(library, near(library), hash_rule=rule, store_folder=tmp_path / "store") == (
@@ -199,7 +208,7 @@ def test_hashes_are_not_added_for_a_file_whose_content_changed_behind_an_unchang
     report = index_folder(photos, store_folder, LatentCodec.load(), IndexOptions(workers=1))
 
     assert report.counts.unchanged == 2 and report.hashed == 1
-    assert "perceptual hashes added to 1 of 2 images indexed without them" in report.notes
+    assert "perceptual hashes and thumbnails added to 1 of 2 images indexed without them" in report.notes
     with LatentStore.open(store_folder, read_only=True) as store:
         by_path = {entry.path: entry.id for entry in store.entries()}
         _, known = store.perceptual_hashes(np.array([by_path["first.bmp"], by_path["second.bmp"]]))

@@ -25,7 +25,7 @@ def test_a_new_store_is_at_the_head_revision_and_matches_the_models(tmp_path: Pa
     LatentStore.create(tmp_path / "store", model_id="vae-a", latent_dim=4).close()
     engine = create_engine(f"sqlite:///{tmp_path / 'store' / 'catalog.sqlite'}")
     try:
-        assert schema.current_revision(engine) == schema.head_revision() == "0004"
+        assert schema.current_revision(engine) == schema.head_revision() == "0005"
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         # SQLite reports no server-side details that differ; anything listed is a real drift
@@ -42,6 +42,7 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
         db.execute("DROP TABLE directions")
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
         db.execute("ALTER TABLE images DROP COLUMN region_hashes")
+        db.execute("ALTER TABLE images DROP COLUMN alignment_thumbnail")
     engine = create_engine(f"sqlite:///{folder / 'catalog.sqlite'}")
     try:
         with LatentStore.open(folder, read_only=True):
@@ -51,7 +52,7 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
         assert schema.current_revision(engine) == schema.head_revision()
         assert inspect(engine).has_table("directions")
         columns = {column["name"] for column in inspect(engine).get_columns("images")}
-        assert {"perceptual_hash", "region_hashes"} <= columns
+        assert {"perceptual_hash", "region_hashes", "alignment_thumbnail"} <= columns
     finally:
         engine.dispose()
 
@@ -78,6 +79,7 @@ def test_a_catalog_one_revision_behind_is_upgraded_and_one_ahead_is_refused(tmp_
         db.execute("DROP TABLE directions")
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
         db.execute("ALTER TABLE images DROP COLUMN region_hashes")
+        db.execute("ALTER TABLE images DROP COLUMN alignment_thumbnail")
         db.execute("UPDATE alembic_version SET version_num = '0001'")
     with LatentStore.open(folder) as store:
         assert store.verify().ok
@@ -104,9 +106,12 @@ def test_a_catalog_before_perceptual_hashes_is_read_as_it_is_and_has_none(tmp_pa
     with sqlite3.connect(folder / "catalog.sqlite") as db:  # as the builds before hashes left it
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
         db.execute("ALTER TABLE images DROP COLUMN region_hashes")
+        db.execute("ALTER TABLE images DROP COLUMN alignment_thumbnail")
         db.execute("UPDATE alembic_version SET version_num = '0002'")
     with LatentStore.open(folder, read_only=True) as store:  # a server: it reads, it does not migrate
         assert [r.path for r in store.get([image_id])] == ["a.jpg"]
         assert store.perceptual_hashes(np.array([image_id]))[1].tolist() == [False]
+        assert store.alignment_thumbnails([image_id]) == {}
     with LatentStore.open(folder) as store:  # a writer brings it to the head; the old row has no hash
         assert store.perceptual_hashes(np.array([image_id]))[1].tolist() == [False]
+        assert store.alignment_thumbnails([image_id]) == {}

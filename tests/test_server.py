@@ -143,11 +143,14 @@ def test_query_by_image_finds_itself_with_metadata_previews_and_thumbnails(
     client: LatentdexClient, served: Served
 ) -> None:
     options = QueryOptions(previews=True, query_preview=True, thumbnails=True, preview_size=128)
-    result = client.query_by_image(served.photos / "travel" / "t2.jpg", 5, options)
+    path = served.photos / "travel" / "t2.jpg"
+    result = client.query_by_image(path, 5, options)
     assert len(result.matches) == 5
     top = result.matches[0]
     assert top.path == "travel/t2.jpg" and top.distance < 1e-4 and top.similarity > 0.9999
-    assert [m.distance for m in result.matches] == sorted(m.distance for m in result.matches)
+    by_latent = client.query_by_image(path, 5, QueryOptions(ranking="latent"))
+    assert [m.distance for m in by_latent.matches] == sorted(m.distance for m in by_latent.matches)
+    assert {m.id for m in by_latent.matches} <= {m.id for m in client.query_by_image(path, 20).matches}
     meta = top.metadata
     assert (meta.width, meta.height, meta.format) == (96, 72, "JPEG")
     assert meta.capture_time == datetime(2021, 6, 3, 12, 0, 0)

@@ -17,6 +17,12 @@ class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMAGE_FORMAT_JPEG: _ClassVar[ImageFormat]
     IMAGE_FORMAT_WEBP: _ClassVar[ImageFormat]
 
+class Ranking(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RANKING_UNSPECIFIED: _ClassVar[Ranking]
+    RANKING_COPIES_FIRST: _ClassVar[Ranking]
+    RANKING_LATENT: _ClassVar[Ranking]
+
 class DuplicatePreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DUPLICATE_PRESET_UNSPECIFIED: _ClassVar[DuplicatePreset]
@@ -46,6 +52,9 @@ IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
 IMAGE_FORMAT_WEBP: ImageFormat
+RANKING_UNSPECIFIED: Ranking
+RANKING_COPIES_FIRST: Ranking
+RANKING_LATENT: Ranking
 DUPLICATE_PRESET_UNSPECIFIED: DuplicatePreset
 DUPLICATE_PRESET_EXACT: DuplicatePreset
 DUPLICATE_PRESET_NEAR: DuplicatePreset
@@ -206,16 +215,18 @@ class PreviewOptions(_message.Message):
     def __init__(self, matches: _Optional[bool] = ..., query: _Optional[bool] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., size: _Optional[int] = ..., thumbnails: _Optional[bool] = ...) -> None: ...
 
 class QueryOptions(_message.Message):
-    __slots__ = ("k", "filter", "preview", "include_latents")
+    __slots__ = ("k", "filter", "preview", "include_latents", "ranking")
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_LATENTS_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
     k: int
     filter: Filter
     preview: PreviewOptions
     include_latents: bool
-    def __init__(self, k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., include_latents: _Optional[bool] = ...) -> None: ...
+    ranking: Ranking
+    def __init__(self, k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., preview: _Optional[_Union[PreviewOptions, _Mapping]] = ..., include_latents: _Optional[bool] = ..., ranking: _Optional[_Union[Ranking, str]] = ...) -> None: ...
 
 class QueryByImageRequest(_message.Message):
     __slots__ = ("image", "options")

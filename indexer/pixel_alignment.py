@@ -1,0 +1,82 @@
+"""Does a stored image hold the query's pixels? A check on small grey thumbnails that re-ranks a search.
+
+The latent ranks a copy of a picture near its original, but not always first: a crop, a small rotation
+or a JPEG re-encode moves the latent about as far as a neighbouring crop of the same photo or another
+drawing in the same style. Pixels tell them apart. Every indexed image keeps a 32-px grey thumbnail of
+the frame the model saw (1 KB); a query's thumbnail is slid over each candidate's at scales 1 to 0.8
+(a crop keeps 80-95% of the side) and every placement, and the best normalised cross-correlation
+(NCC: zero-mean, unit-norm windows, so brightness and contrast changes cancel) says how well the query
+fits inside the candidate. This is the geometric verification step of instance retrieval, at thumbnail
+size: the latent finds the candidates, the pixels order them.
+
+`copies_first` fuses the two: candidates whose NCC reaches COPY_NCC (they look like the query laid over
+them) come first, ordered by (1 - NCC) + DISTANCE_WEIGHT x latent distance; the rest follow in latent
+order, so a query with no copy in the library keeps the latent's ranking.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
+
+SIDE = 32
+THUMBNAIL_BYTES = SIDE * SIDE
+SCALES = (1.0, 0.95, 0.9, 0.85, 0.8)
+COPY_NCC = 0.8
+DISTANCE_WEIGHT = 2.0
+DEPTH = 20  # candidates a query by image or id re-ranks (its k when asked for more)
+
+
+def alignment_thumbnail(pixels: np.ndarray) -> np.ndarray:
+    """A model input (S, S, 3) uint8 -> its (SIDE, SIDE) uint8 grey thumbnail (box filter)."""
+    grey = Image.fromarray(np.ascontiguousarray(pixels)).convert("L")
+    return np.asarray(grey.resize((SIDE, SIDE), Image.Resampling.BOX), dtype=np.uint8)
+
+
+def thumbnail_bytes(pixels: np.ndarray) -> bytes:
+    """`alignment_thumbnail` as the bytes the catalog stores."""
+    return alignment_thumbnail(pixels).tobytes()
+
+
+def thumbnail_from_bytes(data: bytes) -> np.ndarray:
+    """Stored bytes -> a (SIDE, SIDE) uint8 thumbnail; ValueError when they are not one."""
+    if len(data) != THUMBNAIL_BYTES:
+        raise ValueError(f"an alignment thumbnail is {THUMBNAIL_BYTES} bytes, got {len(data)}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(SIDE, SIDE)
+
+
+def alignment_scores(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """The best NCC, in [-1, 1], of `query` (SIDE, SIDE) shrunk to each of SCALES and placed anywhere
+    inside each of `candidates` (N, SIDE, SIDE); (N,) float32. A flat window scores 0."""
+    candidates = np.asarray(candidates, dtype=np.float32) / 255
+    best = np.full(len(candidates), -1.0, dtype=np.float32)
+    if len(candidates) == 0:
+        return best
+    picture = Image.fromarray(np.asarray(query, dtype=np.uint8))
+    for scale in SCALES:
+        side = round(SIDE * scale)
+        part = np.asarray(picture.resize((side, side), Image.Resampling.BOX), dtype=np.float32) / 255
+        part = part - part.mean()
+        part_norm = float(np.linalg.norm(part))
+        if part_norm < 1e-3:
+            continue
+        windows = sliding_window_view(candidates, (side, side), axis=(1, 2))  # N, P, P, side, side
+        centred = windows - windows.mean(axis=(-1, -2), keepdims=True)
+        norms = np.sqrt(np.einsum("npqij,npqij->npq", centred, centred))
+        products = np.einsum("npqij,ij->npq", centred, part)
+        ncc = np.where(norms > 1e-3, products / (np.maximum(norms, 1e-3) * part_norm), 0.0)
+        best = np.maximum(best, ncc.reshape(len(candidates), -1).max(axis=1))
+    return best
+
+
+def copies_first(distances: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The order (indices into the candidates) that puts the query's likely copies first: candidates
+    with an alignment score of at least COPY_NCC by (1 - score) + DISTANCE_WEIGHT x distance, then the
+    others by distance (their given order on ties). `distances` are the latent's, 1 - cosine."""
+    distances = np.asarray(distances, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    copy = scores >= COPY_NCC
+    fused = (1.0 - scores) + DISTANCE_WEIGHT * distances
+    key = np.where(copy, fused - 1e6, distances)  # every copy sorts before every other candidate
+    return np.argsort(key, kind="stable")
