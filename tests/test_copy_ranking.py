@@ -4,6 +4,7 @@ original above the neighbouring crops of the same photo."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
+from typer.testing import CliRunner
 
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.pixel_alignment import (
@@ -27,6 +29,7 @@ from latentdex.indexer.pixel_alignment import (
 )
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.models.inference import LatentCodec
+from latentdex.service.cli import app
 from latentdex.service.client import LatentdexClient, QueryOptions, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
@@ -165,9 +168,16 @@ def test_an_altered_copy_finds_its_original_first(library: Library) -> None:
     assert firsts == originals
 
 
-def test_the_original_outranks_decoys_the_latent_puts_nearer(tmp_path: Path) -> None:
+@dataclass
+class Decoys:
+    store: Path
+    query: bytes
+
+
+@pytest.fixture(scope="module")
+def decoys(tmp_path_factory: pytest.TempPathFactory) -> Decoys:
     """A store whose latents are placed by hand: decoys nearer to the query's latent than its original,
-    with other pictures' thumbnails. The latent ranks a decoy first; copies-first ranks the original."""
+    with other pictures' thumbnails."""
     codec = LatentCodec.load()
     original = textured_photo(20, 200)
     query = altered_copy(original, 0.85, 1)
@@ -186,22 +196,39 @@ def test_the_original_outranks_decoys_the_latent_puts_nearer(tmp_path: Path) -> 
         for n, path in enumerate(pictures)
     ]
     thumbnails = [thumbnail_bytes(model_input(picture)) for picture in pictures.values()]
-    folder = tmp_path / "store"
+    folder = tmp_path_factory.mktemp("decoys") / "store"
     with LatentStore.create(folder, model_id=codec.latent_space_id, latent_dim=codec.latent_dim) as store:
         store.upsert_images(records, np.stack(list(latents.values())).astype(np.float32), None, thumbnails)
         store.flush()
-    live = LiveStore(folder, check_interval=0.05)
-    running = start_server(QueryEngine(codec, live), ServerConfig(port=0))
+    return Decoys(folder, query)
+
+
+def test_the_original_outranks_decoys_the_latent_puts_nearer(decoys: Decoys) -> None:
+    live = LiveStore(decoys.store, check_interval=0.05)
+    running = start_server(QueryEngine(LatentCodec.load(), live), ServerConfig(port=0))
     try:
         with connect(f"127.0.0.1:{running.port}") as client:
-            by_latent = client.query_by_image(query, 5, QueryOptions(ranking="latent")).matches
-            ranked = client.query_by_image(query, 5).matches
+            by_latent = client.query_by_image(decoys.query, 5, QueryOptions(ranking="latent")).matches
+            ranked = client.query_by_image(decoys.query, 5).matches
     finally:
         running.stop(0)
         live.close()
     assert by_latent[0].path.startswith("decoy-")
     assert ranked[0].path == "original.png"
     assert [m.path for m in ranked[1:]] == [m.path for m in by_latent if m.path != "original.png"]
+
+
+def test_the_query_command_ranks_copies_first_unless_told_by_latent(decoys: Decoys, tmp_path: Path) -> None:
+    query = tmp_path / "query.jpg"
+    query.write_bytes(decoys.query)
+    runner = CliRunner()
+    answers = {}
+    for flags in ((), ("--by-latent",)):
+        result = runner.invoke(app, ["query", str(query), "--store", str(decoys.store), "--json", *flags])
+        assert result.exit_code == 0, result.output
+        answers[flags] = [match["path"] for match in json.loads(result.stdout)]
+    assert answers[()][0] == "original.png"
+    assert answers[("--by-latent",)][0].startswith("decoy-")
 
 
 def test_the_order_is_copies_by_fused_score_then_the_rest_by_distance(library: Library) -> None:

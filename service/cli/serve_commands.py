@@ -220,14 +220,21 @@ def query(
         typer.Option("--format", help="Only these file formats (JPEG, PNG, ...); repeatable."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the matches as JSON.")] = False,
+    by_latent: Annotated[
+        bool,
+        typer.Option(
+            "--by-latent", help="Order by latent distance alone (default: copies of the query first)."
+        ),
+    ] = False,
     token: TokenOption = None,
     tls_ca: TlsCaOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
     timeout: TimeoutOption = 30.0,
 ) -> None:
-    """Ask a server for the images nearest to IMAGE (or to --id); print them, optionally as a sheet. With
-    --duplicates-of ID: its near-duplicates (copies, re-encodes, resizes), the suggested keeper first."""
+    """Ask a server for the images nearest to IMAGE (or to --id); print them, optionally as a sheet. The
+    stored images that hold the query's pixels (crops, re-encodes, resizes) come first, the rest nearest
+    first. With --duplicates-of ID: its near-duplicates, the suggested keeper first."""
     if duplicates_of is not None:
         if image is not None or image_id is not None:
             raise typer.BadParameter("--duplicates-of takes no IMAGE or --id")
@@ -247,6 +254,7 @@ def query(
         query_preview=sheet is not None,
         thumbnails=sheet is not None,
         preview_size=128 if sheet is not None else 0,
+        ranking="latent" if by_latent else "copies_first",
     )
     settings = {
         "token": token,
