@@ -4,7 +4,8 @@ Stores: a flat (exact, the default) store under the default whitened metric of `
 latents (`bench.synthetic_latents`), built through `LatentStore.upsert_images` in BUILD_CHUNK-row
 transactions with one flush at the end; the build time and upsert rate are returned. Its records carry
 plausible photo metadata (path, size, hash, 4032x3024 JPEG, EXIF time and camera) so that replies are as
-large as real ones. `bench.latent_latency` reuses these stores.
+large as real ones, and an alignment thumbnail, so that a query by image re-ranks copies first as it does
+over an indexed library. `bench.latent_latency` reuses these stores.
 
 Stores of other index types (`ensure_rebuilt_store`): a copy of a flat store's folder rebuilt with
 `LatentStore.rebuild(index_type=...)` ("auto": HNSW from 100k vectors); the copy and rebuild times are
@@ -32,14 +33,16 @@ from PIL import Image
 
 from bench.photo_folders import crop_box, ensure_folder, source_photos, write_files
 from bench.synthetic_latents import LatentMixture
+from latentdex.indexer.pixel_alignment import SIDE
 from latentdex.indexer.store import ImageRecord, LatentStore
 
 BENCHMARK = "query_latency"  # the benchmark these inputs are made for: names the folder and the messages
 WORK_DIR = Path(__file__).resolve().parent / "work" / BENCHMARK
 BUILD_CHUNK = 50_000  # rows per upsert while building a store
-STORE_RECIPE_VERSION = 2  # 2: the whitened metric, the stores' default
+STORE_RECIPE_VERSION = 3  # 2: the whitened metric, the stores' default; 3: alignment thumbnails
 REBUILT_RECIPE_VERSION = 1
 BASE_SEED = 3
+THUMBNAIL_TEXTURES = 64
 IMAGE_SIZE = (640, 480)
 IMAGE_FILES = 50
 IMAGE_QUALITY = 90
@@ -114,13 +117,17 @@ def build_store(folder: Path, n: int, model_id: str, mixture: LatentMixture) -> 
     store = LatentStore.create(
         folder, model_id=model_id, latent_dim=mixture.dim, metric="whitened", index_type="flat"
     )
+    # Every row has a thumbnail, as an indexed photo does, so a query by image pays for the copies-first
+    # step in full; what they show does not change its cost.
+    textures = np.random.default_rng(BASE_SEED).integers(0, 256, (THUMBNAIL_TEXTURES, SIDE, SIDE), np.uint8)
     upsert_s = 0.0
     try:
         for start in range(0, n, BUILD_CHUNK):
             stop = min(n, start + BUILD_CHUNK)
             records = [_record(i, model_id) for i in range(start, stop)]
+            thumbnails = [textures[i % THUMBNAIL_TEXTURES].tobytes() for i in range(start, stop)]
             begun = time.perf_counter()
-            store.upsert_images(records, latents[start:stop])
+            store.upsert_images(records, latents[start:stop], None, thumbnails)
             upsert_s += time.perf_counter() - begun
         begun = time.perf_counter()
         store.flush()

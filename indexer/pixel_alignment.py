@@ -17,7 +17,6 @@ order, so a query with no copy in the library keeps the latent's ranking.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 SIDE = 32
@@ -26,6 +25,7 @@ SCALES = (1.0, 0.95, 0.9, 0.85, 0.8)
 COPY_NCC = 0.8
 DISTANCE_WEIGHT = 2.0
 DEPTH = 20  # candidates a query by image or id re-ranks (its k when asked for more)
+FLAT_DEVIATION = 0.5 / 255  # a window whose pixels deviate less than half a grey level has no shape
 
 
 def alignment_thumbnail(pixels: np.ndarray) -> np.ndarray:
@@ -48,26 +48,50 @@ def thumbnail_from_bytes(data: bytes) -> np.ndarray:
 
 def alignment_scores(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """The best NCC, in [-1, 1], of `query` (SIDE, SIDE) shrunk to each of SCALES and placed anywhere
-    inside each of `candidates` (N, SIDE, SIDE); (N,) float32. A flat window scores 0."""
-    candidates = np.asarray(candidates, dtype=np.float32) / 255
-    best = np.full(len(candidates), -1.0, dtype=np.float32)
-    if len(candidates) == 0:
+    inside each of `candidates` (N, SIDE, SIDE); (N,) float32. A flat window (or query) scores 0.
+
+    Every placement's product with the zero-mean query comes from one FFT correlation per scale (no
+    wrap-around: the query fits inside), and every window's sum and sum of squares from integral
+    images: about a millisecond for 20 candidates, where sliding-window arrays took ten."""
+    count = len(candidates)
+    best = np.full(count, -1.0, dtype=np.float32)
+    if count == 0:
         return best
+    images = np.asarray(candidates, dtype=np.float64) / 255
+    spectra = np.fft.rfft2(images)
+    sums_table, squares_table = _integral(images), _integral(images * images)
     picture = Image.fromarray(np.asarray(query, dtype=np.uint8))
     for scale in SCALES:
         side = round(SIDE * scale)
-        part = np.asarray(picture.resize((side, side), Image.Resampling.BOX), dtype=np.float32) / 255
-        part = part - part.mean()
+        places, area = SIDE - side + 1, side * side
+        part = np.asarray(picture.resize((side, side), Image.Resampling.BOX), dtype=np.float64) / 255
+        part -= part.mean()
         part_norm = float(np.linalg.norm(part))
-        if part_norm < 1e-3:
+        if part_norm**2 < area * FLAT_DEVIATION**2:
+            best = np.maximum(best, 0.0)
             continue
-        windows = sliding_window_view(candidates, (side, side), axis=(1, 2))  # N, P, P, side, side
-        centred = windows - windows.mean(axis=(-1, -2), keepdims=True)
-        norms = np.sqrt(np.einsum("npqij,npqij->npq", centred, centred))
-        products = np.einsum("npqij,ij->npq", centred, part)
-        ncc = np.where(norms > 1e-3, products / (np.maximum(norms, 1e-3) * part_norm), 0.0)
-        best = np.maximum(best, ncc.reshape(len(candidates), -1).max(axis=1))
+        kernel = np.conj(np.fft.rfft2(part / part_norm, s=(SIDE, SIDE)))
+        products = np.fft.irfft2(spectra * kernel, s=(SIDE, SIDE))[:, :places, :places]
+        sums, energies = _windows(sums_table, side), _windows(squares_table, side)
+        variances = np.maximum(energies - sums * sums / area, 0.0)
+        flat = variances < area * FLAT_DEVIATION**2
+        ncc = np.where(flat, 0.0, products / np.sqrt(np.where(flat, 1.0, variances)))
+        best = np.maximum(best, ncc.reshape(count, -1).max(axis=1))
     return best
+
+
+def _integral(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, H + 1, W + 1) running sums with a zero first row and column."""
+    table = np.zeros((images.shape[0], images.shape[1] + 1, images.shape[2] + 1))
+    table[:, 1:, 1:] = images.cumsum(axis=1).cumsum(axis=2)
+    return table
+
+
+def _windows(table: np.ndarray, side: int) -> np.ndarray:
+    """The sum over every side x side window, from an `_integral` table."""
+    return (
+        table[:, side:, side:] - table[:, :-side, side:] - table[:, side:, :-side] + table[:, :-side, :-side]
+    )
 
 
 def copies_first(distances: np.ndarray, scores: np.ndarray) -> np.ndarray:
