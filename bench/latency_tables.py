@@ -117,6 +117,10 @@ def _image_table(result: dict[str, Any]) -> str:
                 *(f"{here[s]:.2f} / {there[s]:.2f}" for s in ("image_decode", "encode", "search")),
                 there["metadata"],
                 images["ratio"],
+                images["in_process_copies_first"]["p50_ms"],
+                images["server_copies_first"]["p50_ms"],
+                images["copies_first_ratio"],
+                images["copies_first_cost_ms"],
                 _yes(images["meets_goal"]),
             ]
         )
@@ -124,11 +128,13 @@ def _image_table(result: dict[str, Any]) -> str:
     size = result["images"]["size"]
     title = (
         f"QueryByImage without previews against decode + encode + search here ({first['queries']} JPEGs "
-        f"{size[0]}x{size[1]}, {result['images']['source']}, {result['precision']}); ms"
+        f"{size[0]}x{size[1]}, {result['images']['source']}, {result['precision']}); ms. Ranked by latent "
+        "alone, then copies first (the server's default) against the same plus the re-ranking here"
     )
     headers = ["store", "index", "here p50", "here p99", "server p50", "server p99"]
     headers += ["decode here/server", "encode", "search", "metadata", "ratio"]
-    headers += [f"<= {result['goals']['image_ratio_max']}"]
+    headers += ["copies first: here p50", "server p50", "ratio", "server's extra ms"]
+    headers += [f"both <= {result['goals']['image_ratio_max']}"]
     return table(title, headers, rows)
 
 
@@ -164,7 +170,7 @@ def _goal_lines(result: dict[str, Any]) -> list[str]:
         f"goal, throughput: QPS / echo QPS >= {goals['qps_vs_echo_min']} with {at['callers']} callers at "
         f"{at['n']:,} {at['index_type']}: {_yes(met['qps_vs_echo'])}",
         f"goal, QueryByImage: server p50 / (decode + encode + search here) p50 <= {goals['image_ratio_max']} "
-        f"everywhere: {_yes(met['image_ratio'])}",
+        f"everywhere, by latent and copies first: {_yes(met['image_ratio'])}",
     ]
 
 

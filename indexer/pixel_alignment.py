@@ -57,14 +57,14 @@ def alignment_scores(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     best = np.full(count, -1.0, dtype=np.float32)
     if count == 0:
         return best
-    images = np.asarray(candidates, dtype=np.float64) / 255
+    images = np.asarray(candidates, dtype=np.float32) / 255
     spectra = np.fft.rfft2(images)
-    sums_table, squares_table = _integral(images), _integral(images * images)
+    sums_table, squares_table = _integral(np.concatenate([images, images * images]).astype(np.float64))
     picture = Image.fromarray(np.asarray(query, dtype=np.uint8))
     for scale in SCALES:
         side = round(SIDE * scale)
         places, area = SIDE - side + 1, side * side
-        part = np.asarray(picture.resize((side, side), Image.Resampling.BOX), dtype=np.float64) / 255
+        part = np.asarray(picture.resize((side, side), Image.Resampling.BOX), dtype=np.float32) / 255
         part -= part.mean()
         part_norm = float(np.linalg.norm(part))
         if part_norm**2 < area * FLAT_DEVIATION**2:
@@ -80,11 +80,14 @@ def alignment_scores(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return best
 
 
-def _integral(images: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> (N, H + 1, W + 1) running sums with a zero first row and column."""
+def _integral(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(2N, H, W) -> the (N, H + 1, W + 1) running sums of each half, with a zero first row and column
+    (one pass for the pixels and their squares)."""
     table = np.zeros((images.shape[0], images.shape[1] + 1, images.shape[2] + 1))
-    table[:, 1:, 1:] = images.cumsum(axis=1).cumsum(axis=2)
-    return table
+    np.cumsum(images, axis=1, out=table[:, 1:, 1:])
+    np.cumsum(table[:, 1:, 1:], axis=2, out=table[:, 1:, 1:])
+    half = images.shape[0] // 2
+    return table[:half], table[half:]
 
 
 def _windows(table: np.ndarray, side: int) -> np.ndarray:

@@ -145,6 +145,9 @@ _TABLE_ROWS = (
     .where(ImageRow.status == "ok")
     .order_by(ImageRow.id)
 )
+_THUMBNAILS = select(ImageRow.id, ImageRow.alignment_thumbnail).where(
+    ImageRow.id.in_(bindparam("ids", expanding=True)), ImageRow.alignment_thumbnail.is_not(None)
+)
 TABLE_BATCH = 20_000  # rows read per batch while a record table is built
 _HASH_BATCH = 500  # ids per IN (...) query for perceptual hashes, below SQLite's bound-parameter limit
 
@@ -956,12 +959,11 @@ class LatentStore:
             return {}
         found: dict[int, np.ndarray] = {}
         with self._catalog.reading() as session:
+            connection = session.connection()
             for start in range(0, len(wanted), _HASH_BATCH):
-                query = select(ImageRow.id, ImageRow.alignment_thumbnail).where(
-                    ImageRow.id.in_(wanted[start : start + _HASH_BATCH]),
-                    ImageRow.alignment_thumbnail.is_not(None),
-                )
-                for image_id, data in session.execute(query):
+                for image_id, data in connection.execute(
+                    _THUMBNAILS, {"ids": wanted[start : start + _HASH_BATCH]}
+                ):
                     with suppress(ValueError):  # a damaged blob: that image is ranked by its latent
                         found[image_id] = thumbnail_from_bytes(data)
         return found
