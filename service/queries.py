@@ -2,7 +2,8 @@
 
 Everything the gRPC layer answers is computed here, so it is tested without gRPC and usable in-process.
 A query batch goes through the stages the server reports timings for: image decode, encode (one batch),
-search (one FAISS call), metadata fetch (one SQL query for every match), preview decode (one VAE batch
+search (one FAISS call; for queries by image or id, also the copies-first re-ranking of the nearest
+`pixel_alignment.DEPTH`), metadata fetch (one SQL query for every match), preview decode (one VAE batch
 for every preview of the reply). Errors are `LatentdexError`s the server maps to status codes.
 """
 
@@ -301,7 +302,7 @@ class QueryEngine:
         self, queries: Sequence[Query], pictures: dict[int, np.ndarray], store: LatentStore
     ) -> dict[int, np.ndarray]:
         """The alignment thumbnail of each query by image or id, by its index: what re-ranks its matches
-        copies first (`indexer.pixel_alignment`). None where distances are not cosine ("l2" stores)."""
+        copies first (`indexer.pixel_alignment`); none where distances are not cosine ("l2" stores)."""
         if store.distance_space == "l2":
             return {}
         aligned = {index: alignment_thumbnail(pixels) for index, pixels in pictures.items()}
