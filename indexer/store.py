@@ -951,6 +951,16 @@ class LatentStore:
             )
             return int(session.scalar(query) or 0)
 
+    def thumbnailed_count(self) -> int:
+        """How many ok images have an alignment thumbnail (queries rank copies first among them)."""
+        if not self._keeps_alignment_thumbnails():
+            return 0
+        with self._catalog.reading() as session:
+            query = select(func.count()).where(
+                ImageRow.status == "ok", ImageRow.alignment_thumbnail.is_not(None)
+            )
+            return int(session.scalar(query) or 0)
+
     def alignment_thumbnails(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The (SIDE, SIDE) uint8 alignment thumbnails (`indexer.pixel_alignment`) of those of `ids` that
         have one: images indexed before thumbnails were kept, and imported ones, have none."""

@@ -275,6 +275,12 @@ def test_images_indexed_without_thumbnails_keep_the_latent_order(library: Librar
     shutil.copytree(library.store, copy)
     with sqlite3.connect(copy / "catalog.sqlite") as db:
         db.execute("UPDATE images SET alignment_thumbnail = NULL")
+    runner = CliRunner()
+    total = 2 * len(crop_boxes(480, TILE))
+    before = runner.invoke(app, ["stats", str(library.store)]).output
+    assert f"thumbnails:  {total} of {total} ok images have alignment thumbnails\n" in before
+    after = runner.invoke(app, ["stats", str(copy)]).output
+    assert f"thumbnails:  0 of {total} ok images have alignment thumbnails; a query whose nearest" in after
     live = LiveStore(copy, check_interval=0.05)
     running = start_server(QueryEngine(LatentCodec.load(), live), ServerConfig(port=0))
     try:

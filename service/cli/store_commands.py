@@ -150,6 +150,13 @@ def stats(
             "" if hashed == ok else "; the rest match duplicates by latent alone until `index` runs again"
         )
         typer.echo(f"hashes:      {hashed} of {ok} ok images have perceptual hashes{missing}")
+        thumbnailed = opened.thumbnailed_count()
+        missing = (
+            ""
+            if thumbnailed == ok
+            else "; a query whose nearest include the rest is ranked by latent alone until `index` runs again"
+        )
+        typer.echo(f"thumbnails:  {thumbnailed} of {ok} ok images have alignment thumbnails{missing}")
         typer.echo(f"on disk:     {opened.disk_bytes():,} bytes")
         typer.echo(f"catalog:     {opened.catalog_name}")
         history = opened.runs()
