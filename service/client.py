@@ -102,6 +102,7 @@ class Match:
     latent: np.ndarray | None
     path_bytes: bytes
     thumbnail: EncodedPicture | None
+    copy: bool = False  # holds the query's pixels (a query ranked copies first)
 
 
 @dataclass(frozen=True)
@@ -740,6 +741,7 @@ def _match(m: pb.Match) -> Match:
         latent=latent_values(m.latent) if m.HasField("latent") else None,
         path_bytes=m.path_bytes,
         thumbnail=picture_of(m.thumbnail) if m.HasField("thumbnail") else None,
+        copy=m.copy,
     )
 
 
