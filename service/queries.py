@@ -222,7 +222,7 @@ class QueryEngine:
             found = self.nearest(store, latents, depth, spec.where, timings, needs_latents)
             if aligned:
                 with timings.stage("search"):
-                    found = _copies_first(found, aligned, store)
+                    found = _copies_first(found, aligned, store, ALIGNMENT_DEPTH + extra)
             root = store.indexed_root() if spec.preview.thumbnails else None
         hits_per_query = []
         for query, hits in zip(queries, found, strict=True):
@@ -415,19 +415,20 @@ class QueryEngine:
 
 
 def _copies_first(
-    found: list[list[Hit]], aligned: dict[int, np.ndarray], store: LatentStore
+    found: list[list[Hit]], aligned: dict[int, np.ndarray], store: LatentStore, depth: int
 ) -> list[list[Hit]]:
-    """Each aligned query's hits re-ordered by `pixel_alignment.copies_first`; a query whose hits are
-    not all thumbnailed (an image indexed before thumbnails were kept) keeps the latent's order."""
-    stored = store.alignment_thumbnails([hit.id for index in aligned for hit in found[index]])
+    """Each aligned query's first `depth` hits re-ordered by `pixel_alignment.copies_first` (the rest
+    follow as they were, so a large k costs no more alignment); a query whose first hits are not all
+    thumbnailed (an image indexed before thumbnails were kept) keeps the latent's order."""
+    stored = store.alignment_thumbnails([hit.id for index in aligned for hit in found[index][:depth]])
     reordered = list(found)
     for index, thumbnail in aligned.items():
-        hits = found[index]
-        if not hits or any(hit.id not in stored for hit in hits):
+        head, tail = found[index][:depth], found[index][depth:]
+        if not head or any(hit.id not in stored for hit in head):
             continue
-        scores = alignment_scores(thumbnail, np.stack([stored[hit.id] for hit in hits]))
-        order = copies_first(np.array([hit.distance for hit in hits]), scores)
-        reordered[index] = [replace(hits[i], copy=bool(scores[i] >= COPY_NCC)) for i in order]
+        scores = alignment_scores(thumbnail, np.stack([stored[hit.id] for hit in head]))
+        order = copies_first(np.array([hit.distance for hit in head]), scores)
+        reordered[index] = [replace(head[i], copy=bool(scores[i] >= COPY_NCC)) for i in order] + tail
     return reordered
 
 

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.pixel_alignment import (
     COPY_NCC,
+    DEPTH,
     SIDE,
     alignment_scores,
     alignment_thumbnail,
@@ -251,6 +252,17 @@ def test_the_order_is_copies_by_fused_score_then_the_rest_by_distance(library: L
     rest = [m.distance for m, is_copy in zip(matches, copy, strict=True) if not is_copy]
     assert rest == sorted(rest)
     assert {m.id for m in matches} <= {m.id for m in nearest}  # drawn from the 20 nearest by latent
+
+
+def test_only_the_nearest_twenty_are_re_ranked_whatever_k(library: Library) -> None:
+    query, _ = library.queries[2]
+    with library.client() as client:
+        matches = client.query_by_image(query, 40).matches
+        by_latent = client.query_by_image(query, 40, QueryOptions(ranking="latent")).matches
+    assert len(matches) == 40
+    assert {m.id for m in matches[:DEPTH]} == {m.id for m in by_latent[:DEPTH]}
+    assert [m.id for m in matches[DEPTH:]] == [m.id for m in by_latent[DEPTH:]]
+    assert not any(m.copy for m in matches[DEPTH:])
 
 
 def test_a_query_by_id_puts_the_copies_of_the_image_first(library: Library) -> None:
