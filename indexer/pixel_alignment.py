@@ -24,7 +24,7 @@ THUMBNAIL_BYTES = SIDE * SIDE
 SCALES = (1.0, 0.95, 0.9, 0.85, 0.8)
 COPY_NCC = 0.8
 DISTANCE_WEIGHT = 2.0
-DEPTH = 20  # candidates a query by image or id re-ranks (its k when asked for more)
+DEPTH = 20  # the nearest candidates a query by image or id re-ranks, whatever its k
 FLAT_DEVIATION = 0.5 / 255  # a window whose pixels deviate less than half a grey level has no shape
 
 
@@ -52,7 +52,7 @@ def alignment_scores(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
     Every placement's product with the zero-mean query comes from one FFT correlation per scale (no
     wrap-around: the query fits inside), and every window's sum and sum of squares from integral
-    images: about a millisecond for 20 candidates, where sliding-window arrays took ten."""
+    images: about 1.5 ms for 20 candidates on one core, where sliding-window arrays took 5-9."""
     count = len(candidates)
     best = np.full(count, -1.0, dtype=np.float32)
     if count == 0:
