@@ -5,17 +5,20 @@ row per image; columns `id` (int64), `path` (binary: the exact relative path byt
 `size`, `mtime_ns`, `content_hash`, `width`, `height`, `format`, `capture_time` (timestamp[s], naive UTC),
 `camera_make`, `camera_model` (null where unknown), `latent` (fixed-size list of float32) and
 `perceptual_hashes` (fixed-size list of 6 uint64: the whole picture's pHash and its five regions', as
-`indexer.perceptual_hash` orders them; null for an image indexed before hashes were kept). The file's
+`indexer.perceptual_hash` orders them; null for an image indexed before hashes were kept) and
+`alignment_thumbnail` (binary, 1,024 bytes: the 32-px grey thumbnail copies-first ranking aligns,
+`indexer.pixel_alignment`; null where the image has none). The file's
 key-value metadata holds `format`, `version`, `model_id`, `latent_dim`, `metric` and `index_type`. Written
 in row groups of `ROW_GROUP` images, so a large store is never held in memory whole.
 
 .npz (`.npz`): loads with `np.load(path, allow_pickle=False)`; one array per column: `ids`, `paths`
 (bytes), `display_paths`, `sizes`, `mtime_ns`, `content_hashes`, `widths`/`heights` (-1 unknown),
 `formats`, `capture_times` (datetime64[s], NaT unknown), `camera_makes`, `camera_models` ("" unknown),
-`latents` (float32, n x d), `perceptual_hashes` (uint64, n x 6) and `has_perceptual_hashes` (bool); plus
-0-d arrays for the facts Parquet keeps in its metadata.
+`latents` (float32, n x d), `perceptual_hashes` (uint64, n x 6) and `has_perceptual_hashes` (bool),
+`alignment_thumbnails` (uint8, n x 1024) and `has_alignment_thumbnails` (bool); plus 0-d arrays for the
+facts Parquet keeps in its metadata.
 
-Exports made before hashes were kept have no hash column; their images import without hashes.
+Exports made before hashes or thumbnails were kept lack those columns; their images import without them.
 
 Only ok images are exported: failed ones have no latent.
 """
@@ -34,6 +37,7 @@ import pyarrow.parquet as pq
 from latentdex.atomic_files import atomic_output
 from latentdex.errors import StoreError
 from latentdex.indexer.perceptual_hash import HASHES
+from latentdex.indexer.pixel_alignment import THUMBNAIL_BYTES
 from latentdex.indexer.store import ImageRecord, LatentStore
 
 EXPORT_FORMAT = "latentdex-export"
@@ -43,8 +47,9 @@ ROW_GROUP = 10_000
 _CHUNK = 1000
 _TEXT_COLUMNS = ("content_hash", "format", "camera_make", "camera_model")
 Hashes = list[np.ndarray | None]  # per image: its (HASHES,) uint64 perceptual hashes, or None
-Chunk = tuple[list[int], list[ImageRecord], np.ndarray, Hashes]  # ids, records, latents, hashes
-Batch = tuple[list[ImageRecord], np.ndarray, Hashes]  # what an import reads: records, latents, hashes
+Thumbnails = list[bytes | None]  # per image: its alignment thumbnail's bytes, or None
+Chunk = tuple[list[int], list[ImageRecord], np.ndarray, Hashes, Thumbnails]  # ids, records, latents, ...
+Batch = tuple[list[ImageRecord], np.ndarray, Hashes, Thumbnails]  # what an import reads
 
 
 def export_format(out: str | os.PathLike[str], chosen: str | None = None) -> str:
@@ -113,12 +118,14 @@ def import_store(
         index_type=index_type or facts["index_type"],
         max_index_bytes=max_index_bytes,
     ) as store:
-        for records, latents, hashes in batches:
+        for records, latents, hashes, thumbnails in batches:
             for record in records:
                 record.model_id = model_id
             for start in range(0, len(records), _CHUNK):
                 end = start + _CHUNK
-                store.upsert_images(records[start:end], latents[start:end], hashes[start:end])
+                store.upsert_images(
+                    records[start:end], latents[start:end], hashes[start:end], thumbnails[start:end]
+                )
             count += len(records)
         store.flush()
         store.settle_index_type()
@@ -133,7 +140,9 @@ def _chunks(store: LatentStore, ids: list[int], size: int) -> Iterator[Chunk]:
         chunk = ids[start : start + size]
         hashes, known = store.perceptual_hashes(np.array(chunk, dtype=np.int64))
         kept: Hashes = [row if has else None for row, has in zip(hashes, known.tolist(), strict=True)]
-        yield chunk, store.get(chunk), store.latents(chunk), kept
+        stored = store.alignment_thumbnails(chunk)
+        thumbnails: Thumbnails = [stored[i].tobytes() if i in stored else None for i in chunk]
+        yield chunk, store.get(chunk), store.latents(chunk), kept, thumbnails
 
 
 # --- Parquet -------------------------------------------------------------------------------------------
@@ -156,6 +165,7 @@ def _parquet_schema(latent_dim: int, facts: dict[str, str]) -> pa.Schema:
             ("camera_model", pa.string()),
             ("latent", pa.list_(pa.float32(), latent_dim)),
             ("perceptual_hashes", pa.list_(pa.uint64(), HASHES)),
+            ("alignment_thumbnail", pa.binary()),
         ],
         metadata={key: value.encode() for key, value in facts.items()},
     )
@@ -165,7 +175,7 @@ def _write_parquet(path: Path, facts: dict[str, str], chunks: Iterator[Chunk]) -
     latent_dim = int(facts["latent_dim"])
     schema = _parquet_schema(latent_dim, facts)
     with pq.ParquetWriter(str(path), schema) as writer:
-        for ids, records, latents, hashes in chunks:
+        for ids, records, latents, hashes, thumbnails in chunks:
             flat = pa.array(np.ascontiguousarray(latents, np.float32).reshape(-1), pa.float32())
             columns = {
                 "id": pa.array(ids, pa.int64()),
@@ -180,6 +190,7 @@ def _write_parquet(path: Path, facts: dict[str, str], chunks: Iterator[Chunk]) -
                 "perceptual_hashes": pa.array(
                     [None if h is None else h.tolist() for h in hashes], pa.list_(pa.uint64(), HASHES)
                 ),
+                "alignment_thumbnail": pa.array(thumbnails, pa.binary()),
             }
             for name in _TEXT_COLUMNS:
                 columns[name] = pa.array([getattr(r, name) for r in records], pa.string())
@@ -225,7 +236,8 @@ def _read_parquet(source: str | os.PathLike[str]) -> tuple[dict[str, str], Itera
             ]
             stored = rows.get("perceptual_hashes", [None] * batch.num_rows)
             hashes: Hashes = [None if h is None else np.array(h, np.uint64) for h in stored]
-            yield records, np.ascontiguousarray(latents, np.float32), hashes
+            thumbnails: Thumbnails = rows.get("alignment_thumbnail", [None] * batch.num_rows)
+            yield records, np.ascontiguousarray(latents, np.float32), hashes, _checked(thumbnails)
 
     return facts, batches()
 
@@ -238,11 +250,13 @@ def _write_npz(path: Path, facts: dict[str, str], chunks: Iterator[Chunk]) -> No
     records: list[ImageRecord] = []
     latents = [np.empty((0, int(facts["latent_dim"])), np.float32)]
     hashes: Hashes = []
-    for chunk_ids, chunk_records, chunk_latents, chunk_hashes in chunks:
+    thumbnails: Thumbnails = []
+    for chunk_ids, chunk_records, chunk_latents, chunk_hashes, chunk_thumbnails in chunks:
         ids += chunk_ids
         records += chunk_records
         latents.append(chunk_latents)
         hashes += chunk_hashes
+        thumbnails += chunk_thumbnails
     columns = {
         "format": np.array(facts["format"]),
         "version": np.array(int(facts["version"])),
@@ -267,6 +281,14 @@ def _write_npz(path: Path, facts: dict[str, str], chunks: Iterator[Chunk]) -> No
             [np.zeros(HASHES, np.uint64) if h is None else h for h in hashes], np.uint64
         ).reshape(-1, HASHES),
         "has_perceptual_hashes": np.array([h is not None for h in hashes], dtype=bool),
+        "alignment_thumbnails": np.array(
+            [
+                np.zeros(THUMBNAIL_BYTES, np.uint8) if t is None else np.frombuffer(t, np.uint8)
+                for t in thumbnails
+            ],
+            np.uint8,
+        ).reshape(-1, THUMBNAIL_BYTES),
+        "has_alignment_thumbnails": np.array([t is not None for t in thumbnails], dtype=bool),
     }
     with open(path, "wb") as handle:
         np.savez(handle, **columns)
@@ -288,7 +310,18 @@ def _read_npz(source: str | os.PathLike[str]) -> tuple[dict[str, str], Iterator[
     if "perceptual_hashes" in columns and "has_perceptual_hashes" in columns:
         stored, present = columns["perceptual_hashes"], columns["has_perceptual_hashes"]
         hashes = [row if has else None for row, has in zip(stored, present.tolist(), strict=True)]
-    return facts, iter([(records, columns["latents"], hashes)])
+    thumbnails: Thumbnails = [None] * len(records)
+    if "alignment_thumbnails" in columns and "has_alignment_thumbnails" in columns:
+        pixels, present = columns["alignment_thumbnails"], columns["has_alignment_thumbnails"]
+        thumbnails = [
+            row.tobytes() if has else None for row, has in zip(pixels, present.tolist(), strict=True)
+        ]
+    return facts, iter([(records, columns["latents"], hashes, _checked(thumbnails))])
+
+
+def _checked(thumbnails: Thumbnails) -> Thumbnails:
+    """Thumbnails of the right size; anything else (a damaged or foreign file) imports as none."""
+    return [t if t is not None and len(t) == THUMBNAIL_BYTES else None for t in thumbnails]
 
 
 def _npz_record(columns: dict[str, np.ndarray], row: int) -> ImageRecord:

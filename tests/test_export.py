@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from latentdex.errors import StoreError
 from latentdex.indexer.export import export_store, import_store
 from latentdex.indexer.perceptual_hash import HASHES
+from latentdex.indexer.pixel_alignment import THUMBNAIL_BYTES
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.service.cli import app
 
@@ -47,8 +48,13 @@ def store(tmp_path: Path) -> Path:
     latents = rng.standard_normal((len(records), DIM)).astype(np.float32)
     # perceptual hashes for two images in three (the top bit set in some), none for the rest
     hashes = [rng.integers(0, 2**64, HASHES, dtype=np.uint64) if i % 3 else None for i in range(len(records))]
+    # alignment thumbnails for all but every fourth image
+    thumbnails = [
+        rng.integers(0, 256, THUMBNAIL_BYTES, dtype=np.uint8).tobytes() if i % 4 else None
+        for i in range(len(records))
+    ]
     with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as created:
-        created.upsert_images(records, latents, hashes)
+        created.upsert_images(records, latents, hashes, thumbnails)
         created.mark_failed(
             [ImageRecord(path="bad.jpg", size=1, mtime_ns=1, content_hash=None, failure_reason="broken")]
         )
@@ -62,6 +68,7 @@ def contents(folder: Path) -> dict[str, tuple]:
         records = opened.get(ids)
         latents = opened.latents(ids)
         hashes, known = opened.perceptual_hashes(np.array(ids))
+        thumbnails = opened.alignment_thumbnails(ids)
     return {
         r.path: (
             r.size,
@@ -74,6 +81,7 @@ def contents(folder: Path) -> dict[str, tuple]:
             r.camera_make,
             r.camera_model,
             tuple(row.tolist()) if has else None,
+            thumbnails[r.id].tobytes() if r.id in thumbnails else None,
             latent.tobytes(),
         )
         for r, latent, row, has in zip(records, latents, hashes, known, strict=True)
@@ -116,7 +124,8 @@ def test_export_then_import_keeps_every_path_field_and_latent(
     assert import_store(out, tmp_path / "copy") == 41
     copied = contents(tmp_path / "copy")
     assert copied == contents(store)
-    assert sum(fields[-2] is not None for fields in copied.values()) == 27  # hashes came along
+    assert sum(fields[-3] is not None for fields in copied.values()) == 27  # hashes came along
+    assert sum(fields[-2] is not None for fields in copied.values()) == 30  # and thumbnails
     with LatentStore.open(tmp_path / "copy", read_only=True) as copy:
         assert copy.model_id == MODEL and copy.verify().ok
         assert copy.get_by_path(ODD_PATH).size == 5
@@ -167,6 +176,21 @@ def test_importing_a_file_that_is_not_an_export_is_a_store_error(tmp_path: Path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(StoreError, match=r"not a readable \.npz export"):
         import_store(tmp_path / "junk.npz", tmp_path / "t")
+
+
+def test_an_export_from_before_thumbnails_imports_without_them(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lib.parquet"
+    with LatentStore.open(store, read_only=True) as opened:
+        export_store(opened, out)
+        thumbnailed = opened.thumbnailed_count()
+    assert 0 < thumbnailed < 41
+    table = pq.read_table(out)
+    assert table.column("alignment_thumbnail").null_count == 41 - thumbnailed
+    old = tmp_path / "old.parquet"
+    pq.write_table(table.drop_columns(["alignment_thumbnail"]), old)
+    assert import_store(old, tmp_path / "copy") == 41
+    with LatentStore.open(tmp_path / "copy", read_only=True) as copy:
+        assert copy.thumbnailed_count() == 0 and copy.hashed_count() > 0 and copy.verify().ok
 
 
 def test_an_export_from_before_hashes_imports_without_them(store: Path, tmp_path: Path) -> None:
