@@ -963,7 +963,8 @@ class LatentStore:
 
     def alignment_thumbnails(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The (SIDE, SIDE) uint8 alignment thumbnails (`indexer.pixel_alignment`) of those of `ids` that
-        have one: images indexed before thumbnails were kept, and imported ones, have none."""
+        have one: images indexed before thumbnails were kept, or imported from an export without them,
+        have none."""
         wanted = sorted({int(i) for i in ids})
         if not wanted or not self._keeps_alignment_thumbnails():
             return {}
