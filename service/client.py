@@ -102,7 +102,6 @@ class Match:
     latent: np.ndarray | None
     path_bytes: bytes
     thumbnail: EncodedPicture | None
-    copy: bool = False  # holds the query's pixels (a query ranked copies first)
 
 
 @dataclass(frozen=True)
@@ -741,7 +740,6 @@ def _match(m: pb.Match) -> Match:
         latent=latent_values(m.latent) if m.HasField("latent") else None,
         path_bytes=m.path_bytes,
         thumbnail=picture_of(m.thumbnail) if m.HasField("thumbnail") else None,
-        copy=m.copy,
     )
 
 

@@ -227,7 +227,6 @@ def fill_match(match: pb.Match, hit: Hit) -> pb.Match:
     match.MergeFromString(_record_part(_record_key(hit.record)))
     match.distance = hit.distance
     match.similarity = hit.similarity
-    match.copy = hit.copy
     if hit.preview is not None:
         match.preview.CopyFrom(picture_message(hit.preview))
     if hit.latent is not None:

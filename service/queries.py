@@ -29,8 +29,8 @@ from latentdex.errors import (
 )
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
-from latentdex.indexer.pixel_alignment import COPY_NCC, alignment_scores, alignment_thumbnail, copies_first
 from latentdex.indexer.pixel_alignment import DEPTH as ALIGNMENT_DEPTH
+from latentdex.indexer.pixel_alignment import alignment_scores, alignment_thumbnail, copies_first
 from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo
 from latentdex.indexer.vectors import check_vectors
 from latentdex.models.inference import LatentCodec
@@ -116,7 +116,6 @@ class Hit:
     latent: np.ndarray | None = None
     preview: EncodedPicture | None = None
     thumbnail: EncodedPicture | None = None
-    copy: bool = False  # holds the query's pixels (`pixel_alignment.COPY_NCC`); set when ranked copies first
 
     @property
     def id(self) -> int:
@@ -428,7 +427,7 @@ def _copies_first(
             continue
         scores = alignment_scores(thumbnail, np.stack([stored[hit.id] for hit in head]))
         order = copies_first(np.array([hit.distance for hit in head]), scores)
-        reordered[index] = [replace(head[i], copy=bool(scores[i] >= COPY_NCC)) for i in order] + tail
+        reordered[index] = [head[i] for i in order] + tail
     return reordered
 
 

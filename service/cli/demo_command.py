@@ -96,8 +96,7 @@ def _query_over_grpc(codec: LatentCodec, store_dir: Path, query: Path, sheet: Pa
         f"4. QueryByImage {query.name} over gRPC ({result.timings['total'] * 1000:.0f} ms on the server):"
     )
     for rank, match in enumerate(result.matches, 1):
-        mark = "  copy" if match.copy else ""
-        typer.echo(f"     {rank}. id {match.id:3d}  distance {match.distance:.3f}  {match.path}{mark}")
+        typer.echo(f"     {rank}. id {match.id:3d}  distance {match.distance:.3f}  {match.path}")
     tiles = [
         SheetTile(
             query.read_bytes(),

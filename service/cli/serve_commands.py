@@ -274,8 +274,7 @@ def query(
         typer.echo(json.dumps([_match_json(rank, m) for rank, m in enumerate(result.matches, 1)], indent=2))
     else:
         for rank, match in enumerate(result.matches, 1):
-            mark = "  copy" if match.copy else ""
-            typer.echo(f"{rank:3d}  distance {match.distance:.4f}  id {match.id:6d}  {match.path}{mark}")
+            typer.echo(f"{rank:3d}  distance {match.distance:.4f}  id {match.id:6d}  {match.path}")
     if sheet is not None:
         tiles = [query_tile] + [
             SheetTile(
@@ -335,7 +334,6 @@ def _match_json(rank: int, match: Match) -> dict[str, object]:
         "path": match.path,
         "distance": match.distance,
         "similarity": match.similarity,
-        "copy": match.copy,
         "width": meta.width,
         "height": meta.height,
         "format": meta.format,

@@ -151,7 +151,6 @@ export function makeCard(match, {
   const open = el('button', { type: 'button', class: 'card-open', title: tooltip },
     img,
     distance ? el('span', { class: 'card-dist', text: fmtDistance(match.distance) }) : null,
-    match.copy ? el('span', { class: 'card-copy', 'data-testid': 'copy-badge', title: 'This image holds the pixels of your query: a copy, crop or re-encode of it', text: 'copy' }) : null,
     el('span', { class: 'card-path', text: path }),
     meta ? el('span', { class: 'card-meta', text: meta }) : null,
   );

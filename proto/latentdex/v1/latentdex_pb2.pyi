@@ -375,7 +375,7 @@ class ImageMetadata(_message.Message):
     def __init__(self, size_bytes: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., content_hash: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., format: _Optional[str] = ..., capture_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., camera_make: _Optional[str] = ..., camera_model: _Optional[str] = ..., model_id: _Optional[str] = ..., indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("id", "path", "distance", "similarity", "metadata", "preview", "latent", "path_bytes", "thumbnail", "copy")
+    __slots__ = ("id", "path", "distance", "similarity", "metadata", "preview", "latent", "path_bytes", "thumbnail")
     ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
@@ -385,7 +385,6 @@ class Match(_message.Message):
     LATENT_FIELD_NUMBER: _ClassVar[int]
     PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
-    COPY_FIELD_NUMBER: _ClassVar[int]
     id: int
     path: str
     distance: float
@@ -395,8 +394,7 @@ class Match(_message.Message):
     latent: Latent
     path_bytes: bytes
     thumbnail: EncodedImage
-    copy: bool
-    def __init__(self, id: _Optional[int] = ..., path: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., preview: _Optional[_Union[EncodedImage, _Mapping]] = ..., latent: _Optional[_Union[Latent, _Mapping]] = ..., path_bytes: _Optional[bytes] = ..., thumbnail: _Optional[_Union[EncodedImage, _Mapping]] = ..., copy: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., path: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., preview: _Optional[_Union[EncodedImage, _Mapping]] = ..., latent: _Optional[_Union[Latent, _Mapping]] = ..., path_bytes: _Optional[bytes] = ..., thumbnail: _Optional[_Union[EncodedImage, _Mapping]] = ...) -> None: ...
 
 class QueryTimings(_message.Message):
     __slots__ = ("image_decode_us", "encode_us", "search_us", "metadata_us", "preview_us", "total_us", "thumbnail_us")
