@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from latentdex.indexer.pixel_alignment import DEPTH, alignment_scores, alignment_thumbnail, copies_first
+from latentdex.indexer.pixel_alignment import DEPTH, alignment_thumbnail, order_copies_first
 
 SUFFIX = ", copies first"
 
@@ -44,8 +44,7 @@ def copies_first_search(
         if skip is not None:
             keep &= row_ids != skip[row]
         row_ids, distances = row_ids[keep], 1.0 - row_similarities[keep]
-        scores = alignment_scores(query_thumbnails[row], base_thumbnails[row_ids])
-        ordered = row_ids[copies_first(distances, scores)][:k]
+        ordered = row_ids[order_copies_first(query_thumbnails[row], base_thumbnails[row_ids], distances)][:k]
         found[row, : len(ordered)] = ordered
     return found
 

@@ -29,7 +29,7 @@ from bench.latency_callers import K, latency_stats
 from bench.machine import time_interleaved
 from latentdex.indexer.load import load_for_model
 from latentdex.indexer.pixel_alignment import DEPTH as ALIGNMENT_DEPTH
-from latentdex.indexer.pixel_alignment import alignment_scores, alignment_thumbnail, copies_first
+from latentdex.indexer.pixel_alignment import alignment_thumbnail, order_copies_first
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.client import LatentdexClient, QueryOptions
@@ -76,8 +76,10 @@ def against_in_process(
         pixels, latent = decoded_and_encoded(next(streams["here_copies"]), {})
         matches = store.search(latent, max(K, ALIGNMENT_DEPTH))[0]
         thumbnails = store.alignment_thumbnails([m.id for m in matches])
-        scores = alignment_scores(alignment_thumbnail(pixels), np.stack([thumbnails[m.id] for m in matches]))
-        order = copies_first(np.array([m.distance for m in matches]), scores)
+        candidates = np.stack([thumbnails[m.id] for m in matches])
+        order = order_copies_first(
+            alignment_thumbnail(pixels), candidates, np.array([m.distance for m in matches])
+        )
         _ = [matches[i] for i in order[:K]]
 
     def asked(stream: str, options: QueryOptions, stages: list[dict[str, float]] | None) -> None:

@@ -107,3 +107,8 @@ def copies_first(distances: np.ndarray, scores: np.ndarray) -> np.ndarray:
     fused = (1.0 - scores) + DISTANCE_WEIGHT * distances
     key = np.where(copy, fused - 1e6, distances)  # every copy sorts before every other candidate
     return np.argsort(key, kind="stable")
+
+
+def order_copies_first(query: np.ndarray, candidates: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """`copies_first` of candidates (N, SIDE, SIDE) at latent `distances`, scored against `query`."""
+    return copies_first(distances, alignment_scores(query, candidates))

@@ -149,7 +149,7 @@ _THUMBNAILS = select(ImageRow.id, ImageRow.alignment_thumbnail).where(
     ImageRow.id.in_(bindparam("ids", expanding=True)), ImageRow.alignment_thumbnail.is_not(None)
 )
 TABLE_BATCH = 20_000  # rows read per batch while a record table is built
-_HASH_BATCH = 500  # ids per IN (...) query for perceptual hashes, below SQLite's bound-parameter limit
+_ID_BATCH = 500  # ids per IN (...) query, below SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -214,8 +214,7 @@ class LatentStore:
         self.max_index_bytes = int(meta["max_index_bytes"]) if meta["max_index_bytes"] else None
         self._whitening_unsaved = False
         self._directions: DirectionBook | None = None
-        self._hash_column: bool | None = None  # whether the catalog has the perceptual-hash columns
-        self._thumbnail_column: bool | None = None  # ... and the alignment-thumbnail column
+        self._image_columns: frozenset[str] | None = None  # the catalog's image columns, read once
 
     @classmethod
     def create(
@@ -816,7 +815,7 @@ class LatentStore:
             return out
         with self._catalog.reading() as session:
             connection = session.connection()
-            for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit
+            for start in range(0, len(wanted), _ID_BATCH):
                 for row in connection.execute(query, {"ids": wanted[start : start + 500]}):
                     # by position: a Row's attribute lookup by name costs more than the query here
                     image_id, path_bytes, *fields = row
@@ -901,14 +900,14 @@ class LatentStore:
             query = select(ImageRow.id, ImageRow.perceptual_hash, ImageRow.region_hashes).where(
                 ImageRow.perceptual_hash.is_not(None), ImageRow.region_hashes.is_not(None)
             )
-            if len(ids) > _HASH_BATCH * 8:  # most of a library: one scan beats thousands of IN (...) queries
+            if len(ids) > _ID_BATCH * 8:  # most of a library: one scan beats thousands of IN (...) queries
                 rows = session.execute(query).all()
             else:
                 rows = [
                     row
-                    for start in range(0, len(ids), _HASH_BATCH)
+                    for start in range(0, len(ids), _ID_BATCH)
                     for row in session.execute(
-                        query.where(ImageRow.id.in_(ids[start : start + _HASH_BATCH].tolist()))
+                        query.where(ImageRow.id.in_(ids[start : start + _ID_BATCH].tolist()))
                     )
                 ]
         order = np.argsort(ids, kind="stable")
@@ -971,9 +970,9 @@ class LatentStore:
         found: dict[int, np.ndarray] = {}
         with self._catalog.reading() as session:
             connection = session.connection()
-            for start in range(0, len(wanted), _HASH_BATCH):
+            for start in range(0, len(wanted), _ID_BATCH):
                 for image_id, data in connection.execute(
-                    _THUMBNAILS, {"ids": wanted[start : start + _HASH_BATCH]}
+                    _THUMBNAILS, {"ids": wanted[start : start + _ID_BATCH]}
                 ):
                     with suppress(ValueError):  # a damaged blob: that image is ranked by its latent
                         found[image_id] = thumbnail_from_bytes(data)
@@ -981,17 +980,18 @@ class LatentStore:
 
     def _keeps_alignment_thumbnails(self) -> bool:
         """Whether the catalog has the thumbnail column (a read-only one before revision 0005 lacks it)."""
-        if self._thumbnail_column is None:
-            columns = inspect(self._catalog.engine).get_columns(ImageRow.__tablename__)
-            self._thumbnail_column = any(column["name"] == "alignment_thumbnail" for column in columns)
-        return self._thumbnail_column
+        return "alignment_thumbnail" in self._catalog_image_columns()
 
     def _keeps_perceptual_hashes(self) -> bool:
         """Whether the catalog has the hash columns (one opened read-only before revision 0004 has not)."""
-        if self._hash_column is None:
+        return "region_hashes" in self._catalog_image_columns()
+
+    def _catalog_image_columns(self) -> frozenset[str]:
+        """The image table's columns as the catalog has them (a read-only opener does not migrate)."""
+        if self._image_columns is None:
             columns = inspect(self._catalog.engine).get_columns(ImageRow.__tablename__)
-            self._hash_column = any(column["name"] == "region_hashes" for column in columns)
-        return self._hash_column
+            self._image_columns = frozenset(column["name"] for column in columns)
+        return self._image_columns
 
     def search_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
         """(the ids of `ids` with a usable latent, their vectors as `search` compares them, and how:

@@ -30,7 +30,7 @@ from latentdex.errors import (
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
 from latentdex.indexer.pixel_alignment import DEPTH as ALIGNMENT_DEPTH
-from latentdex.indexer.pixel_alignment import alignment_scores, alignment_thumbnail, copies_first
+from latentdex.indexer.pixel_alignment import alignment_thumbnail, order_copies_first
 from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo
 from latentdex.indexer.vectors import check_vectors
 from latentdex.models.inference import LatentCodec
@@ -214,14 +214,15 @@ class QueryEngine:
             # a query by id leaves out the image itself: ask for one more match and drop it
             extra = int(any(isinstance(q, IdQuery) and not q.include_self for q in queries))
             needs_latents = spec.include_latents or spec.preview.matches
-            aligned = (
-                self._alignment_thumbnails(queries, pictures, store) if spec.ranking == "copies_first" else {}
-            )
-            depth = max(k + extra, ALIGNMENT_DEPTH) if aligned else k + extra
+            # copies first needs the queries' pixels (by image, or by id: stored) and cosine distances
+            ranked = spec.ranking == "copies_first" and store.distance_space != "l2"
+            by_id = {i: q.id for i, q in enumerate(queries) if isinstance(q, IdQuery)} if ranked else {}
+            pictures = pictures if ranked else {}
+            depth = max(k + extra, ALIGNMENT_DEPTH) if pictures or by_id else k + extra
             found = self.nearest(store, latents, depth, spec.where, timings, needs_latents)
-            if aligned:
+            if pictures or by_id:
                 with timings.stage("search"):
-                    found = _copies_first(found, aligned, store, ALIGNMENT_DEPTH + extra)
+                    found = _copies_first(found, pictures, by_id, store, ALIGNMENT_DEPTH + extra)
             root = store.indexed_root() if spec.preview.thumbnails else None
         hits_per_query = []
         for query, hits in zip(queries, found, strict=True):
@@ -297,20 +298,6 @@ class QueryEngine:
                 except NotFound as exc:
                     raise NotFound(f"no indexed image with that id ({exc})") from exc
         return latents
-
-    def _alignment_thumbnails(
-        self, queries: Sequence[Query], pictures: dict[int, np.ndarray], store: LatentStore
-    ) -> dict[int, np.ndarray]:
-        """The alignment thumbnail of each query by image or id, by its index: what re-ranks its matches
-        copies first (`indexer.pixel_alignment`); none where distances are not cosine ("l2" stores)."""
-        if store.distance_space == "l2":
-            return {}
-        aligned = {index: alignment_thumbnail(pixels) for index, pixels in pictures.items()}
-        by_id = {index: query.id for index, query in enumerate(queries) if isinstance(query, IdQuery)}
-        if by_id:
-            stored = store.alignment_thumbnails(list(by_id.values()))
-            aligned |= {index: stored[i] for index, i in by_id.items() if i in stored}
-        return aligned
 
     def _with_previews(
         self, hits_per_query: list[list[Hit]], latents: np.ndarray, spec: QuerySpec, timings: Timings
@@ -414,19 +401,28 @@ class QueryEngine:
 
 
 def _copies_first(
-    found: list[list[Hit]], aligned: dict[int, np.ndarray], store: LatentStore, depth: int
+    found: list[list[Hit]],
+    pictures: dict[int, np.ndarray],
+    by_id: dict[int, int],
+    store: LatentStore,
+    depth: int,
 ) -> list[list[Hit]]:
-    """Each aligned query's first `depth` hits re-ordered by `pixel_alignment.copies_first` (the rest
-    follow as they were, so a large k costs no more alignment); a query whose first hits are not all
-    thumbnailed (an image indexed before thumbnails were kept) keeps the latent's order."""
-    stored = store.alignment_thumbnails([hit.id for index in aligned for hit in found[index][:depth]])
+    """The first `depth` hits of each query by image (its model input in `pictures`) or by id (`by_id`:
+    the image whose stored thumbnail it aligns) re-ordered by `pixel_alignment.copies_first`; the rest
+    follow as they were, so a large k costs no more alignment. A query whose first hits are not all
+    thumbnailed (an image indexed before thumbnails were kept) keeps the latent's order. The queries'
+    and candidates' stored thumbnails come in one read."""
+    wanted = [hit.id for index in (*pictures, *by_id) for hit in found[index][:depth]]
+    stored = store.alignment_thumbnails([*wanted, *by_id.values()])
+    thumbnails = {index: alignment_thumbnail(pixels) for index, pixels in pictures.items()}
+    thumbnails |= {index: stored[image_id] for index, image_id in by_id.items() if image_id in stored}
     reordered = list(found)
-    for index, thumbnail in aligned.items():
+    for index, thumbnail in thumbnails.items():
         head, tail = found[index][:depth], found[index][depth:]
         if not head or any(hit.id not in stored for hit in head):
             continue
-        scores = alignment_scores(thumbnail, np.stack([stored[hit.id] for hit in head]))
-        order = copies_first(np.array([hit.distance for hit in head]), scores)
+        candidates = np.stack([stored[hit.id] for hit in head])
+        order = order_copies_first(thumbnail, candidates, np.array([hit.distance for hit in head]))
         reordered[index] = [head[i] for i in order] + tail
     return reordered
 
