@@ -41,12 +41,15 @@ def altered_copies(
     jitter: float = 0.25,
     jpeg: JpegRecompressor | None = None,
     jpeg_probability: float = 0.5,
+    black_corner_share: float = 0.0,
 ) -> torch.Tensor:
     """Views of float [0, 1] images that a retrieval user would still call "the same photo".
 
     Each gets a random crop of `min_area`..1 of its area (aspect 3/4..4/3) resized back, a small rotation,
     a horizontal flip, brightness/contrast/saturation jitter, and (with `jpeg`) a JPEG round trip at
-    quality 30..90 for a `jpeg_probability` share of the batch.
+    quality 30..90 for a `jpeg_probability` share of the batch. A `black_corner_share` of the views is
+    instead the whole frame rotated on its own canvas with black corners, as an image straightened or
+    rotated in an editor and saved at its size is; the others fill the corners by reflection.
     """
     n = images.shape[0]
     area = min_area + (1 - min_area) * torch.rand(n, generator=generator)
@@ -58,6 +61,11 @@ def altered_copies(
     shift_y = (1 - scale_y) * (torch.rand(n, generator=generator) * 2 - 1)
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_rotation_deg)
     mirror = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    # drawn only when asked for, so that runs without it keep their random stream
+    corners = torch.rand(n, generator=generator) < black_corner_share if black_corner_share > 0 else None
+    if corners is not None:
+        scale_x, scale_y = scale_x.masked_fill(corners, 1.0), scale_y.masked_fill(corners, 1.0)
+        shift_x, shift_y = shift_x.masked_fill(corners, 0.0), shift_y.masked_fill(corners, 0.0)
     cos, sin = angle.cos(), angle.sin()
     theta = torch.stack(
         [
@@ -68,6 +76,10 @@ def altered_copies(
     )
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if corners is not None and corners.any():
+        out[corners] = F.grid_sample(
+            images[corners], grid[corners], mode="bilinear", padding_mode="zeros", align_corners=False
+        )
     out = color_jitter(out, generator, jitter)
     if jpeg is not None and jpeg_probability > 0:
         chosen = (torch.rand(n, generator=generator) < jpeg_probability).nonzero().flatten()

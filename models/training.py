@@ -6,8 +6,10 @@ taken from them), split by the caller into training and held-out sets.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,9 +50,14 @@ class TrainConfig:
     invariance_form: str = "mu_infonce"
     # Share of altered copies also re-rendered in another style (`augment.style_changes`).
     style_probability: float = 0.0
+    # Share of altered copies rotated on their own canvas with black corners (`augment.altered_copies`).
+    black_corner_share: float = 0.0
     # Train the decoder alone, on decode(mu) of a frozen encoder (start from a trained model: `train`'s
     # `init`): the latents, and so every store built with them, stay as they are; previews get sharper.
     decoder_only: bool = False
+    # Train the encoder (and the projection head) against a trained model's frozen decoder: the latents
+    # move, so stores re-encode, but decode(mu) stays what the decoder was trained to show.
+    encoder_only: bool = False
     adversarial_weight: float = 0.0
     adversarial_warmup_steps: int = 2000
     checkpoint_every: int = 500
@@ -64,6 +71,12 @@ class TrainConfig:
             )
         if not 0 <= self.style_probability <= 1:
             raise ValueError(f"style_probability must be in [0, 1], got {self.style_probability}")
+        if not 0 <= self.black_corner_share <= 1:
+            raise ValueError(f"black_corner_share must be in [0, 1], got {self.black_corner_share}")
+        if self.encoder_only and self.decoder_only:
+            raise ValueError("encoder_only and decoder_only exclude each other")
+        if self.encoder_only and self.adversarial_weight > 0:
+            raise ValueError("encoder_only keeps the decoder frozen: no adversarial term to train")
 
 
 @dataclass
@@ -107,6 +120,7 @@ def train(
     on_step: ProgressCallback | None = None,
     data_description: dict[str, Any] | None = None,
     init: VAE | None = None,
+    init_head: losses.ProjectionHead | None = None,
     same_latents_as: Sequence[str] = (),
 ) -> TrainResult:
     """Train a VAE on `train_images` into `out_dir`, resuming from `out_dir`'s last checkpoint if any.
@@ -114,13 +128,16 @@ def train(
     `out_dir` receives the model (model.safetensors + config.json) at every checkpoint, the optimiser
     state in train_state/, and a PNG sheet of reconstructions, samples and an interpolation in sheets/.
     `init`: start from this model's weights (its config must be `model_config`); `config.decoder_only`
-    needs one. `same_latents_as`: for a decoder-only run, the starting model's id and its own
-    `same_latents_as`, recorded with the model so that stores made with them stay valid (`ModelCard`).
-    Raises `BadCheckpoint` if `out_dir` holds a run with a different model, training config or starting
-    model; ValueError for `decoder_only` without `init`, or `same_latents_as` without `decoder_only`.
+    and `config.encoder_only` need one. `init_head`: start the projection head of the `head_ntxent` term
+    from these weights (`load_projection_head`) instead of at random. `same_latents_as`: for a
+    decoder-only run, the starting model's id and its own `same_latents_as`, recorded with the model so
+    that stores made with them stay valid (`ModelCard`).
+    Raises `BadCheckpoint` if `out_dir` holds a run with a different model, training config, starting
+    model or starting head; ValueError for `decoder_only` or `encoder_only` without `init`, or
+    `same_latents_as` without `decoder_only`.
     """
-    if config.decoder_only and init is None:
-        raise ValueError("decoder_only training starts from a trained model: pass init")
+    if (config.decoder_only or config.encoder_only) and init is None:
+        raise ValueError("decoder_only and encoder_only training start from a trained model: pass init")
     if same_latents_as and not config.decoder_only:
         raise ValueError("only a decoder-only run keeps its starting model's latents")
     if init is not None and init.config != model_config:
@@ -140,9 +157,14 @@ def train(
         if contrastive and config.invariance_form == "head_ntxent"
         else None
     )
+    if head is not None and init_head is not None:
+        head.load_state_dict(init_head.state_dict())
     if config.decoder_only:
         model.encoder.requires_grad_(False)
         trained = list(model.decoder.parameters())
+    elif config.encoder_only:
+        model.decoder.requires_grad_(False)
+        trained = list(model.encoder.parameters()) + (list(head.parameters()) if head is not None else [])
     else:
         trained = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -155,7 +177,7 @@ def train(
     steps_per_epoch = max(1, len(train_images) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(config.warmup_steps, total_steps))
-    state = _TrainState(out / STATE_DIR, model_config, config, init)
+    state = _TrainState(out / STATE_DIR, model_config, config, init, init_head if head is not None else None)
     step, history = state.restore(model, head, optimizer, schedule, discriminator, disc_optimizer)
     started = time.perf_counter()
     model.train()
@@ -265,7 +287,7 @@ def _invariance(
     jpeg: JpegRecompressor | None,
 ) -> torch.Tensor:
     def view() -> torch.Tensor:
-        copies = altered_copies(images, generator, jpeg=jpeg)
+        copies = altered_copies(images, generator, jpeg=jpeg, black_corner_share=config.black_corner_share)
         if config.style_probability > 0:
             copies = style_changes(copies, generator, config.style_probability)
         return copies
@@ -337,12 +359,19 @@ class _TrainState:
     """Optimiser, scheduler and history saved beside the model so a killed run resumes where it stopped."""
 
     def __init__(
-        self, directory: Path, model_config: VAEConfig, config: TrainConfig, init: VAE | None = None
+        self,
+        directory: Path,
+        model_config: VAEConfig,
+        config: TrainConfig,
+        init: VAE | None = None,
+        init_head: losses.ProjectionHead | None = None,
     ) -> None:
         self.directory = directory
         self.signature = {"model": json.loads(model_config.to_json()), "train": asdict(config)}
         if init is not None:  # the starting weights, by content: another start is another run
             self.signature["init"] = compute_model_id(init.config, init.state_dict())
+        if init_head is not None:
+            self.signature["init_head"] = _content_digest(init_head.state_dict())
 
     def restore(self, model, head, optimizer, schedule, discriminator, disc_optimizer) -> tuple[int, list]:
         meta_path = self.directory / "state.json"
@@ -388,6 +417,33 @@ class _TrainState:
         with atomic_output(self.directory / "state.safetensors") as tmp:
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
         write_text_atomic(self.directory / "state.json", json.dumps(meta))
+
+
+def load_projection_head(run_dir: str | os.PathLike[str], latent_dim: int) -> losses.ProjectionHead:
+    """The projection head a `head_ntxent` run left in its training state (RUN/train_state).
+
+    Raises `BadCheckpoint` when the run has no saved state, or its state holds no head of that width.
+    """
+    path = Path(run_dir) / STATE_DIR / "state.safetensors"
+    if not path.is_file():
+        raise BadCheckpoint(f"{run_dir} has no training state ({path} is missing)")
+    head_weights = _prefixed(load_file(str(path)), "head.")
+    if not head_weights:
+        raise BadCheckpoint(f"{run_dir}'s training state holds no projection head (not a head_ntxent run)")
+    head = losses.ProjectionHead(latent_dim)
+    try:
+        head.load_state_dict(head_weights)
+    except RuntimeError as exc:
+        raise BadCheckpoint(f"{run_dir}'s projection head does not fit a {latent_dim}-d latent") from exc
+    return head
+
+
+def _content_digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _with_defaults(signature: Any) -> Any:

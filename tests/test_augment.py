@@ -130,3 +130,15 @@ def test_a_line_drawing_is_white_where_flat_and_dark_on_edges() -> None:
     assert drawing[..., 2].min() > 0.999 and drawing[..., 13].min() > 0.999  # flat areas are paper
     assert torch.all(drawing[..., 7:9] < 0.2)  # the step is a stroke
     assert torch.equal(drawing[:, 0], drawing[:, 1])  # grey strokes
+
+
+def test_black_corner_views_rotate_the_whole_frame_on_its_canvas() -> None:
+    images = 0.3 + 0.6 * _smooth_images()  # no pixel near black
+    corners = (slice(None), slice(None), [0, 0, -1, -1], [0, -1, 0, -1])
+    centre = (slice(None), slice(None), images.shape[-2] // 2, images.shape[-1] // 2)
+    views = altered_copies(images, torch.Generator().manual_seed(8), jitter=0.0, black_corner_share=1.0)
+    reflected = altered_copies(images, torch.Generator().manual_seed(8), jitter=0.0)
+    assert float(views[corners].mean()) < 0.15  # corners rotated out of the frame are black
+    assert float(reflected[corners].min()) > 0.25  # the reflection fill never is
+    # the whole frame, not a crop: the centre stays where it was
+    assert torch.allclose(views[centre], images[centre], atol=0.06)

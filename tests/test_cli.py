@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import Result
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -179,3 +180,41 @@ def test_train_decoder_only_can_deepen_the_decoder_and_keep_the_latents(
     refused = runner.invoke(app, [*flat, "--decoder-blocks", "2"])
     assert refused.exit_code == 2 and "--decoder-only" in refused.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_train_encoder_only_moves_the_latents_under_the_models_decoder(
+    trained: Path, photos: list[Path], tmp_path: Path
+) -> None:
+    def encoder_stage(out: Path, *extra: str) -> Result:
+        args = [
+            "train",
+            str(photos[0].parent),
+            "--out",
+            str(out),
+            "--init-from",
+            str(trained),
+            "--encoder-only",
+        ]
+        args += ["--epochs", "1", "--batch-size", "8", "--holdout-fraction", "0.2", "--threads", "1"]
+        args += ["--invariance-weight", "1", "--black-corner-share", "0.5", *extra]
+        return runner.invoke(app, args)
+
+    first = encoder_stage(tmp_path / "tuned")
+    assert first.exit_code == 0, first.output + repr(first.exception)
+    (base, _), (tuned, tuned_card) = load_model(trained), load_model(tmp_path / "tuned")
+    assert tuned_card.same_latents_as == ()  # new latents: stores made with the base model re-encode
+    for name, tensor in base.decoder.state_dict().items():
+        assert torch.equal(tensor, tuned.decoder.state_dict()[name]), name
+    assert any(
+        not torch.equal(t, tuned.encoder.state_dict()[n]) for n, t in base.encoder.state_dict().items()
+    )
+    # the head a run saved starts the next run's; a run without one is refused, as is no base model
+    again = encoder_stage(tmp_path / "again", "--head-from", str(tmp_path / "tuned"))
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    headless = encoder_stage(tmp_path / "x", "--head-from", str(trained))
+    assert headless.exit_code == 2 and "no projection head" in headless.output
+    bare = ["train", str(photos[0].parent), "--out", str(tmp_path / "y"), "--encoder-only"]
+    refused = runner.invoke(app, bare)
+    assert refused.exit_code == 2 and "--init-from" in refused.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -25,7 +25,14 @@ from latentdex.indexer.training_data import (
     load_training_set,
 )
 from latentdex.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, read_card
-from latentdex.models.training import SHEETS_DIR, StepMetrics, TrainConfig, holdout_psnr, train
+from latentdex.models.training import (
+    SHEETS_DIR,
+    StepMetrics,
+    TrainConfig,
+    holdout_psnr,
+    load_projection_head,
+    train,
+)
 from latentdex.models.vae import VAEConfig
 
 TINY = VAEConfig(image_size=32, latent_dim=8, channels=(8, 16, 16), groups=4)
@@ -371,3 +378,67 @@ def test_the_decoder_stage_can_add_the_adversarial_term_and_leaves_the_encoder_a
     assert (tmp_path / "gan" / "train_state").is_dir()
     resumed = train(images, holdout, tmp_path / "gan", TINY, config, init=base.model)  # nothing left to do
     assert resumed.model_id == tuned.model_id and resumed.steps == len(history)
+
+
+def test_the_encoder_stage_moves_the_latents_and_leaves_the_decoder_alone(
+    training_set: TrainingSet, tmp_path: Path
+) -> None:
+    images, holdout = training_set.train[:24], training_set.holdout
+    contrast = {"invariance_weight": 3.0, "invariance_form": "head_ntxent", "invariance_temperature": 0.2}
+    base = train(
+        images,
+        holdout,
+        tmp_path / "base",
+        TINY,
+        TrainConfig(epochs=1, batch_size=8, warmup_steps=1, **contrast),
+    )
+    head = load_projection_head(tmp_path / "base", TINY.latent_dim)
+    config = TrainConfig(
+        epochs=2, batch_size=8, warmup_steps=1, encoder_only=True, black_corner_share=0.5, **contrast
+    )
+    with pytest.raises(ValueError, match="init"):
+        train(images, holdout, tmp_path / "no-init", TINY, config)
+    tuned = train(images, holdout, tmp_path / "tuned", TINY, config, init=base.model, init_head=head)
+    for name, tensor in base.model.decoder.state_dict().items():
+        assert torch.equal(tensor, tuned.model.decoder.state_dict()[name]), name
+    probe = holdout.float().div(255)[:, :, :32, :32]
+    with torch.no_grad():
+        assert not torch.allclose(base.model.encode(probe).mu, tuned.model.encode(probe).mu)
+    assert tuned.model_id != base.model_id
+    assert read_card(tmp_path / "tuned").same_latents_as == ()  # new latents: stores re-encode
+    for entry in tuned.history:
+        expected = entry["reconstruction"] + config.beta * entry["kl"] + 3.0 * entry["invariance"]
+        assert entry["loss"] == pytest.approx(expected, rel=1e-5) and entry["invariance"] > 0
+    # the starting head is part of the run: a fresh head is another run
+    with pytest.raises(BadCheckpoint, match="different settings"):
+        train(images, holdout, tmp_path / "tuned", TINY, config, init=base.model)
+
+
+def test_a_projection_head_loads_only_from_a_run_that_saved_one(
+    training_set: TrainingSet, tmp_path: Path
+) -> None:
+    plain = TrainConfig(epochs=1, batch_size=8, warmup_steps=1)
+    train(training_set.train[:8], training_set.holdout, tmp_path / "plain", TINY, plain)
+    with pytest.raises(BadCheckpoint, match="no projection head"):
+        load_projection_head(tmp_path / "plain", TINY.latent_dim)
+    with pytest.raises(BadCheckpoint, match="no training state"):
+        load_projection_head(tmp_path / "missing", TINY.latent_dim)
+    contrast = replace(plain, invariance_weight=1.0, invariance_form="head_ntxent")
+    train(training_set.train[:8], training_set.holdout, tmp_path / "head", TINY, contrast)
+    assert isinstance(load_projection_head(tmp_path / "head", TINY.latent_dim), torch.nn.Module)
+    with pytest.raises(BadCheckpoint, match="does not fit"):
+        load_projection_head(tmp_path / "head", TINY.latent_dim * 2)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"black_corner_share": -0.1},
+        {"encoder_only": True, "decoder_only": True},
+        {"encoder_only": True, "adversarial_weight": 1.0},
+    ],
+    ids=["corner-share", "both-stages", "encoder-gan"],
+)
+def test_bad_stage_settings_are_refused(override: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        TrainConfig(**override)

@@ -9,10 +9,11 @@ from typing import Annotated
 import torch
 import typer
 
+from latentdex.errors import BadCheckpoint
 from latentdex.indexer.training_data import jpeg_round_trip, load_training_set
 from latentdex.models.checkpoint import load_model
 from latentdex.models.decoder_growth import deepen_decoder
-from latentdex.models.training import StepMetrics, TrainConfig
+from latentdex.models.training import StepMetrics, TrainConfig, load_projection_head
 from latentdex.models.training import train as train_model
 from latentdex.models.vae import VAEConfig
 from latentdex.service.cli.progress import progress_bar
@@ -47,6 +48,13 @@ def train(
     style_probability: Annotated[
         float, typer.Option(help="Share of altered views also re-rendered in another style.")
     ] = 0.0,
+    black_corner_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of altered views rotated on their own canvas with black corners "
+            "(as a straightened photo saved at its size is); the rest fill corners by reflection."
+        ),
+    ] = 0.0,
     adversarial_weight: Annotated[float, typer.Option(help="Weight of the patch-GAN term (0 = off).")] = 0.0,
     adversarial_warmup: Annotated[int, typer.Option(help="Steps before the GAN term starts.")] = 2000,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints and sheets.")] = 500,
@@ -65,6 +73,21 @@ def train(
             "the same latents, sharper previews.",
         ),
     ] = False,
+    encoder_only: Annotated[
+        bool,
+        typer.Option(
+            "--encoder-only",
+            help="Train only the encoder (and the invariance head) against --init-from's frozen decoder: "
+            "new latents (stores re-encode), previews as that decoder draws them.",
+        ),
+    ] = False,
+    head_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start the head_ntxent projection head from this training run's saved state "
+            "(RUN/train_state) instead of at random.",
+        ),
+    ] = None,
     decoder_blocks: Annotated[
         int | None,
         typer.Option(
@@ -80,6 +103,12 @@ def train(
     torch.set_num_threads(threads or os.cpu_count() or 1)
     if decoder_only and init_from is None:
         raise typer.BadParameter("trains a model's decoder: pass --init-from", param_hint="--decoder-only")
+    if encoder_only and init_from is None:
+        raise typer.BadParameter("trains a model's encoder: pass --init-from", param_hint="--encoder-only")
+    if head_from is not None and (invariance_weight <= 0 or invariance_form != "head_ntxent" or decoder_only):
+        raise typer.BadParameter(
+            "starts the head of the head_ntxent term: needs --invariance-weight > 0", param_hint="--head-from"
+        )
     if decoder_blocks is not None and not decoder_only:
         raise typer.BadParameter(
             "deepens a model's decoder: pass --decoder-only", param_hint="--decoder-blocks"
@@ -114,14 +143,20 @@ def train(
             invariance_form=invariance_form,
             invariance_temperature=invariance_temperature,
             style_probability=style_probability,
+            black_corner_share=black_corner_share,
             adversarial_weight=adversarial_weight,
             adversarial_warmup_steps=adversarial_warmup,
             checkpoint_every=checkpoint_every,
             seed=seed,
             decoder_only=decoder_only,
+            encoder_only=encoder_only,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    try:
+        head = load_projection_head(head_from, model_config.latent_dim) if head_from is not None else None
+    except BadCheckpoint as exc:
+        raise typer.BadParameter(str(exc), param_hint="--head-from") from exc
     with progress_bar("img") as bar:
         task = bar.add_task("decoding", total=None, status="")
         data = load_training_set(
@@ -152,6 +187,7 @@ def train(
             on_step=on_step,
             data_description=data.describe(Path(photos_dir)),
             init=init,
+            init_head=head,
             same_latents_as=lineage,
         )
     psnr = f"{result.holdout_psnr:.2f} dB" if result.holdout_psnr is not None else "n/a (no held-out images)"
