@@ -445,8 +445,11 @@ class LatentExplorer:
         if group.query is not None and group.query_k:
             if not 1 <= group.query_k <= self.engine.limits.max_k:
                 raise InvalidQuery(f"query_k must be between 1 and {self.engine.limits.max_k}")
-            latent = self.engine.query_latents([group.query], store)
-            parts.append(np.asarray([hit.id for hit in self.engine.nearest(store, latent, group.query_k)[0]]))
+            # the images a query by image answers with, ranked as it is by default
+            pictures: dict[int, np.ndarray] = {}
+            latent = self.engine.query_latents([group.query], store, pictures=pictures)
+            [hits] = self.engine.ranked_nearest(store, latent, group.query_k, "copies_first", pictures)
+            parts.append(np.asarray([hit.id for hit in hits[: group.query_k]]))
         return np.unique(np.concatenate(parts))
 
     def _check_frames(self, frames: FrameSpec | None) -> FrameSpec:

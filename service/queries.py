@@ -214,15 +214,19 @@ class QueryEngine:
             # a query by id leaves out the image itself: ask for one more match and drop it
             extra = int(any(isinstance(q, IdQuery) and not q.include_self for q in queries))
             needs_latents = spec.include_latents or spec.preview.matches
-            # copies first needs the queries' pixels (by image, or by id: stored) and cosine distances
-            ranked = spec.ranking == "copies_first" and store.distance_space != "l2"
-            by_id = {i: q.id for i, q in enumerate(queries) if isinstance(q, IdQuery)} if ranked else {}
-            pictures = pictures if ranked else {}
-            depth = max(k + extra, ALIGNMENT_DEPTH) if pictures or by_id else k + extra
-            found = self.nearest(store, latents, depth, spec.where, timings, needs_latents)
-            if pictures or by_id:
-                with timings.stage("search"):
-                    found = _copies_first(found, pictures, by_id, store, ALIGNMENT_DEPTH + extra)
+            by_id = {i: q.id for i, q in enumerate(queries) if isinstance(q, IdQuery)}
+            found = self.ranked_nearest(
+                store,
+                latents,
+                k + extra,
+                spec.ranking,
+                pictures,
+                by_id,
+                spec.where,
+                timings,
+                with_latents=needs_latents,
+                extra=extra,
+            )
             root = store.indexed_root() if spec.preview.thumbnails else None
         hits_per_query = []
         for query, hits in zip(queries, found, strict=True):
@@ -261,6 +265,34 @@ class QueryEngine:
             [Hit(rows[m.id][0], m.distance, m.similarity, rows[m.id][1]) for m in matches if m.id in rows]
             for matches in found
         ]
+
+    def ranked_nearest(
+        self,
+        store: LatentStore,
+        latents: np.ndarray,
+        k: int,
+        ranking: str,
+        pictures: dict[int, np.ndarray],
+        by_id: dict[int, int] | None = None,
+        where: SearchFilter | None = None,
+        timings: Timings | None = None,
+        with_latents: bool = False,
+        extra: int = 0,
+    ) -> list[list[Hit]]:
+        """`nearest`, ranked as `ranking` asks: "copies_first" re-orders the first ALIGNMENT_DEPTH hits
+        of each query with pixels (its model input in `pictures`, by index, or its stored image in
+        `by_id`) by pixel alignment, on a store of cosine distances; "latent" keeps the latent's order.
+        `extra`: hits the caller will drop (a query by id leaving itself out), counted in `k` and added
+        to the re-ranked depth."""
+        timings = timings or Timings()
+        ranked = ranking == "copies_first" and store.distance_space != "l2"
+        pictures = pictures if ranked else {}
+        by_id = (by_id or {}) if ranked else {}
+        if not (pictures or by_id):
+            return self.nearest(store, latents, k, where, timings, with_latents)
+        found = self.nearest(store, latents, max(k, ALIGNMENT_DEPTH), where, timings, with_latents)
+        with timings.stage("search"):
+            return _copies_first(found, pictures, by_id, store, ALIGNMENT_DEPTH + extra)
 
     def query_latents(
         self,
