@@ -77,8 +77,12 @@ default-model: venv data
 	$(BIN)/latentdex train $(DATA)/train-crops-more --out $(RUNS)/default-v2-polish \
 		--init-from $(RUNS)/default-v2-more-photos-2 --decoder-only --epochs 1 --batch-size 64 --seed 0 \
 		--learning-rate 1e-4 --checkpoint-every 250 --threads 1
+	$(BIN)/latentdex train $(DATA)/train-crops-more --out $(RUNS)/default-v2-corners \
+		--init-from $(RUNS)/default-v2-polish --encoder-only --head-from $(RUNS)/default-v2 --epochs 2 \
+		--batch-size 64 --seed 0 --learning-rate 2e-4 --invariance-weight 100 --invariance-form head_ntxent \
+		--invariance-temperature 0.2 --black-corner-share 0.5 --checkpoint-every 250 --threads 1
 	mkdir -p models/default
-	cp $(RUNS)/default-v2-polish/config.json $(RUNS)/default-v2-polish/model.safetensors models/default/
+	cp $(RUNS)/default-v2-corners/config.json $(RUNS)/default-v2-corners/model.safetensors models/default/
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -46,8 +46,8 @@ from latentdex.indexer.store import LatentStore
 # perceptual hash; where both have one, HASH_RULES applies.
 PRESETS: dict[str, dict[str, float] | None] = {
     "exact": None,
-    "near": {"whitened": 0.0230, "cosine": 0.0038},
-    "similar": {"whitened": 0.0727, "cosine": 0.0099},
+    "near": {"whitened": 0.0241, "cosine": 0.0036},
+    "similar": {"whitened": 0.0704, "cosine": 0.0099},
 }
 HASH_NEIGHBOURS = 16  # latent neighbours of each image whose pHash is compared with its own
 DEFAULT_PRESET = "near"
@@ -85,8 +85,8 @@ class HashRule:
 # The two-signal rule of each preset, calibrated by the same benchmark (the latent threshold, the pHash
 # bits and the loose latent distance jointly: the largest calibration recall at the preset's precision).
 HASH_RULES: dict[str, dict[str, HashRule]] = {
-    "near": {"whitened": HashRule(0.0037, 6, 0.291), "cosine": HashRule(0.0025, 4, 0.0395)},
-    "similar": {"whitened": HashRule(0.0580, 12, 0.291), "cosine": HashRule(0.0083, 12, 0.0395)},
+    "near": {"whitened": HashRule(0.0038, 6, 0.282), "cosine": HashRule(0.0008, 6, 0.0395)},
+    "similar": {"whitened": HashRule(0.0584, 12, 0.282), "cosine": HashRule(0.0091, 12, 0.0395)},
 }
 
 
