@@ -127,6 +127,10 @@ def run(
                 varied = Whitening.fit(index_mu, variance_floor=floor)
                 name = f"{codec.model_id} whitened, floor {floor:g}"
                 vectors[name] = (varied.apply(index_mu), varied.apply(query_mu), True)
+            for power in POWER_VARIANTS:
+                varied = Whitening.fit(index_mu, power=power)
+                name = f"{codec.model_id} whitened, power {power:g}"
+                vectors[name] = (varied.apply(index_mu), varied.apply(query_mu), True)
         vectors[f"{codec.model_id} cosine"] = (index_mu, query_mu, True)
         vectors[f"{codec.model_id} l2"] = (index_mu, query_mu, False)
 
@@ -231,6 +235,7 @@ def look_alike_hits(
 
 # The store's whitening floors small variances at VARIANCE_FLOOR x the mean; these are measured beside it.
 FLOOR_VARIANTS = (0.001, 0.1)
+POWER_VARIANTS = (0.5,)  # half-way whitening, beside the stores' full whitening (`whitening.WHITENING_POWER`)
 PIXEL_COSINE = "pixels PCA cosine"
 PIXEL_WHITENED_PREFIX = "pixels PCA whitened"
 

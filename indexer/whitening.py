@@ -5,8 +5,11 @@ cosine, weighs every direction the library varies in alike instead of letting a 
 (Jegou & Chum, ECCV 2012, "Negative evidences and co-occurrences in image retrieval: the benefit of PCA
 and whitening"). Axes whose variance is tiny (latent dimensions the VAE left at the prior) would turn
 noise into signal if scaled up fully, so their variance is floored at a share of the mean variance.
-
-The catalog keeps raw mu (decoded, exported and returned as it is); only FAISS holds whitened vectors.
+Each axis is divided by its standard deviation raised to WHITENING_POWER: 1 is full whitening, 0 a PCA
+rotation alone. Half-way (`Whitening.fit(..., power=0.5)`) keeps more of the category structure that full
+whitening flattens out of the dominant axes, but it spreads altered copies of one picture further apart
+relative to different pictures, and the duplicate rules lose recall; the bench measures both
+(`python -m bench --only retrieval_quality`, its "whitened, power 0.5" row, and README "Search space").
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ STORE_METRICS = ("whitened", "cosine", "l2")
 MIN_FIT_PER_DIMENSION = 2  # fit once the store holds at least 2 x latent_dim latents
 REFIT_SHARE = 0.2  # refit when images added, changed or removed since the fit reach this share of it
 VARIANCE_FLOOR = 0.01  # axes with less variance than this share of the mean are scaled as if they had it
+WHITENING_POWER = 1.0  # an axis is divided by its standard deviation to this power
 _FIT_CHUNK = 65_536
 
 
@@ -36,6 +40,7 @@ class Whitening:
     projection: np.ndarray  # (d, d) float32
     fitted_count: int
     version: int = WHITENING_VERSION
+    power: float = WHITENING_POWER  # transforms saved before the power was recorded were fitted at 1
 
     @property
     def dim(self) -> int:
@@ -50,8 +55,12 @@ class Whitening:
         return "whiten-" + digest.hexdigest()[:16]
 
     @classmethod
-    def fit(cls, latents: np.ndarray, variance_floor: float = VARIANCE_FLOOR) -> Whitening:
+    def fit(
+        cls, latents: np.ndarray, variance_floor: float = VARIANCE_FLOOR, power: float = WHITENING_POWER
+    ) -> Whitening:
         """Fit on (n, d) latents, n >= 2; the covariance is accumulated in float64, in chunks."""
+        if not 0 <= power <= 1:
+            raise ValueError(f"the whitening power must be in [0, 1], got {power}")
         n, dim = latents.shape
         if n < 2:
             raise ValueError(f"whitening needs at least 2 latents, got {n}")
@@ -67,9 +76,11 @@ class Whitening:
         order = np.argsort(variances)[::-1]
         variances, axes = np.clip(variances[order], 0, None), axes[:, order]
         floor = max(variance_floor * float(variances.mean()), np.finfo(np.float32).tiny)
-        scale = 1.0 / np.sqrt(np.maximum(variances, floor))
+        scale = np.maximum(variances, floor) ** (-power / 2)
         projection = (axes * scale).T
-        return cls(mean.astype(np.float32), np.ascontiguousarray(projection, np.float32), int(n))
+        return cls(
+            mean.astype(np.float32), np.ascontiguousarray(projection, np.float32), int(n), power=float(power)
+        )
 
     def apply(self, latents: np.ndarray) -> np.ndarray:
         """(n, d) latents -> (n, d) float32 whitened vectors."""
@@ -83,6 +94,7 @@ class Whitening:
                 "version": self.version,
                 "dim": self.dim,
                 "fitted_count": self.fitted_count,
+                "power": self.power,
                 "mean": base64.b64encode(self.mean.astype("<f4").tobytes()).decode(),
                 "projection": base64.b64encode(self.projection.astype("<f4").tobytes()).decode(),
             }
@@ -104,7 +116,10 @@ class Whitening:
             projection = projection.astype(np.float32).reshape(dim, dim)
             if mean.shape != (dim,) or not (np.isfinite(mean).all() and np.isfinite(projection).all()):
                 raise ValueError("arrays of the wrong size or with non-finite values")
-            return cls(mean, projection, int(document["fitted_count"]))
+            power = float(document.get("power", 1.0))
+            if not 0 <= power <= 1:
+                raise ValueError(f"power {power} out of [0, 1]")
+            return cls(mean, projection, int(document["fitted_count"]), power=power)
         except StoreError:
             raise
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
@@ -115,7 +130,7 @@ def needs_fit(count: int, dim: int, current: Whitening | None, changes: int) -> 
     """Whether a whitened store of `count` latents should (re)fit, given `changes` since the last fit."""
     if count < MIN_FIT_PER_DIMENSION * dim:
         return False
-    if current is None or current.dim != dim:
+    if current is None or current.dim != dim or current.power != WHITENING_POWER:
         return True
     return changes >= REFIT_SHARE * max(current.fitted_count, 1)
 
@@ -126,4 +141,7 @@ def describe(current: Whitening | None, changes: int, count: int, dim: int) -> s
         needed = MIN_FIT_PER_DIMENSION * dim
         return f"not fitted yet: needs {needed} images, has {count} (cosine on mu until then)"
     due = max(1, int(np.ceil(REFIT_SHARE * current.fitted_count)))
-    return f"{current.id}, fitted on {current.fitted_count} images; {changes} changed since (refit at {due})"
+    return (
+        f"{current.id} (power {current.power:g}), fitted on {current.fitted_count} images; "
+        f"{changes} changed since (refit at {due})"
+    )

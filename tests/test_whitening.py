@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 from latentdex.errors import StoreError
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import ImageRecord, LatentStore
-from latentdex.indexer.whitening import MIN_FIT_PER_DIMENSION, REFIT_SHARE, VARIANCE_FLOOR, Whitening
+from latentdex.indexer.whitening import (
+    MIN_FIT_PER_DIMENSION,
+    REFIT_SHARE,
+    VARIANCE_FLOOR,
+    WHITENING_POWER,
+    Whitening,
+    describe,
+    needs_fit,
+)
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
 
@@ -63,9 +71,10 @@ def top1(store: LatentStore, queries: np.ndarray, ids: list[int]) -> float:
 # --- the transform ------------------------------------------------------------------------------------
 
 
-def test_whitened_latents_are_centred_with_unit_variance_on_every_axis() -> None:
+def test_fully_whitened_latents_are_centred_with_unit_variance_on_every_axis() -> None:
     latents = skewed_latents(4000)
     whitening = Whitening.fit(latents)
+    assert whitening.power == WHITENING_POWER == 1.0
     white = whitening.apply(latents)
     assert np.abs(white.mean(axis=0)).max() < 1e-3
     np.testing.assert_allclose(np.cov(white.T), np.eye(DIM), atol=0.02)
@@ -82,10 +91,34 @@ def test_the_floor_stops_a_dead_axis_from_being_blown_up() -> None:
     np.testing.assert_allclose(variances[1:], 1.0, atol=0.05)
 
 
+def test_half_way_whitening_divides_each_axis_by_the_fourth_root_of_its_variance() -> None:
+    latents = skewed_latents(4000)
+    whitening = Whitening.fit(latents, power=0.5)
+    axis_variances = np.sort(np.linalg.eigvalsh(np.cov(latents.T)))[::-1]
+    white = whitening.apply(latents)
+    # the principal axes stay ordered, with the square root of their variance: the spread is halved in log
+    np.testing.assert_allclose(np.var(white, axis=0, ddof=1), np.sqrt(axis_variances), rtol=0.02)
+    rotation_only = Whitening.fit(latents, power=0.0).apply(latents)
+    np.testing.assert_allclose(np.var(rotation_only, axis=0, ddof=1), axis_variances, rtol=0.02)
+    with pytest.raises(ValueError, match="power"):
+        Whitening.fit(latents, power=1.5)
+
+
+def test_a_transform_keeps_its_power_and_one_at_another_power_is_refitted() -> None:
+    document = json.loads(Whitening.fit(skewed_latents(500)).to_text())
+    del document["power"]  # as a store saved it before the power was recorded
+    old = Whitening.from_text(json.dumps(document))
+    assert old.power == 1.0 and not needs_fit(500, DIM, old, changes=0)
+    half = Whitening.from_text(Whitening.fit(skewed_latents(500), power=0.5).to_text())
+    assert half.power == 0.5
+    assert needs_fit(500, DIM, half, changes=0)  # the next indexing run refits at the current power
+    assert "power 0.5" in describe(half, 0, 500, DIM)
+
+
 def test_the_transform_round_trips_through_text_and_keeps_its_id() -> None:
     whitening = Whitening.fit(skewed_latents(500))
     again = Whitening.from_text(whitening.to_text())
-    assert again.id == whitening.id and again.fitted_count == 500
+    assert again.id == whitening.id and again.fitted_count == 500 and again.power == whitening.power
     np.testing.assert_array_equal(again.projection, whitening.projection)
     assert Whitening.fit(skewed_latents(500, seed=5)).id != whitening.id
 
@@ -97,8 +130,9 @@ def test_the_transform_round_trips_through_text_and_keeps_its_id() -> None:
         lambda d: d.update(mean="!!"),
         lambda d: d.update(dim=3),
         lambda d: d.pop("projection"),
+        lambda d: d.update(power=2.0),
     ],
-    ids=["version", "base64", "shape", "missing"],
+    ids=["version", "base64", "shape", "missing", "power"],
 )
 def test_a_damaged_transform_is_a_store_error(damage) -> None:
     document = json.loads(Whitening.fit(skewed_latents(100)).to_text())
