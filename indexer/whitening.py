@@ -59,8 +59,7 @@ class Whitening:
         cls, latents: np.ndarray, variance_floor: float = VARIANCE_FLOOR, power: float = WHITENING_POWER
     ) -> Whitening:
         """Fit on (n, d) latents, n >= 2; the covariance is accumulated in float64, in chunks."""
-        if not 0 <= power <= 1:
-            raise ValueError(f"the whitening power must be in [0, 1], got {power}")
+        power = _checked_power(power)
         n, dim = latents.shape
         if n < 2:
             raise ValueError(f"whitening needs at least 2 latents, got {n}")
@@ -78,9 +77,7 @@ class Whitening:
         floor = max(variance_floor * float(variances.mean()), np.finfo(np.float32).tiny)
         scale = np.maximum(variances, floor) ** (-power / 2)
         projection = (axes * scale).T
-        return cls(
-            mean.astype(np.float32), np.ascontiguousarray(projection, np.float32), int(n), power=float(power)
-        )
+        return cls(mean.astype(np.float32), np.ascontiguousarray(projection, np.float32), int(n), power=power)
 
     def apply(self, latents: np.ndarray) -> np.ndarray:
         """(n, d) latents -> (n, d) float32 whitened vectors."""
@@ -116,14 +113,18 @@ class Whitening:
             projection = projection.astype(np.float32).reshape(dim, dim)
             if mean.shape != (dim,) or not (np.isfinite(mean).all() and np.isfinite(projection).all()):
                 raise ValueError("arrays of the wrong size or with non-finite values")
-            power = float(document.get("power", 1.0))
-            if not 0 <= power <= 1:
-                raise ValueError(f"power {power} out of [0, 1]")
+            power = _checked_power(float(document.get("power", 1.0)))
             return cls(mean, projection, int(document["fitted_count"]), power=power)
         except StoreError:
             raise
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise StoreError(f"the store's whitening transform is damaged: {exc}") from exc
+
+
+def _checked_power(power: float) -> float:
+    if not 0 <= power <= 1:  # also refuses NaN
+        raise ValueError(f"the whitening power must be in [0, 1], got {power}")
+    return float(power)
 
 
 def needs_fit(count: int, dim: int, current: Whitening | None, changes: int) -> bool:

@@ -60,11 +60,22 @@ class ModelCard:
 def compute_model_id(config: VAEConfig, state: Mapping[str, torch.Tensor]) -> str:
     """A stable id from the config and every tensor's name, dtype, shape and bytes."""
     digest = hashlib.sha256(config.to_json().encode())
+    _add_tensors(digest, state)
+    return "vae-" + digest.hexdigest()[:16]
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """A stable content hash of tensors alone (a training aid's weights): names, dtypes, shapes, bytes."""
+    digest = hashlib.sha256()
+    _add_tensors(digest, state)
+    return digest.hexdigest()[:16]
+
+
+def _add_tensors(digest: Any, state: Mapping[str, torch.Tensor]) -> None:
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return "vae-" + digest.hexdigest()[:16]
 
 
 def save_model(

@@ -6,7 +6,6 @@ taken from them), split by the caller into training and held-out sets.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from latentdex.atomic_files import atomic_output, write_text_atomic
 from latentdex.errors import BadCheckpoint
 from latentdex.models import losses
 from latentdex.models.augment import JpegRecompressor, altered_copies, random_crops, style_changes
-from latentdex.models.checkpoint import compute_model_id, save_model
+from latentdex.models.checkpoint import compute_model_id, save_model, state_digest
 from latentdex.models.sheets import training_sheet
 from latentdex.models.vae import VAE, VAEConfig
 
@@ -159,14 +158,15 @@ def train(
     )
     if head is not None and init_head is not None:
         head.load_state_dict(init_head.state_dict())
+    head_parameters = list(head.parameters()) if head is not None else []
     if config.decoder_only:
         model.encoder.requires_grad_(False)
         trained = list(model.decoder.parameters())
     elif config.encoder_only:
         model.decoder.requires_grad_(False)
-        trained = list(model.encoder.parameters()) + (list(head.parameters()) if head is not None else [])
+        trained = list(model.encoder.parameters()) + head_parameters
     else:
-        trained = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+        trained = list(model.parameters()) + head_parameters
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
     discriminator = losses.PatchDiscriminator() if config.adversarial_weight > 0 else None
     disc_optimizer = (
@@ -371,7 +371,7 @@ class _TrainState:
         if init is not None:  # the starting weights, by content: another start is another run
             self.signature["init"] = compute_model_id(init.config, init.state_dict())
         if init_head is not None:
-            self.signature["init_head"] = _content_digest(init_head.state_dict())
+            self.signature["init_head"] = state_digest(init_head.state_dict())
 
     def restore(self, model, head, optimizer, schedule, discriminator, disc_optimizer) -> tuple[int, list]:
         meta_path = self.directory / "state.json"
@@ -436,14 +436,6 @@ def load_projection_head(run_dir: str | os.PathLike[str], latent_dim: int) -> lo
     except RuntimeError as exc:
         raise BadCheckpoint(f"{run_dir}'s projection head does not fit a {latent_dim}-d latent") from exc
     return head
-
-
-def _content_digest(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _with_defaults(signature: Any) -> Any:

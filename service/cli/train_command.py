@@ -107,7 +107,9 @@ def train(
         raise typer.BadParameter("trains a model's encoder: pass --init-from", param_hint="--encoder-only")
     if head_from is not None and (invariance_weight <= 0 or invariance_form != "head_ntxent" or decoder_only):
         raise typer.BadParameter(
-            "starts the head of the head_ntxent term: needs --invariance-weight > 0", param_hint="--head-from"
+            "starts the head of the head_ntxent term: needs --invariance-weight > 0 and "
+            "--invariance-form head_ntxent, without --decoder-only",
+            param_hint="--head-from",
         )
     if decoder_blocks is not None and not decoder_only:
         raise typer.BadParameter(
