@@ -10,8 +10,9 @@ different pictures. Sources are split 50/50 into a calibration and a held-out sp
 file): thresholds are chosen on the calibration pairs, precision and recall reported on the held-out ones.
 
 Methods, each a distance per pair:
-- "vae whitened": 1 - cosine of mu whitened by `Whitening.fit` on every image of the run (as a store fits
-  on its library), the store's search distance and what `latentdex duplicates` thresholds;
+- "vae whitened": 1 - cosine of mu fully whitened by `Whitening.fit` on every image of the run (as a store
+  fits on its library and measures duplicates: `VectorSpec.to_duplicate_space`), what `latentdex
+  duplicates` thresholds;
 - "vae cosine": 1 - cosine of raw mu;
 - "phash" / "dhash": Hamming distance of `imagehash`'s 64-bit hashes of the source-resolution images;
 - "pixels PCA whitened": the best (by calibration AUC) of `bench.pixel_baseline`'s whitened pixel PCAs.
@@ -71,7 +72,7 @@ from bench.report import table
 from bench.retrieval_items import SEED
 from bench.roc_figure import draw_roc
 from latentdex.indexer.perceptual_hash import closest_bits
-from latentdex.indexer.whitening import Whitening
+from latentdex.indexer.whitening import DUPLICATE_POWER, Whitening
 from latentdex.models.checkpoint import load_model
 from latentdex.models.inference import LatentCodec
 
@@ -123,7 +124,7 @@ def run(
     started = time.perf_counter()
     a = np.array([p.a for p in pairs], dtype=np.int64)
     b = np.array([p.b for p in pairs], dtype=np.int64)
-    whitened = _unit(Whitening.fit(mu[used]).apply(mu))
+    whitened = _unit(Whitening.fit(mu[used]).at_power(DUPLICATE_POWER).apply(mu))
     raw_mu = _unit(mu)
     distances = {
         VAE_WHITENED: 1 - np.einsum("ij,ij->i", whitened[a], whitened[b]),
@@ -261,7 +262,7 @@ def pixel_distances(
             dim = min(dim, len(used), 3 * size**2)
             pca = PixelPCA.fit(pixels[used], dim, seed=SEED)
             projected = pca.project(pixels)
-            vectors = _unit(Whitening.fit(projected[used]).apply(projected))
+            vectors = _unit(Whitening.fit(projected[used], power=DUPLICATE_POWER).apply(projected))
             out[f"{PIXELS} {size}px {dim}"] = 1 - np.einsum("ij,ij->i", vectors[a], vectors[b])
     return out
 

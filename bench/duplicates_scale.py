@@ -8,7 +8,7 @@ them at the threshold with an index built for the run, so the store's own index 
 
 Per store: `find_duplicates(store, near)` once, timed, with its phases split by wrapping (bench only) the
 store's methods on the instance and the module's `linked_pairs` and `_group`: "catalog" (`select_ids`,
-`same_hash_groups`), "read vectors" (`search_vectors`: catalog read, decode, whitening, normalising),
+`same_hash_groups`), "read vectors" (`duplicate_vectors`: catalog read, decode, whitening, normalising),
 "range search" (time spent inside the `linked_pairs` generator: building the exact or IVF index and the
 batched range searches) and "union + groups" (the rest: the union-find, its groups, `_group`). Baseline in
 the same run: the bare range search, `linked_pairs` alone over the same vectors (read beforehand, untimed);
@@ -169,7 +169,7 @@ def timed_find(
     """find_duplicates once, with its phases timed through wrappers and its memory peak."""
     clock = _Clock()
     every = max(1, store.vector_count // PROGRESS_STEPS)
-    wrapped = ("select_ids", "same_hash_groups", "search_vectors", "perceptual_hashes")
+    wrapped = ("select_ids", "same_hash_groups", "duplicate_vectors", "perceptual_hashes")
     for method in wrapped:
         setattr(store, method, clock.wrap(getattr(store, method), method))
     original = duplicates.linked_pairs
@@ -204,7 +204,7 @@ def timed_find(
     totals = clock.totals
     phases = {
         "catalog": totals["select_ids"] + totals["same_hash_groups"],
-        "read_vectors": totals["search_vectors"],
+        "read_vectors": totals["duplicate_vectors"],
         "read_hashes": totals["perceptual_hashes"],
         "range_search": totals["range_search"],
     }
@@ -228,7 +228,7 @@ def timed_find(
 def bare_range(store: LatentStore, threshold: float) -> dict[str, Any]:
     """`linked_pairs` alone over the store's vectors (read beforehand, untimed): the baseline."""
     began = time.perf_counter()
-    _, vectors, metric = store.search_vectors(store.select_ids())
+    _, vectors, metric = store.duplicate_vectors(store.select_ids())
     read_s = time.perf_counter() - began
     rss_before = _vm("VmRSS") / 2**20
     with PeakMemory() as memory:
@@ -247,7 +247,7 @@ def bare_range(store: LatentStore, threshold: float) -> dict[str, Any]:
 def planted_recall(store: LatentStore) -> dict[str, Any]:
     """`linked_pairs` (IVF above EXACT_RANGE_MAX vectors) on the store's vectors plus planted near-copies,
     against an exact flat range search, at the "near" and "similar" thresholds."""
-    _, base_vectors, metric = store.search_vectors(store.select_ids())
+    _, base_vectors, metric = store.duplicate_vectors(store.select_ids())
     if metric != "cosine":
         return {"skipped": f"the store's vectors are compared by {metric}, the planting is by cosine"}
     rng = np.random.default_rng(PLANTED_SEED)

@@ -51,7 +51,7 @@ from bench.retrieval_metrics import (
     reconstruction_quality,
     search,
 )
-from latentdex.indexer.whitening import Whitening
+from latentdex.indexer.whitening import DUPLICATE_POWER, WHITENING_POWER, Whitening
 from latentdex.models.checkpoint import load_model
 from latentdex.models.inference import LatentCodec
 
@@ -235,7 +235,10 @@ def look_alike_hits(
 
 # The store's whitening floors small variances at VARIANCE_FLOOR x the mean; these are measured beside it.
 FLOOR_VARIANTS = (0.001, 0.1)
-POWER_VARIANTS = (0.5,)  # half-way whitening, beside the stores' full whitening (`whitening.WHITENING_POWER`)
+# Full whitening (the space duplicates are measured in), beside the stores' half-way search space.
+POWER_VARIANTS = (DUPLICATE_POWER,)
+# The pixel baseline is whitened at both powers; the best variant of all is the one to beat.
+PIXEL_POWERS = (WHITENING_POWER, DUPLICATE_POWER)
 PIXEL_COSINE = "pixels PCA cosine"
 PIXEL_WHITENED_PREFIX = "pixels PCA whitened"
 
@@ -260,10 +263,11 @@ def pixel_baselines(
                 vectors[PIXEL_COSINE] = (base, queries, True)
                 facts |= {"size": pixel_size, "pca_dim": dim, "explained_variance": pca.explained}
             if pixel_size in PIXEL_SIZES and dim in PCA_DIMS:
-                whitening = Whitening.fit(base)
-                name = f"{PIXEL_WHITENED_PREFIX} {pixel_size}px {dim}"
-                vectors[name] = (whitening.apply(base), whitening.apply(queries), True)
-                facts["variants"][name] = {"explained_variance": pca.explained}
+                for power in PIXEL_POWERS:
+                    whitening = Whitening.fit(base, power=power)
+                    name = f"{PIXEL_WHITENED_PREFIX} {pixel_size}px {dim}, power {power:g}"
+                    vectors[name] = (whitening.apply(base), whitening.apply(queries), True)
+                    facts["variants"][name] = {"explained_variance": pca.explained}
     return vectors, facts
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from latentdex.errors import BadLatent, DimensionMismatch
 from latentdex.indexer.catalog import Catalog, ImageRow, get_meta, ok_latents, status_counts
 from latentdex.indexer.vectors import VectorIndex, check_vectors, prepare_vectors
-from latentdex.indexer.whitening import Whitening
+from latentdex.indexer.whitening import DUPLICATE_POWER, Whitening
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,14 @@ class VectorSpec:
         """Checked raw latents -> the vectors FAISS holds for them."""
         if self.metric == "whitened" and self.whitening is not None and len(latents):
             return self.whitening.apply(latents)
+        return latents
+
+    def to_duplicate_space(self, latents: np.ndarray) -> np.ndarray:
+        """Checked raw latents -> the vectors duplicate distances compare (by `index_metric`): under
+        "whitened", the store's whitening fully whitened (`whitening.DUPLICATE_POWER`), which the
+        duplicate presets are calibrated in; else the vectors FAISS holds."""
+        if self.metric == "whitened" and self.whitening is not None and len(latents):
+            return self.whitening.at_power(DUPLICATE_POWER).apply(latents)
         return latents
 
 

@@ -1,8 +1,9 @@
 """Near-duplicate groups of a store: the same picture saved twice, re-encoded, resized, lightly edited or
 cropped.
 
-Two images are linked when their distance in the store's search space (for the default "whitened" metric:
-1 - cosine of whitened latents) is at most a threshold, or when their files have the same content hash
+Two images are linked when their distance in the store's duplicate space (for the default "whitened"
+metric: 1 - cosine of fully whitened latents, `VectorSpec.to_duplicate_space`; searches use the same fit
+half-way whitened) is at most a threshold, or when their files have the same content hash
 (always, whatever the threshold). A preset links by two signals where both images have perceptual hashes
 (`indexer.perceptual_hash`: the whole picture's and five regions', kept since catalog revision 0004): a
 latent distance under a tighter threshold, or pHashes within a few bits of one of the image's nearest
@@ -173,7 +174,7 @@ def find_duplicates(
         for other in group[1:]:
             links.union(group[0], other)
     if threshold is not None and len(ids) > 1:
-        found, vectors, metric = store.search_vectors(ids)
+        found, vectors, metric = store.duplicate_vectors(ids)
         hashed = None
         if hash_rule is not None:
             hashes, known = store.perceptual_hashes(found)
@@ -294,18 +295,37 @@ def duplicates_of(
     if threshold is not None:
         latent = store.latents([image_id])
         k = min(neighbours + 1, store.vector_count)
-        near = [m for m in store.search(latent, k)[0] if m.id != image_id]
-        ids = np.array([image_id, *(m.id for m in near)], dtype=np.int64)
-        distances = np.array([m.distance for m in near])
+        near = [m.id for m in store.search(latent, k)[0] if m.id != image_id]
+        ids, distances = _nearest_by_duplicate_distance(store, image_id, near)
         linked = distances <= threshold
-        if hash_rule is not None and len(near):
+        if hash_rule is not None and len(distances):
             hashes, known = store.perceptual_hashes(ids)
             bits = closest_bits(hashes[1:], hashes[:1])
-            in_reach = (np.arange(len(near)) < HASH_NEIGHBOURS) | (distances <= hash_rule.latent_threshold)
+            nearest = np.arange(len(distances)) < HASH_NEIGHBOURS
+            in_reach = nearest | (distances <= hash_rule.latent_threshold)
             by_rule = hash_rule.links(distances, bits) & in_reach
             linked = np.where(known[0] & known[1:], by_rule, linked)
         members.update(int(i) for i in ids[1:][linked])
     return _group(store, sorted(members)) if len(members) > 1 else None
+
+
+def _nearest_by_duplicate_distance(
+    store: LatentStore, image_id: int, near: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`image_id` then the ids of `near` nearest first in the duplicates' space (the search found them
+    in its own), and their distances to it there."""
+    found, vectors, metric = store.duplicate_vectors(np.array(sorted({image_id, *near}), dtype=np.int64))
+    slot = {int(i): row for row, i in enumerate(found.tolist())}
+    if image_id not in slot:
+        return np.array([image_id], dtype=np.int64), np.zeros(0)
+    others = np.array([i for i in near if i in slot], dtype=np.int64)
+    rows = np.array([slot[int(i)] for i in others], dtype=np.int64)
+    if metric == "cosine":
+        distances = np.clip(1.0 - vectors[rows] @ vectors[slot[image_id]], 0.0, 2.0)
+    else:
+        distances = np.linalg.norm(vectors[rows] - vectors[slot[image_id]], axis=1)
+    order = np.argsort(distances, kind="stable")
+    return np.r_[np.int64(image_id), others[order]], distances[order].astype(np.float64)
 
 
 def keeper_order(record: ImageRecord) -> tuple:
@@ -318,7 +338,7 @@ def keeper_order(record: ImageRecord) -> tuple:
 def _group(store: LatentStore, member_ids: Sequence[int]) -> DuplicateGroup:
     records = sorted(store.get(list(member_ids)), key=keeper_order)
     ids = [int(r.id or 0) for r in records]
-    matrix = store.pairwise_distances(ids)
+    matrix = store.duplicate_distances(ids)
     to_keeper = {image_id: float(matrix[0, i]) for i, image_id in enumerate(ids)}
     to_keeper[ids[0]] = 0.0
     order = [0, *sorted(range(1, len(ids)), key=lambda i: (to_keeper[ids[i]], ids[i]))]

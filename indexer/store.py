@@ -877,8 +877,9 @@ class LatentStore:
 
     @property
     def distance_space(self) -> str:
-        """What `search` distances measure: "whitened" (1 - cosine of whitened latents), "cosine" (of raw
-        latents: a cosine store, or a whitened one that has not fitted its whitening yet) or "l2"."""
+        """What duplicate distances measure (`duplicate_vectors`): "whitened" (1 - cosine of fully whitened
+        latents; searches compare them half-way whitened), "cosine" (of raw latents: a cosine store, or a
+        whitened one that has not fitted its whitening yet) or "l2"."""
         if self.metric == "whitened":
             return "whitened" if self.whitening is not None else "cosine"
         return self.metric
@@ -993,20 +994,20 @@ class LatentStore:
             self._image_columns = frozenset(column["name"] for column in columns)
         return self._image_columns
 
-    def search_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-        """(the ids of `ids` with a usable latent, their vectors as `search` compares them, and how:
-        "cosine" (vectors L2-normalised) or "l2")."""
+    def duplicate_vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        """(the ids of `ids` with a usable latent, their vectors in the space duplicates are measured in
+        (`VectorSpec.to_duplicate_space`), and how they compare: "cosine" (vectors L2-normalised) or "l2")."""
         spec = self._spec
         found, latents = self.all_latents(ids)
-        vectors = np.ascontiguousarray(spec.to_index(latents), dtype=np.float32)
+        vectors = np.ascontiguousarray(spec.to_duplicate_space(latents), dtype=np.float32)
         if spec.index_metric == "cosine" and len(vectors):
             faiss.normalize_L2(vectors)
         return found, vectors, spec.index_metric
 
-    def pairwise_distances(self, ids: Sequence[int]) -> np.ndarray:
-        """The (n, n) distances between the stored latents of `ids`, as `search` measures them."""
+    def duplicate_distances(self, ids: Sequence[int]) -> np.ndarray:
+        """The (n, n) distances between the stored latents of `ids` in the duplicates' space."""
         spec = self._spec
-        vectors = spec.to_index(self.latents(ids)).astype(np.float64)
+        vectors = spec.to_duplicate_space(self.latents(ids)).astype(np.float64)
         if spec.index_metric == "cosine":
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             distances = np.clip(1.0 - vectors @ vectors.T, 0.0, 2.0)

@@ -5,11 +5,12 @@ cosine, weighs every direction the library varies in alike instead of letting a 
 (Jegou & Chum, ECCV 2012, "Negative evidences and co-occurrences in image retrieval: the benefit of PCA
 and whitening"). Axes whose variance is tiny (latent dimensions the VAE left at the prior) would turn
 noise into signal if scaled up fully, so their variance is floored at a share of the mean variance.
-Each axis is divided by its standard deviation raised to WHITENING_POWER: 1 is full whitening, 0 a PCA
-rotation alone. Half-way (`Whitening.fit(..., power=0.5)`) keeps more of the category structure that full
-whitening flattens out of the dominant axes, but it spreads altered copies of one picture further apart
-relative to different pictures, and the duplicate rules lose recall; the bench measures both
-(`python -m bench --only retrieval_quality`, its "whitened, power 0.5" row, and README "Search space").
+Each axis is divided by its standard deviation raised to a power: 1 is full whitening, 0 a PCA rotation
+alone. The two uses of the space want different powers, so one fit serves both (`Whitening.at_power`):
+searches run half-way (WHITENING_POWER), which keeps more of the category structure that full whitening
+flattens out of the dominant axes; duplicates are measured fully whitened (DUPLICATE_POWER), where altered
+copies of one picture sit nearest relative to different pictures. Measured by `python -m bench --only
+retrieval_quality` (its "whitened, power 1" row) and `--only duplicates_quality`; README "Search space".
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ STORE_METRICS = ("whitened", "cosine", "l2")
 MIN_FIT_PER_DIMENSION = 2  # fit once the store holds at least 2 x latent_dim latents
 REFIT_SHARE = 0.2  # refit when images added, changed or removed since the fit reach this share of it
 VARIANCE_FLOOR = 0.01  # axes with less variance than this share of the mean are scaled as if they had it
-WHITENING_POWER = 1.0  # an axis is divided by its standard deviation to this power
+WHITENING_POWER = 0.5  # searches: an axis is divided by its standard deviation to this power
+DUPLICATE_POWER = 1.0  # duplicate distances: the same fit, fully whitened
 _FIT_CHUNK = 65_536
 
 
@@ -78,6 +80,21 @@ class Whitening:
         scale = np.maximum(variances, floor) ** (-power / 2)
         projection = (axes * scale).T
         return cls(mean.astype(np.float32), np.ascontiguousarray(projection, np.float32), int(n), power=power)
+
+    def at_power(self, power: float) -> Whitening:
+        """The same fit (mean, axes, floored variances) dividing each axis by its deviation to `power`.
+
+        Each projection row is an axis times the deviation to -self.power, so its norm gives the
+        deviation back; a rotation alone (power 0) has lost it and can only stay one."""
+        power = _checked_power(power)
+        if power == self.power:
+            return self
+        if self.power == 0:
+            raise ValueError("a whitening fitted at power 0 keeps no variances to change its power with")
+        scales = np.linalg.norm(self.projection.astype(np.float64), axis=1)
+        factors = scales ** ((power - self.power) / self.power)
+        projection = (self.projection.astype(np.float64) * factors[:, None]).astype(np.float32)
+        return Whitening(self.mean, np.ascontiguousarray(projection), self.fitted_count, self.version, power)
 
     def apply(self, latents: np.ndarray) -> np.ndarray:
         """(n, d) latents -> (n, d) float32 whitened vectors."""

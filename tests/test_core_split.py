@@ -58,7 +58,10 @@ def test_the_measurement_follows_the_decoder_speed(tmp_path: Path) -> None:
     assert fast.decode_rate is not None and fast.decode_rate > slow.decode_rate * 3
     assert slow.encode_rate is not None and slow.encode_rate > 0
     assert slow.workers == 4
-    assert fast.workers < slow.workers and fast.threads > slow.threads
+    # the split is the plan for the rates measured, and a faster decoder needs fewer workers (how many
+    # threads the encoder then gets depends on this machine's encoder speed)
+    assert (fast.workers, fast.threads) == plan_cores(4, fast.encode_rate, fast.decode_rate)
+    assert fast.workers < slow.workers and fast.threads >= slow.threads
     assert "measured per core" in slow.describe()
 
 
