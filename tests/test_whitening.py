@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -185,15 +187,25 @@ def test_whitening_finds_copies_that_cosine_on_raw_latents_confuses(tmp_path: Pa
     assert rates["whitened"] >= 0.93 and rates["whitened"] > rates["cosine"] + 0.15, rates
 
 
-def test_duplicates_are_measured_fully_whitened_where_copies_sit_nearest(tmp_path: Path) -> None:
+@contextmanager
+def store_with_copies(
+    folder: Path, copied: int
+) -> Iterator[tuple[LatentStore, list[int], np.ndarray, np.ndarray]]:
+    """A whitened store of 1500 skewed latents then altered copies of the first `copied`: the store, its
+    ids, the copies, and every image's vector in the duplicates' space."""
     latents = skewed_latents(1500)
-    copies = copies_of(latents[:300])
-    with LatentStore.create(tmp_path / "s", model_id=MODEL, latent_dim=DIM) as store:
-        ids = store.upsert_images(records(1800), np.concatenate([latents, copies]))
+    copies = copies_of(latents[:copied])
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as store:
+        ids = store.upsert_images(records(1500 + copied), np.concatenate([latents, copies]))
         store.flush()
         assert store.whitening is not None and store.whitening.power == WHITENING_POWER
         found, vectors, metric = store.duplicate_vectors(np.array(ids))
-        assert metric == "cosine" and found.tolist() == sorted(ids)
+        assert metric == "cosine" and found.tolist() == ids
+        yield store, ids, copies, vectors
+
+
+def test_duplicates_are_measured_fully_whitened_where_copies_sit_nearest(tmp_path: Path) -> None:
+    with store_with_copies(tmp_path / "s", 300) as (store, ids, copies, vectors):
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
         similarity = vectors @ vectors.T
         np.fill_diagonal(similarity, -np.inf)
@@ -365,13 +377,7 @@ def test_an_indexing_run_fits_the_whitening_once_at_its_end(
 
 
 def test_a_group_for_one_image_links_by_the_duplicate_space_not_the_search(tmp_path: Path) -> None:
-    latents = skewed_latents(1500)
-    copies = copies_of(latents[:40])
-    with LatentStore.create(tmp_path / "s", model_id=MODEL, latent_dim=DIM) as store:
-        ids = store.upsert_images(records(1540), np.concatenate([latents, copies]))
-        store.flush()
-        found, vectors, _ = store.duplicate_vectors(np.array(ids))
-        assert found.tolist() == ids
+    with store_with_copies(tmp_path / "s", 40) as (store, ids, copies, vectors):
         full = np.clip(1 - vectors @ vectors.T, 0, 2)
         threshold = float(np.median(full[np.arange(1500, 1540), np.arange(40)]))
         differs = 0
