@@ -393,3 +393,27 @@ def test_a_group_for_one_image_links_by_the_duplicate_space_not_the_search(tmp_p
             }
             differs += by_search != expected
         assert differs > 0  # the search's half-way distances would have linked other images
+
+
+def test_a_store_fitted_fully_by_an_earlier_build_answers_until_its_next_save_refits_it(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "s"
+    latents = skewed_latents(300)
+    with LatentStore.create(folder, model_id=MODEL, latent_dim=DIM) as store:
+        ids = store.upsert_images(records(300), latents)
+    document = json.loads(Whitening.fit(latents, power=1.0).to_text())
+    del document["power"]  # as an earlier build saved it
+    with sqlite3.connect(folder / "catalog.sqlite") as db:
+        db.execute("UPDATE store_meta SET value = ? WHERE key = 'whitening'", (json.dumps(document),))
+    with LatentStore.open(folder, read_only=True) as store:  # a server: searches in the transform's space
+        assert store.whitening.power == 1.0
+        assert top1(store, copies_of(latents[:50]), ids[:50]) >= 0.95
+        _, vectors, _ = store.duplicate_vectors(np.array(ids))
+        full = Whitening.fit(latents, power=1.0).apply(latents)
+        np.testing.assert_allclose(vectors, full / np.linalg.norm(full, axis=1, keepdims=True), atol=1e-5)
+    with LatentStore.open(folder) as store:
+        store.flush()  # the save that ends an indexing run
+        assert store.whitening.power == WHITENING_POWER and store.whitening_changes == 0
+        assert store.verify().ok
+        assert top1(store, copies_of(latents[:50]), ids[:50]) >= 0.95
