@@ -160,6 +160,6 @@ def describe(current: Whitening | None, changes: int, count: int, dim: int) -> s
         return f"not fitted yet: needs {needed} images, has {count} (cosine on mu until then)"
     due = max(1, int(np.ceil(REFIT_SHARE * current.fitted_count)))
     return (
-        f"{current.id} (power {current.power:g}), fitted on {current.fitted_count} images; "
-        f"{changes} changed since (refit at {due})"
+        f"{current.id} (searches at power {current.power:g}, duplicates at {DUPLICATE_POWER:g}), "
+        f"fitted on {current.fitted_count} images; {changes} changed since (refit at {due})"
     )

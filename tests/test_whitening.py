@@ -115,10 +115,10 @@ def test_a_transform_keeps_its_power_and_one_at_another_power_is_refitted() -> N
     old = Whitening.from_text(json.dumps(document))
     assert old.power == 1.0
     assert needs_fit(500, DIM, old, changes=0)  # the next indexing run refits at the current power
-    assert "power 1" in describe(old, 0, 500, DIM)
+    assert "searches at power 1, duplicates at 1" in describe(old, 0, 500, DIM)
     half = Whitening.from_text(Whitening.fit(skewed_latents(500)).to_text())
     assert half.power == 0.5 and not needs_fit(500, DIM, half, changes=0)
-    assert "power 0.5" in describe(half, 0, 500, DIM)
+    assert "searches at power 0.5, duplicates at 1" in describe(half, 0, 500, DIM)
 
 
 @pytest.mark.parametrize("start, target", [(0.5, 1.0), (1.0, 0.5), (0.25, 0.75), (0.5, 0.0)])
