@@ -46,17 +46,20 @@ class VectorSpec:
 
     def to_index(self, latents: np.ndarray) -> np.ndarray:
         """Checked raw latents -> the vectors FAISS holds for them."""
-        if self.metric == "whitened" and self.whitening is not None and len(latents):
-            return self.whitening.apply(latents)
-        return latents
+        return self._whitened(latents, None)
 
     def to_duplicate_space(self, latents: np.ndarray) -> np.ndarray:
         """Checked raw latents -> the vectors duplicate distances compare (by `index_metric`): under
         "whitened", the store's whitening fully whitened (`whitening.DUPLICATE_POWER`), which the
         duplicate presets are calibrated in; else the vectors FAISS holds."""
-        if self.metric == "whitened" and self.whitening is not None and len(latents):
-            return self.whitening.at_power(DUPLICATE_POWER).apply(latents)
-        return latents
+        return self._whitened(latents, DUPLICATE_POWER)
+
+    def _whitened(self, latents: np.ndarray, power: float | None) -> np.ndarray:
+        """`latents` through the store's whitening (at `power`; None: its own), where it has one."""
+        if self.metric != "whitened" or self.whitening is None or not len(latents):
+            return latents
+        whitening = self.whitening if power is None else self.whitening.at_power(power)
+        return whitening.apply(latents)
 
 
 @dataclass

@@ -320,10 +320,10 @@ def _nearest_by_duplicate_distance(
         return np.array([image_id], dtype=np.int64), np.zeros(0)
     others = np.array([i for i in near if i in slot], dtype=np.int64)
     rows = np.array([slot[int(i)] for i in others], dtype=np.int64)
-    if metric == "cosine":
-        distances = np.clip(1.0 - vectors[rows] @ vectors[slot[image_id]], 0.0, 2.0)
-    else:
-        distances = np.linalg.norm(vectors[rows] - vectors[slot[image_id]], axis=1)
+    own = vectors[slot[image_id]]
+    # scored as FAISS scores them (inner product, or squared L2), read as distances the one way
+    scores = vectors[rows] @ own if metric == "cosine" else ((vectors[rows] - own) ** 2).sum(axis=1)
+    distances = _distances(scores, metric)
     order = np.argsort(distances, kind="stable")
     return np.r_[np.int64(image_id), others[order]], distances[order].astype(np.float64)
 

@@ -132,8 +132,8 @@ def train(
     decoder-only run, the starting model's id and its own `same_latents_as`, recorded with the model so
     that stores made with them stay valid (`ModelCard`).
     Raises `BadCheckpoint` if `out_dir` holds a run with a different model, training config, starting
-    model or starting head; ValueError for `decoder_only` or `encoder_only` without `init`, or
-    `same_latents_as` without `decoder_only`.
+    model or starting head; ValueError for `decoder_only` or `encoder_only` without `init`,
+    `same_latents_as` without `decoder_only`, or `init_head` for a config without a head_ntxent term.
     """
     if (config.decoder_only or config.encoder_only) and init is None:
         raise ValueError("decoder_only and encoder_only training start from a trained model: pass init")
@@ -141,6 +141,10 @@ def train(
         raise ValueError("only a decoder-only run keeps its starting model's latents")
     if init is not None and init.config != model_config:
         raise ValueError("init's config differs from model_config")
+    contrastive = config.invariance_weight > 0 and not config.decoder_only
+    trains_head = contrastive and config.invariance_form == "head_ntxent"
+    if init_head is not None and not trains_head:
+        raise ValueError("init_head starts the head_ntxent term's head; this config trains none")
     _check_images(train_images, model_config.image_size, "training")
     if len(holdout_images):
         _check_images(holdout_images, model_config.image_size, "held-out")
@@ -150,12 +154,7 @@ def train(
     model = VAE(model_config)
     if init is not None:
         model.load_state_dict(init.state_dict())
-    contrastive = config.invariance_weight > 0 and not config.decoder_only
-    head = (
-        losses.ProjectionHead(model_config.latent_dim)
-        if contrastive and config.invariance_form == "head_ntxent"
-        else None
-    )
+    head = losses.ProjectionHead(model_config.latent_dim) if trains_head else None
     if head is not None and init_head is not None:
         head.load_state_dict(init_head.state_dict())
     head_parameters = list(head.parameters()) if head is not None else []
@@ -177,7 +176,7 @@ def train(
     steps_per_epoch = max(1, len(train_images) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(config.warmup_steps, total_steps))
-    state = _TrainState(out / STATE_DIR, model_config, config, init, init_head if head is not None else None)
+    state = _TrainState(out / STATE_DIR, model_config, config, init, init_head)
     step, history = state.restore(model, head, optimizer, schedule, discriminator, disc_optimizer)
     started = time.perf_counter()
     model.train()

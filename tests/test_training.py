@@ -398,6 +398,9 @@ def test_the_encoder_stage_moves_the_latents_and_leaves_the_decoder_alone(
     )
     with pytest.raises(ValueError, match="init"):
         train(images, holdout, tmp_path / "no-init", TINY, config)
+    headless = replace(config, invariance_form="mu_infonce")
+    with pytest.raises(ValueError, match="init_head"):  # a head with nothing to start is refused
+        train(images, holdout, tmp_path / "headless", TINY, headless, init=base.model, init_head=head)
     tuned = train(images, holdout, tmp_path / "tuned", TINY, config, init=base.model, init_head=head)
     for name, tensor in base.model.decoder.state_dict().items():
         assert torch.equal(tensor, tuned.model.decoder.state_dict()[name]), name
