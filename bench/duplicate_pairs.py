@@ -9,8 +9,9 @@ one photo (shifted by 10-20% of the side with a small zoom difference), or two r
 
 `plan_pairs` plans everything in the main process from the sources' header sizes (pixel boxes, ops and
 seeds); `render_images` decodes each source once per job in worker processes and returns, per planned
-image, its model input, its 64-bit pHash and dHash (`imagehash`, on the source-resolution image) and the
-whole and region pHashes the indexer keeps (`indexer.perceptual_hash`, on the same image).
+image, its model input, its 64-bit pHash and dHash (`imagehash`, on the source-resolution image), the
+whole and region pHashes the indexer keeps (`indexer.perceptual_hash`, on the same image) and the local
+features of the duplicate finder's region check (`indexer.region_match`, on the same image).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bench.datasets import MAX_SOURCE_PIXELS
 from latentdex.errors import BadImage
 from latentdex.indexer.load import load_for_model, load_image, model_square
 from latentdex.indexer.perceptual_hash import HASHES, hash_as_int, perceptual_hashes, picture_phash
+from latentdex.indexer.region_match import LocalFeatures, local_features
 
 # Positive kinds; "colour" is one of brightness / contrast / saturation, "combo" two distinct other kinds.
 ALTERATION_KINDS = ("jpeg", "resize", "crop", "colour", "rotate", "border", "caption", "combo")
@@ -110,7 +112,8 @@ class PairPlan:
 @dataclass
 class RenderedImages:
     """Per planned image: model input, pHash and dHash (64-bit), the pHashes the indexer keeps (whole and
-    regions, `indexer.perceptual_hash`), and whether it decoded."""
+    regions, `indexer.perceptual_hash`), its local features (`indexer.region_match`, from the
+    source-resolution picture, as the duplicate finder reads them from a file), and whether it decoded."""
 
     inputs: np.ndarray  # (N, S, S, 3) uint8; zeros where `ok` is False
     phash: np.ndarray  # (N,) uint64
@@ -118,6 +121,7 @@ class RenderedImages:
     kept_hashes: np.ndarray  # (N, HASHES) uint64
     ok: np.ndarray  # (N,) bool
     errors: list[tuple[str, str]]  # (source, reason), first few
+    features: list[LocalFeatures | None]  # the region check's local features; None where not `ok`
 
 
 def assign_splits(count: int, rng: np.random.Generator) -> list[str]:
@@ -383,18 +387,20 @@ def render_images(
     kept_hashes = np.zeros((len(images), HASHES), np.uint64)
     ok = np.zeros(len(images), bool)
     errors = []
+    features: list[LocalFeatures | None] = [None] * len(images)
     for (path, _, _, _), (rows, error) in zip(jobs, results, strict=True):
         if error is not None and len(errors) < 20:
             errors.append((path, error))
-        for index, pixels, p_bits, d_bits, kept in rows:
+        for index, pixels, p_bits, d_bits, kept, local in rows:
             inputs[index], phash[index], dhash[index], ok[index] = pixels, p_bits, d_bits, True
             kept_hashes[index] = kept
-    return RenderedImages(inputs, phash, dhash, kept_hashes, ok, errors)
+            features[index] = local
+    return RenderedImages(inputs, phash, dhash, kept_hashes, ok, errors, features)
 
 
 def _render_job(
     job: tuple[str, list[tuple[int, ImageSpec]], int, int],
-) -> tuple[list[tuple[int, np.ndarray, int, int, np.ndarray]], str | None]:
+) -> tuple[list[tuple[int, np.ndarray, int, int, np.ndarray, LocalFeatures]], str | None]:
     path, specs, size, seed = job
     try:
         pixels = load_image(path, max_pixels=MAX_SOURCE_PIXELS).pixels
@@ -424,5 +430,5 @@ def _render_job(
         p_bits, d_bits = hash_bits(Image.fromarray(version))
         if model_input is None:
             model_input = model_square(version, size)
-        rows.append((index, model_input, p_bits, d_bits, perceptual_hashes(version)))
+        rows.append((index, model_input, p_bits, d_bits, perceptual_hashes(version), local_features(version)))
     return rows, error

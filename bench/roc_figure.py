@@ -24,6 +24,7 @@ COLOURS = {
     PIXELS: (130, 130, 130),
 }
 TWO_SIGNALS = (30, 140, 60)
+REGION_CHECK = (148, 60, 170)
 LABELS = {
     VAE_WHITENED: "VAE whitened cosine",
     VAE_COSINE: "VAE raw cosine",
@@ -38,12 +39,13 @@ def draw_roc(
     labels: PairLabels,
     path: Path,
     two_signals: dict[str, Any] | None = None,
+    region_rules: dict[str, Any] | None = None,
     width: int = 800,
     height: int = 600,
 ) -> None:
     """The held-out ROC of every method on a log false-positive axis, with the presets marked, and the
-    two-signal rules' operating points (`two_signals`: preset -> calibrated rule) as diamonds (Pillow,
-    drawn at 2x and downsampled for smooth lines)."""
+    two-signal rules' operating points (`two_signals`: preset -> calibrated rule) and those with the
+    region check (`region_rules`) as diamonds (Pillow, drawn at 2x and downsampled for smooth lines)."""
     scale = 2
     image = Image.new("RGB", (width * scale, height * scale), "white")
     draw = ImageDraw.Draw(image)
@@ -125,6 +127,11 @@ def draw_roc(
         if calibrated.get("reached"):
             held = calibrated["held_out"]
             marks.append((held["fpr"], held["recall"], "diamond", f"latent + pHashes {preset}", TWO_SIGNALS))
+    for preset, calibrated in (region_rules or {}).items():
+        if calibrated.get("reached"):
+            held = calibrated["held_out"]
+            label = f"+ region check {preset}"
+            marks.append((held["fpr"], held["recall"], "diamond", label, REGION_CHECK))
     for fpr, tpr, shape, text, colour in marks:
         x, y, r = x_of(fpr), y_of(tpr), 6 * scale
         if shape == "dot":

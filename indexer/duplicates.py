@@ -37,6 +37,8 @@ from latentdex.errors import InvalidQuery
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.perceptual_hash import closest_bits
+from latentdex.indexer.region_links import RegionCheck
+from latentdex.indexer.region_match import RegionRule
 from latentdex.indexer.store import LatentStore
 
 # Thresholds on the store's distance, by the space it searches: "whitened" (1 - cosine of whitened latents)
@@ -90,6 +92,14 @@ HASH_RULES: dict[str, dict[str, HashRule]] = {
     "similar": {"whitened": HashRule(0.0584, 12, 0.282), "cosine": HashRule(0.0091, 12, 0.0395)},
 }
 
+# The region check of each preset (`indexer.region_match`): a pair among one image's HASH_NEIGHBOURS
+# nearest within `max_distance` is linked when its files show one picture inside the other. Calibrated by
+# the same benchmark on top of the rules above, for the "whitened" space the presets are fitted in.
+REGION_RULES: dict[str, dict[str, RegionRule]] = {
+    "near": {"whitened": RegionRule(0.6, 6, 0.95, 0.3)},
+    "similar": {"whitened": RegionRule(0.6, 8, 0.97, 0.3)},
+}
+
 
 @dataclass(frozen=True)
 class DuplicateGroup:
@@ -116,6 +126,7 @@ class DuplicateReport:
     images_scanned: int
     seconds: float
     hash_rule: HashRule | None = None  # the two-signal rule used where images have perceptual hashes
+    regions: RegionCheck | None = None  # the region check used, with what it read and linked
 
     @property
     def images_in_groups(self) -> int:
@@ -156,6 +167,14 @@ def resolve_hash_rule(preset: str | None, threshold: float | None, space: str) -
     return HASH_RULES.get(preset or DEFAULT_PRESET, {}).get(space)
 
 
+def resolve_region_rule(preset: str | None, threshold: float | None, space: str) -> RegionRule | None:
+    """The region check of a preset (default "near") for the store's distance `space`; None for an
+    explicit threshold, "exact", or a space without a calibrated rule (as `resolve_hash_rule`)."""
+    if threshold is not None:
+        return None
+    return REGION_RULES.get(preset or DEFAULT_PRESET, {}).get(space)
+
+
 def find_duplicates(
     store: LatentStore,
     threshold: float | None,
@@ -163,9 +182,11 @@ def find_duplicates(
     *,
     progress: Progress | None = None,
     hash_rule: HashRule | None = None,
+    regions: RegionCheck | None = None,
 ) -> DuplicateReport:
     """Every group of two or more ok images (passing `where`) linked by a distance at most `threshold`
-    (None: same content hash only), or, where both have a perceptual hash, by `hash_rule`."""
+    (None: same content hash only), or, where both have a perceptual hash, by `hash_rule`, or by
+    `regions`: one picture's file a region of the other's."""
     started = time.perf_counter()
     where = None if where is None or where.is_empty else where
     ids = store.select_ids(where)
@@ -180,12 +201,17 @@ def find_duplicates(
             hashes, known = store.perceptual_hashes(found)
             hashed = HashedVectors(hashes, known, hash_rule) if known.any() else None
         slots = np.searchsorted(ids, found)
-        for first, second in linked_pairs(vectors, metric, threshold, progress, hashed):
+        candidates = None if regions is None else CandidatePairs(regions.rule.max_distance)
+        for first, second in linked_pairs(vectors, metric, threshold, progress, hashed, candidates):
             for a, b in zip(slots[first].tolist(), slots[second].tolist(), strict=True):
                 links.union_slots(a, b)
+        if regions is not None and candidates is not None:
+            first, second = candidates.rows()
+            for a, b in regions.links(store, found[first], found[second], links.same):
+                links.union(a, b)
     groups = [_group(store, members) for members in links.groups()]
     groups.sort(key=lambda g: (-len(g.members), g.keeper.id or 0))
-    return DuplicateReport(groups, threshold, len(ids), time.perf_counter() - started, hash_rule)
+    return DuplicateReport(groups, threshold, len(ids), time.perf_counter() - started, hash_rule, regions)
 
 
 @dataclass(frozen=True)
@@ -207,20 +233,32 @@ class HashedVectors:
         return np.where(both, self.rule.links(distances, bits), distances <= threshold)
 
     def neighbour_pairs(
-        self, index: faiss.Index, batch: np.ndarray, start: int, metric: str
+        self, sources: np.ndarray, rows: np.ndarray, distances: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs of hashed rows linked by the rule through each batch row's nearest latent neighbours."""
-        k = min(HASH_NEIGHBOURS + 1, index.ntotal)
-        scores, rows = index.search(batch, k)
-        sources = np.repeat(np.arange(start, start + len(batch)), k)
-        rows, scores = rows.ravel(), scores.ravel()
-        distances = _distances(scores, metric)
-        usable = (rows >= 0) & (rows != sources)
-        sources, rows, distances = sources[usable], rows[usable], distances[usable]
+        """Pairs of hashed rows linked by the rule among rows and their nearest latent neighbours."""
         both = self.known[sources] & self.known[rows]
         sources, rows, distances = sources[both], rows[both], distances[both]
         linked = self.rule.links(distances, closest_bits(self.hashes[sources], self.hashes[rows]))
         return sources[linked], rows[linked]
+
+
+@dataclass
+class CandidatePairs:
+    """Collects the pairs of rows, each row with one of its HASH_NEIGHBOURS nearest, within `reach`."""
+
+    reach: float
+    _first: list[np.ndarray] = field(default_factory=list)
+    _second: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, sources: np.ndarray, rows: np.ndarray, distances: np.ndarray) -> None:
+        near = distances <= self.reach
+        self._first.append(sources[near])
+        self._second.append(rows[near])
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._first:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(self._first).astype(np.int64), np.concatenate(self._second).astype(np.int64)
 
 
 def linked_pairs(
@@ -229,10 +267,12 @@ def linked_pairs(
     threshold: float,
     progress: Progress | None = None,
     hashed: HashedVectors | None = None,
+    candidates: CandidatePairs | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(rows, rows) of the vector pairs at most `threshold` apart: `metric` "cosine" (vectors
     L2-normalised; distance 1 - dot) or "l2". With `hashed`, pairs of rows that both have a hash are
-    linked by its rule instead (a pair may then come twice)."""
+    linked by its rule instead (a pair may then come twice). With `candidates`, each row's nearest
+    neighbours within its reach are collected there for a region check."""
     index = _range_index(vectors, metric)
     reach = threshold if hashed is None else max(threshold, hashed.rule.latent_threshold)
     # FAISS keeps inner products above the radius, squared L2 distances below it
@@ -248,10 +288,28 @@ def linked_pairs(
             kept = hashed.filter_range(sources, rows, _distances(scores, metric), threshold)
             sources, rows = sources[kept], rows[kept]
         yield sources, rows
-        if hashed is not None:
-            yield hashed.neighbour_pairs(index, batch, start, metric)
+        if hashed is not None or candidates is not None:
+            near = _neighbours(index, batch, start, metric)
+            if hashed is not None:
+                yield hashed.neighbour_pairs(*near)
+            if candidates is not None:
+                candidates.add(*near)
         if progress is not None:
             progress(min(start + BATCH, total), total)
+
+
+def _neighbours(
+    index: faiss.Index, batch: np.ndarray, start: int, metric: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, neighbour rows, distances): each batch row (numbered from `start`) with each of its
+    HASH_NEIGHBOURS nearest other rows."""
+    k = min(HASH_NEIGHBOURS + 1, index.ntotal)
+    scores, rows = index.search(batch, k)
+    sources = np.repeat(np.arange(start, start + len(batch)), k)
+    rows, scores = rows.ravel(), scores.ravel()
+    distances = _distances(scores, metric)
+    usable = (rows >= 0) & (rows != sources)
+    return sources[usable], rows[usable], distances[usable]
 
 
 def _distances(scores: np.ndarray, metric: str) -> np.ndarray:
@@ -283,10 +341,11 @@ def duplicates_of(
     threshold: float | None,
     neighbours: int = ONE_IMAGE_NEIGHBOURS,
     hash_rule: HashRule | None = None,
+    regions: RegionCheck | None = None,
 ) -> DuplicateGroup | None:
     """The images within `threshold` of `image_id`, linked to it by `hash_rule` where both have a
-    perceptual hash, or with its content hash, as a group with it (None if it has none). NotFound for an
-    unknown id."""
+    perceptual hash, by `regions` among its HASH_NEIGHBOURS nearest, or with its content hash, as a group
+    with it (None if it has none). NotFound for an unknown id."""
     [record] = store.get([image_id])
     members = {image_id}
     members.update(
@@ -306,6 +365,10 @@ def duplicates_of(
             by_rule = hash_rule.links(distances, bits) & in_reach
             linked = np.where(known[0] & known[1:], by_rule, linked)
         members.update(int(i) for i in ids[1:][linked])
+        if regions is not None:
+            nearest = np.arange(len(distances)) < HASH_NEIGHBOURS
+            unlinked = ids[1:][nearest & ~linked & (distances <= regions.rule.max_distance)]
+            members.update(regions.linked_to(store, image_id, unlinked))
     return _group(store, sorted(members)) if len(members) > 1 else None
 
 
@@ -380,6 +443,11 @@ class UnionFind:
             parent[slot] = parent[parent[slot]]
             slot = parent[slot]
         return slot
+
+    def same(self, a: int, b: int) -> bool:
+        """Whether two ids are already in one set (False for an id outside it)."""
+        slot_a, slot_b = self._slot(a), self._slot(b)
+        return slot_a is not None and slot_b is not None and self._root(slot_a) == self._root(slot_b)
 
     def union(self, a: int, b: int) -> None:
         """Link two ids; an id outside the set (filtered out, or removed meanwhile) is ignored."""

@@ -163,6 +163,7 @@ class DuplicateGroups:
     images_scanned: int
     threshold: float | None
     hash_rule: DuplicateHashRule | None = None  # the preset's rule where both images have a perceptual hash
+    region_rule: DuplicateRegionRule | None = None  # the region check, where the server read the files
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,18 @@ class DuplicateHashRule:
     threshold: float
     max_bits: int
     max_distance: float
+
+
+@dataclass(frozen=True)
+class DuplicateRegionRule:
+    """A pair where one image is among the other's nearest, at most `max_distance` apart, is a duplicate
+    when their files show one picture inside the other: at least `min_inliers` RANSAC inliers, one frame
+    at least `min_contained` inside the other, aligned pixels correlating by at least `min_agreement`."""
+
+    max_distance: float
+    min_inliers: int
+    min_contained: float
+    min_agreement: float
 
 
 DUPLICATE_PRESETS = {
@@ -402,20 +415,28 @@ class LatentdexClient:
         where: SearchFilter | None = None,
         page_size: int = 50,
         page_token: str = "",
+        check_files: bool = True,
     ) -> DuplicateGroups:
         """A page of the library's near-duplicate groups (`preset` "exact", "near" (the default) or
-        "similar", or a distance `threshold`); pass `next_page_token` for the next page."""
+        "similar", or a distance `threshold`); pass `next_page_token` for the next page. `check_files`
+        False: the server does not read candidate pairs' files (no region check)."""
         request = _duplicates_request(preset, threshold, where)
         request.page_size, request.page_token = page_size, page_token
+        request.skip_file_check = not check_files
         return _duplicate_groups(self._call(self._stub.FindDuplicates, request))
 
     def duplicates_of(
-        self, image_id: int, preset: str | None = None, threshold: float | None = None
+        self,
+        image_id: int,
+        preset: str | None = None,
+        threshold: float | None = None,
+        check_files: bool = True,
     ) -> DuplicateGroup | None:
         """The group of `image_id`: it and the images within the threshold of it or with its content hash;
         None when it has no duplicate."""
         request = _duplicates_request(preset, threshold, None)
         request.of_id = image_id
+        request.skip_file_check = not check_files
         groups = _duplicate_groups(self._call(self._stub.FindDuplicates, request)).groups
         return groups[0] if groups else None
 
@@ -806,6 +827,14 @@ def _duplicate_groups(reply: pb.FindDuplicatesResponse) -> DuplicateGroups:
         if reply.HasField("hash_rule")
         else None
     )
+    region = reply.region_rule
+    region_rule = (
+        DuplicateRegionRule(
+            region.max_distance, region.min_inliers, region.min_contained, region.min_agreement
+        )
+        if reply.HasField("region_rule")
+        else None
+    )
     return DuplicateGroups(
         groups,
         reply.next_page_token,
@@ -814,4 +843,5 @@ def _duplicate_groups(reply: pb.FindDuplicatesResponse) -> DuplicateGroups:
         reply.images_scanned,
         threshold,
         hash_rule,
+        region_rule,
     )

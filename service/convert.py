@@ -121,6 +121,7 @@ def duplicate_options(request: pb.FindDuplicatesRequest) -> DuplicateOptions:
         preset=preset,
         threshold=request.threshold if has_threshold else None,
         where=search_filter(request.filter) if request.HasField("filter") else None,
+        check_files=not request.skip_file_check,
     )
 
 
@@ -321,6 +322,12 @@ def duplicate_page_message(page: DuplicatePage) -> pb.FindDuplicatesResponse:
         response.hash_rule.threshold = page.hash_rule.latent_threshold
         response.hash_rule.max_bits = page.hash_rule.max_bits
         response.hash_rule.max_distance = page.hash_rule.max_distance
+    if page.region_rule is not None:
+        rule = page.region_rule
+        response.region_rule.max_distance = rule.max_distance
+        response.region_rule.min_inliers = rule.min_inliers
+        response.region_rule.min_contained = rule.min_contained
+        response.region_rule.min_agreement = rule.min_agreement
     for group in page.groups:
         members = [
             match_message(

@@ -24,7 +24,11 @@ from latentdex.indexer.duplicates import (
     resolve_threshold,
 )
 from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.region_links import RegionCheck
+from latentdex.indexer.region_match import RegionRule
+from latentdex.indexer.store import LatentStore
 from latentdex.service.call_guard import stop_if_abandoned
+from latentdex.service.duplicate_files import region_check
 from latentdex.service.queries import QueryEngine
 
 DEFAULT_PAGE_SIZE = 50
@@ -37,6 +41,7 @@ class DuplicateOptions:
     preset: str | None = None
     threshold: float | None = None
     where: SearchFilter | None = None
+    check_files: bool = True  # the region check reads the files of candidate pairs (`region_check`)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class DuplicatePage:
     threshold: float | None
     space: str  # what the distances measure: "whitened", "cosine" or "l2" (LatentStore.distance_space)
     hash_rule: HashRule | None = None  # the rule for images that both have a perceptual hash
+    region_rule: RegionRule | None = None  # the region check, where files were read
 
 
 class DuplicateReview:
@@ -66,6 +72,7 @@ class DuplicateReview:
             space = store.distance_space
             threshold = resolve_threshold(options.preset, options.threshold, space)
             hash_rule = resolve_hash_rule(options.preset, options.threshold, space)
+            regions = self._regions(store, options, space)
             key = _answer_key(store.info.updated_at.isoformat(), store.folder, threshold, options)
             start = _token_offset(page_token, key)
             report = self._cached(key)
@@ -76,6 +83,7 @@ class DuplicateReview:
                     options.where,
                     progress=lambda done, total: stop_if_abandoned(),
                     hash_rule=hash_rule,
+                    regions=regions,
                 )
                 self._remember(key, report)
         groups = report.groups[start : start + size]
@@ -89,6 +97,7 @@ class DuplicateReview:
             report.threshold,
             space,
             report.hash_rule,
+            None if report.regions is None else report.regions.rule,
         )
 
     def group_of(self, image_id: int, options: DuplicateOptions) -> DuplicatePage:
@@ -97,10 +106,17 @@ class DuplicateReview:
             space = store.distance_space
             threshold = resolve_threshold(options.preset, options.threshold, space)
             hash_rule = resolve_hash_rule(options.preset, options.threshold, space)
-            group = duplicates_of(store, image_id, threshold, hash_rule=hash_rule)
+            regions = self._regions(store, options, space)
+            group = duplicates_of(store, image_id, threshold, hash_rule=hash_rule, regions=regions)
         groups = [] if group is None else [group]
         in_groups = sum(len(g.members) for g in groups)
-        return DuplicatePage(groups, "", len(groups), in_groups, 1, threshold, space, hash_rule)
+        region_rule = None if regions is None else regions.rule
+        return DuplicatePage(groups, "", len(groups), in_groups, 1, threshold, space, hash_rule, region_rule)
+
+    def _regions(self, store: LatentStore, options: DuplicateOptions, space: str) -> RegionCheck | None:
+        root = store.indexed_root() if options.check_files else None
+        max_pixels = self.engine.limits.max_image_pixels
+        return region_check(options.preset, options.threshold, space, root, options.check_files, max_pixels)
 
     def _cached(self, key: str) -> DuplicateReport | None:
         with self._lock:
@@ -117,7 +133,7 @@ class DuplicateReview:
 
 
 def _answer_key(state: str, folder: object, threshold: float | None, options: DuplicateOptions) -> str:
-    text = repr((state, str(folder), threshold, options.where))
+    text = repr((state, str(folder), threshold, options.where, options.check_files))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

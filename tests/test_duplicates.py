@@ -27,6 +27,7 @@ from latentdex.indexer.duplicates import (
     EXACT_RANGE_MAX,
     HASH_RULES,
     PRESETS,
+    REGION_RULES,
     HashRule,
     find_duplicates,
     keeper_order,
@@ -40,6 +41,7 @@ from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app, main
 from latentdex.service.client import ServerError, connect
+from latentdex.service.duplicate_files import indexed_file_features, region_check
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
 from latentdex.service.sample_collection import write_sample_collection
@@ -49,8 +51,13 @@ from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.slow
 SCENES = 270  # over 2 x 128 images: the store fits its whitening, as the presets assume
-COPIES = 8
+COPIES = 10
 NEAR_GROUPS = 5
+REGION_GROUPS = [
+    ["scenes/scene-008.webp", "copies/cropped-80.png"],
+    ["scenes/scene-009.jpg", "copies/cropped-turned.png"],
+]
+NEAR_GROUPS_WITH_FILES = NEAR_GROUPS + len(REGION_GROUPS)  # the CLI and the server read the files
 CROP_GROUPS = [
     ["scenes/scene-003.jpg", "copies/cropped.png"],
     ["scenes/scene-006.jpg", "copies/cropped-more.jpg"],
@@ -83,7 +90,13 @@ def build_library(folder: Path) -> Library:
     Image.open(scenes[3]).convert("RGB").crop((8, 6, 312, 234)).save(copies / "cropped.png")
     cropped = Image.open(scenes[6]).convert("RGB").crop((16, 12, 304, 228))  # 90% of each side
     cropped.save(copies / "cropped-more.jpg", quality=85)
-    burst = Image.open(scenes[4]).convert("RGB")
+    # found by the region check alone: an 80% crop, and a crop turned by 2 degrees
+    Image.open(scenes[8]).convert("RGB").crop((30, 22, 290, 218)).save(copies / "cropped-80.png")
+    turned = Image.open(scenes[9]).convert("RGB").crop((30, 22, 290, 218)).rotate(2)
+    turned.save(copies / "cropped-turned.png")
+    # a scene whose wider shot is not in the library (else each frame would be a crop of it)
+    [wide] = write_sample_collection(folder / "not-indexed", count=1, seed=1, size=(320, 240))
+    burst = Image.open(wide).convert("RGB")
     burst.crop((0, 0, 272, 204)).save(copies / "burst-1.png")  # two frames of one scene, panned 15%
     burst.crop((48, 36, 320, 240)).save(copies / "burst-2.png")
     store = folder / "store"
@@ -125,6 +138,52 @@ def test_near_groups_the_copies_and_the_crops_and_keeps_burst_frames_apart(libra
     assert all(crop in groups for crop in CROP_GROUPS)  # linked by pHash; their latents moved further
     assert not any(any("burst" in p for p in g) for g in groups)
     assert len(groups) == NEAR_GROUPS
+
+
+def test_the_region_check_links_crops_the_latents_and_hashes_miss_but_not_burst_frames(
+    library: Library,
+) -> None:
+    with LatentStore.open(library.store, read_only=True) as store:
+        space = store.distance_space
+        check = region_check("near", None, space, store.indexed_root())
+        assert check is not None and check.rule == REGION_RULES["near"]["whitened"]
+        report = find_duplicates(
+            store, near(library), hash_rule=HASH_RULES["near"]["whitened"], regions=check
+        )
+    groups = [[m.path for m in group.members] for group in report.groups]
+    assert all(group in groups for group in REGION_GROUPS)
+    assert len(groups) == NEAR_GROUPS_WITH_FILES and report.regions is check
+    assert not any(any("burst" in p for p in g) for g in groups)  # they align, but stick out of each other
+    assert check.pairs_linked == len(REGION_GROUPS) and check.pairs_checked > check.pairs_linked
+    assert check.files_unreadable == 0
+    without = groups_by_path(library, near(library), hash_rule=HASH_RULES["near"]["whitened"])
+    assert not any(group in without for group in REGION_GROUPS)  # the region check alone links them
+
+
+def test_the_region_check_skips_files_that_are_gone_or_changed(library: Library, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    shutil.copytree(library.root, photos)
+    (photos / "copies/cropped-80.png").unlink()
+    changed = photos / "scenes/scene-009.jpg"
+    Image.open(changed).convert("RGB").save(changed, quality=40)  # edited since it was indexed
+    features = indexed_file_features(photos)
+    with LatentStore.open(library.store, read_only=True) as store:
+        records = {r.path: r for r in store.get(sorted(library.ids.values()))}
+        check = region_check("near", None, store.distance_space, photos)
+        assert check is not None
+        report = find_duplicates(
+            store, near(library), hash_rule=HASH_RULES["near"]["whitened"], regions=check
+        )
+    assert features(records["copies/cropped-80.png"]) is None
+    assert features(records["scenes/scene-009.jpg"]) is None
+    assert features(records["copies/cropped-turned.png"]) is not None
+    assert indexed_file_features(None)(records["copies/cropped-turned.png"]) is None
+    groups = [[m.path for m in group.members] for group in report.groups]
+    assert not any(group in groups for group in REGION_GROUPS) and len(groups) == NEAR_GROUPS
+    assert check.files_unreadable >= 2
+    assert region_check("near", 0.1, "whitened", photos) is None  # an explicit threshold is the whole rule
+    assert region_check("near", None, "whitened", photos, check_files=False) is None
+    assert region_check("exact", None, "whitened", photos) is None
 
 
 def test_without_perceptual_hashes_near_falls_back_to_the_latent_threshold(
@@ -306,10 +365,19 @@ def served(library: Library) -> Iterator[RunningServer]:
 
 def test_the_rpc_pages_through_every_group(served: RunningServer, library: Library) -> None:
     with connect(f"127.0.0.1:{served.port}") as client:
-        first = client.find_duplicates(page_size=3)
-        second = client.find_duplicates(page_size=3, page_token=first.next_page_token)
-        assert first.total_groups == NEAR_GROUPS and first.images_scanned == SCENES + COPIES
-        assert len(first.groups) == 3 and len(second.groups) == 2 and second.next_page_token == ""
+        first = client.find_duplicates(page_size=4)
+        second = client.find_duplicates(page_size=4, page_token=first.next_page_token)
+        assert first.total_groups == NEAR_GROUPS_WITH_FILES and first.images_scanned == SCENES + COPIES
+        assert len(first.groups) == 4 and len(second.groups) == 3 and second.next_page_token == ""
+        paths = [[m.path for m in g.members] for g in first.groups + second.groups]
+        assert all(group in paths for group in REGION_GROUPS)
+        region = REGION_RULES["near"]["whitened"]
+        assert first.region_rule is not None and first.region_rule.min_inliers == region.min_inliers
+        assert first.region_rule.min_contained == pytest.approx(region.min_contained)
+        assert first.region_rule.max_distance == pytest.approx(region.max_distance)
+        assert first.region_rule.min_agreement == pytest.approx(region.min_agreement)
+        latent_and_hashes = client.find_duplicates(check_files=False)
+        assert latent_and_hashes.total_groups == NEAR_GROUPS and latent_and_hashes.region_rule is None
         assert first.threshold == pytest.approx(PRESETS["near"]["whitened"])
         rule = HASH_RULES["near"]["whitened"]
         assert first.hash_rule is not None and first.hash_rule.max_bits == rule.max_bits
@@ -324,6 +392,9 @@ def test_the_rpc_pages_through_every_group(served: RunningServer, library: Libra
             "scenes/scene-001.png",
         ]
         assert client.duplicates_of(library.id("copies/burst-1.png")) is None
+        cropped = client.duplicates_of(library.id("copies/cropped-80.png"))
+        assert cropped is not None and [m.path for m in cropped.members] == REGION_GROUPS[0]
+        assert client.duplicates_of(library.id("copies/cropped-80.png"), check_files=False) is None
         exact = client.find_duplicates(preset="exact")
         assert exact.total_groups == 1 and exact.threshold is None and exact.hash_rule is None
         loose = client.find_duplicates(threshold=0.1)
@@ -388,8 +459,12 @@ def test_the_cli_prints_json_draws_a_sheet_and_writes_a_script_that_moves_only_c
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["groups_found"] == NEAR_GROUPS and report["preset"] == "near"
+    assert report["groups_found"] == NEAR_GROUPS_WITH_FILES and report["preset"] == "near"
     assert report["hash_rule"] == asdict(HASH_RULES["near"]["whitened"])
+    regions = report["region_check"]
+    assert regions["rule"] == asdict(REGION_RULES["near"]["whitened"])
+    assert regions["pairs_linked"] >= len(REGION_GROUPS) and regions["files_unreadable"] == 0
+    assert regions["files_read"] <= 2 * regions["pairs_checked"]  # each file read once for the run
     assert report["groups"][0]["keeper"] == library.id("copies/scene-000.jpg")
     assert Image.open(sheet).size[1] > 3 * 128
     photos = tmp_path / "photos"
@@ -400,13 +475,28 @@ def test_the_cli_prints_json_draws_a_sheet_and_writes_a_script_that_moves_only_c
     moved = sorted(str(p.relative_to(tmp_path / "review")) for p in (tmp_path / "review").rglob("*.*"))
     assert moved == [
         "copies/again-scene-000.jpg",
+        "copies/cropped-80.png",
         "copies/cropped-more.jpg",
+        "copies/cropped-turned.png",
         "copies/cropped.png",
         "copies/small.png",
         "scenes/scene-000.jpg",
         "scenes/scene-001.png",
     ]
     assert (photos / "copies/scene-000.jpg").exists() and (photos / "copies/reencoded.jpg").exists()
+
+
+def test_the_cli_reads_no_file_when_told_not_to(library: Library) -> None:
+    result = runner.invoke(app, ["duplicates", str(library.store), "--json", "--no-check-files"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["groups_found"] == NEAR_GROUPS and report["region_check"] is None
+    text = runner.invoke(app, ["duplicates", str(library.store)])
+    assert (
+        text.exit_code == 0
+        and "region check:" in text.output
+        and f"{NEAR_GROUPS_WITH_FILES} groups" in text.output
+    )
 
 
 @pytest.mark.parametrize(

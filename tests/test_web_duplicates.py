@@ -30,7 +30,16 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
-from test_duplicates import COPIES, CROP_GROUPS, EXACT_GROUP, NEAR_GROUPS, SCENES, Library, build_library
+from test_duplicates import (
+    COPIES,
+    CROP_GROUPS,
+    EXACT_GROUP,
+    NEAR_GROUPS_WITH_FILES,
+    REGION_GROUPS,
+    SCENES,
+    Library,
+    build_library,
+)
 
 from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
@@ -79,7 +88,10 @@ def open_duplicates(browser: webdriver.Chrome, site: Site) -> None:
 
 
 def find(
-    browser: webdriver.Chrome, preset: str = "Near", page_size: int | None = None, groups: int = NEAR_GROUPS
+    browser: webdriver.Chrome,
+    preset: str = "Near",
+    page_size: int | None = None,
+    groups: int = NEAR_GROUPS_WITH_FILES,
 ) -> list[WebElement]:
     """Choose the preset (and page size), press Find duplicates, and wait for `groups` groups."""
     Select(browser.find_element(By.CSS_SELECTOR, '[data-testid="duplicates-preset"]')).select_by_visible_text(
@@ -125,7 +137,7 @@ def test_near_shows_the_groups_with_the_keeper_first_and_marked(
     groups = find(browser, "Near")
     summary = browser.find_element(By.CSS_SELECTOR, SUMMARY).text
     scanned = SCENES + COPIES
-    assert summary == f"5 groups, 11 images, 6 copies beside their keepers, of {scanned} images scanned"
+    assert summary == f"7 groups, 15 images, 8 copies beside their keepers, of {scanned} images scanned"
 
     first = groups[0]
     cards = first.find_elements(By.CSS_SELECTOR, CARDS)
@@ -156,6 +168,7 @@ def test_near_shows_the_groups_with_the_keeper_first_and_marked(
         ("copies/reencoded.jpg", "scenes/scene-001.png"),
         ("scenes/scene-002.webp", "copies/small.png"),
         *(tuple(group) for group in CROP_GROUPS),
+        *(tuple(group) for group in REGION_GROUPS),  # found by the server reading their files
     }
     for group in groups[1:]:
         assert not group.find_elements(By.CSS_SELECTOR, '[data-testid="duplicates-exact"]')
@@ -169,7 +182,9 @@ def test_near_shows_the_groups_with_the_keeper_first_and_marked(
     assert not browser.find_element(By.CSS_SELECTOR, MORE).is_displayed()
     rule = browser.find_element(By.CSS_SELECTOR, "[data-dup-threshold]").text
     assert re.search(
-        r"Near.*distance at most 0\.0\d+, or pHash within \d+ bits and distance at most 0\.\d+", rule
+        r"Near.*distance at most 0\.0\d+, or pHash within \d+ bits and distance at most 0\.\d+, "
+        r"or one picture inside the other in their files",
+        rule,
     )
 
     WebDriverWait(browser, 10).until(lambda d: thumbnails_loaded(d, f"{CARDS} img"))
@@ -194,8 +209,8 @@ def test_more_groups_appends_the_next_page_until_the_last(browser: webdriver.Chr
     open_duplicates(browser, site)
     find(browser, "Near", page_size=1, groups=1)
     more = browser.find_element(By.CSS_SELECTOR, MORE)
-    for shown in range(2, NEAR_GROUPS + 1):
-        assert more.is_displayed() and f"{shown - 1} of {NEAR_GROUPS}" in more.text
+    for shown in range(2, NEAR_GROUPS_WITH_FILES + 1):
+        assert more.is_displayed() and f"{shown - 1} of {NEAR_GROUPS_WITH_FILES}" in more.text
         more.click()
         groups = wait_for_count(browser, GROUPS, shown)
         # the keyboard goes on from the first group added
@@ -203,7 +218,10 @@ def test_more_groups_appends_the_next_page_until_the_last(browser: webdriver.Chr
             lambda d, n=shown: d.switch_to.active_element.get_attribute("id") == f"dup-group-{n}"
         )
     headings = [g.find_element(By.CSS_SELECTOR, "h3").text for g in groups]
-    assert headings == ["Group 1 · 3 images", *(f"Group {n} · 2 images" for n in range(2, NEAR_GROUPS + 1))]
+    assert headings == [
+        "Group 1 · 3 images",
+        *(f"Group {n} · 2 images" for n in range(2, NEAR_GROUPS_WITH_FILES + 1)),
+    ]
     WebDriverWait(browser, 10).until(lambda d: not d.find_element(By.CSS_SELECTOR, MORE).is_displayed())
     assert browser_logs(browser) == []
 

@@ -27,6 +27,7 @@ from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.store import LatentStore
 from latentdex.service.cli.progress import progress_bar
 from latentdex.service.contact_sheet import SheetTile, group_rows
+from latentdex.service.duplicate_files import region_check
 from latentdex.service.previews import original_file, thumbnail_picture
 
 Preset = Literal["exact", "near", "similar"]
@@ -55,6 +56,13 @@ def duplicates(
     emit_script: Annotated[
         Path | None, typer.Option(help="Write a script that moves every non-keeper to a review folder.")
     ] = None,
+    check_files: Annotated[
+        bool,
+        typer.Option(
+            help="Read the files of candidate pairs to find crops, captions and borders (the presets' "
+            "region check); --no-check-files: latents and hashes alone."
+        ),
+    ] = True,
 ) -> None:
     """Find groups of near-duplicates (copies, re-encodes, resizes, light edits), largest first, each
     with a suggested keeper: most pixels, then the oldest capture time, then the shortest path."""
@@ -67,6 +75,8 @@ def duplicates(
     with LatentStore.open(store, read_only=True) as opened:
         limit = resolve_threshold(preset, threshold, opened.distance_space)
         hash_rule = resolve_hash_rule(preset, threshold, opened.distance_space)
+        root = opened.indexed_root()
+        regions = region_check(preset, threshold, opened.distance_space, root, check_files)
         with progress_bar("img", stderr=True) as bar:
             task = bar.add_task("searching", total=opened.vector_count, status="")
             report = find_duplicates(
@@ -75,8 +85,8 @@ def duplicates(
                 where,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 hash_rule=hash_rule,
+                regions=regions,
             )
-        root = opened.indexed_root()
         space = opened.distance_space
     name = preset or ("threshold" if threshold is not None else "near")
     if as_json:
@@ -101,6 +111,7 @@ def report_json(report: DuplicateReport, preset: str, space: str) -> dict[str, A
         "threshold": report.threshold,
         "distance": space,
         "hash_rule": None if report.hash_rule is None else asdict(report.hash_rule),
+        "region_check": _region_json(report),
         "images_scanned": report.images_scanned,
         "groups_found": len(report.groups),
         "images_in_groups": report.images_in_groups,
@@ -126,6 +137,20 @@ def report_json(report: DuplicateReport, preset: str, space: str) -> dict[str, A
             }
             for group in report.groups
         ],
+    }
+
+
+def _region_json(report: DuplicateReport) -> dict[str, Any] | None:
+    check = report.regions
+    if check is None:
+        return None
+    return {
+        "rule": asdict(check.rule),
+        "pairs_checked": check.pairs_checked,
+        "pairs_linked": check.pairs_linked,
+        "files_read": check.files_read,
+        "files_unreadable": check.files_unreadable,
+        "seconds": round(check.seconds, 3),
     }
 
 
@@ -161,6 +186,14 @@ def _print_report(report: DuplicateReport, preset: str, space: str) -> None:
         limit += (
             f"; with perceptual hashes: distance <= {rule.latent_threshold:g}, or pHash within "
             f"{rule.max_bits} bits and distance <= {rule.max_distance:g}"
+        )
+    check = report.regions
+    if check is not None:
+        limit += (
+            f"; region check: {check.pairs_checked} candidate pairs compared by their files, "
+            f"{check.pairs_linked} linked ({check.seconds:.1f} s"
+            + (f", {check.files_unreadable} files not readable" if check.files_unreadable else "")
+            + ")"
         )
     typer.echo(
         f"{report.images_scanned} images, {preset} ({limit}): {len(report.groups)} groups, "

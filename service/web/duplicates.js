@@ -249,11 +249,14 @@ function memberCard(match, isKeeper, keeper) {
 }
 
 // The rule the groups were found by: the threshold alone, or with perceptual hashes the two-signal rule
-// (the threshold then links only images without a hash).
+// (the threshold then links only images without a hash), and the region check where files were read.
 function ruleText(reply) {
   if (reply.threshold === undefined) return '';
   const rule = reply.hashRule;
-  if (!rule) return `: distance at most ${fmtSmall(reply.threshold)}`;
+  const regions = reply.regionRule
+    ? ', or one picture inside the other in their files (crops, captions, borders)'
+    : '';
+  if (!rule) return `: distance at most ${fmtSmall(reply.threshold)}${regions}`;
   return `: distance at most ${fmtSmall(rule.threshold || 0)}, or pHash within ${rule.maxBits || 0} bits `
-    + `and distance at most ${fmtSmall(rule.maxDistance || 0)}`;
+    + `and distance at most ${fmtSmall(rule.maxDistance || 0)}${regions}`;
 }

@@ -285,20 +285,22 @@ class ListImagesResponse(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
 
 class FindDuplicatesRequest(_message.Message):
-    __slots__ = ("preset", "threshold", "filter", "of_id", "page_size", "page_token")
+    __slots__ = ("preset", "threshold", "filter", "of_id", "page_size", "page_token", "skip_file_check")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     OF_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FILE_CHECK_FIELD_NUMBER: _ClassVar[int]
     preset: DuplicatePreset
     threshold: float
     filter: Filter
     of_id: int
     page_size: int
     page_token: str
-    def __init__(self, preset: _Optional[_Union[DuplicatePreset, str]] = ..., threshold: _Optional[float] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., of_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    skip_file_check: bool
+    def __init__(self, preset: _Optional[_Union[DuplicatePreset, str]] = ..., threshold: _Optional[float] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., of_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., skip_file_check: _Optional[bool] = ...) -> None: ...
 
 class DuplicatePair(_message.Message):
     __slots__ = ("a", "b", "distance")
@@ -321,7 +323,7 @@ class DuplicateGroup(_message.Message):
     def __init__(self, members: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., exact: _Optional[bool] = ..., pairs: _Optional[_Iterable[_Union[DuplicatePair, _Mapping]]] = ...) -> None: ...
 
 class FindDuplicatesResponse(_message.Message):
-    __slots__ = ("groups", "next_page_token", "total_groups", "images_in_groups", "images_scanned", "threshold", "hash_rule")
+    __slots__ = ("groups", "next_page_token", "total_groups", "images_in_groups", "images_scanned", "threshold", "hash_rule", "region_rule")
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_GROUPS_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +331,7 @@ class FindDuplicatesResponse(_message.Message):
     IMAGES_SCANNED_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     HASH_RULE_FIELD_NUMBER: _ClassVar[int]
+    REGION_RULE_FIELD_NUMBER: _ClassVar[int]
     groups: _containers.RepeatedCompositeFieldContainer[DuplicateGroup]
     next_page_token: str
     total_groups: int
@@ -336,7 +339,20 @@ class FindDuplicatesResponse(_message.Message):
     images_scanned: int
     threshold: float
     hash_rule: DuplicateHashRule
-    def __init__(self, groups: _Optional[_Iterable[_Union[DuplicateGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_groups: _Optional[int] = ..., images_in_groups: _Optional[int] = ..., images_scanned: _Optional[int] = ..., threshold: _Optional[float] = ..., hash_rule: _Optional[_Union[DuplicateHashRule, _Mapping]] = ...) -> None: ...
+    region_rule: DuplicateRegionRule
+    def __init__(self, groups: _Optional[_Iterable[_Union[DuplicateGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_groups: _Optional[int] = ..., images_in_groups: _Optional[int] = ..., images_scanned: _Optional[int] = ..., threshold: _Optional[float] = ..., hash_rule: _Optional[_Union[DuplicateHashRule, _Mapping]] = ..., region_rule: _Optional[_Union[DuplicateRegionRule, _Mapping]] = ...) -> None: ...
+
+class DuplicateRegionRule(_message.Message):
+    __slots__ = ("max_distance", "min_inliers", "min_contained", "min_agreement")
+    MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_INLIERS_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONTAINED_FIELD_NUMBER: _ClassVar[int]
+    MIN_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    max_distance: float
+    min_inliers: int
+    min_contained: float
+    min_agreement: float
+    def __init__(self, max_distance: _Optional[float] = ..., min_inliers: _Optional[int] = ..., min_contained: _Optional[float] = ..., min_agreement: _Optional[float] = ...) -> None: ...
 
 class DuplicateHashRule(_message.Message):
     __slots__ = ("threshold", "max_bits", "max_distance")

@@ -1,0 +1,95 @@
+"""The region check of duplicate finding: candidate pairs of a store's images verified by their files.
+
+`indexer.duplicates` collects the candidates (each image's HASH_NEIGHBOURS nearest in latent space within
+the rule's `max_distance`, not yet linked otherwise) and `RegionCheck.links` reads the two files of each,
+finds their local features and keeps the pairs where one picture is a region of the other
+(`indexer.region_match`). Which file belongs to a record is the caller's to say (`FeatureSource`: the
+CLI and the server look under the indexed folder and skip a file changed since it was indexed); an image
+whose file cannot be read is left to the other rules. Features are kept for the run in a cache bounded
+by bytes, and pairs are visited grouped by image so that each file is read about once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from latentdex.indexer.catalog import ImageRecord
+from latentdex.indexer.region_match import LocalFeatures, RegionRule, overlap
+from latentdex.indexer.store import LatentStore
+
+FeatureSource = Callable[[ImageRecord], LocalFeatures | None]
+CACHE_BYTES = 256 * 2**20  # features kept for a run (~40 KB an image: about 6,500 images)
+RECORD_CHUNK = 2048  # candidate pairs whose records are read at once
+
+
+@dataclass
+class RegionCheck:
+    """A `RegionRule` with where to read each image's features from; counts what one run checked."""
+
+    rule: RegionRule
+    features_of: FeatureSource
+    cache_bytes: int = CACHE_BYTES
+    pairs_checked: int = 0
+    pairs_linked: int = 0
+    files_read: int = 0
+    files_unreadable: int = 0
+    seconds: float = 0.0
+    _cache: OrderedDict[int, LocalFeatures | None] = field(default_factory=OrderedDict, repr=False)
+    _cached_bytes: int = field(default=0, repr=False)
+
+    def links(
+        self,
+        store: LatentStore,
+        first: np.ndarray,
+        second: np.ndarray,
+        linked: Callable[[int, int], bool] = lambda a, b: False,
+    ) -> Iterator[tuple[int, int]]:
+        """The (id, id) pairs among the candidates `first[i]`, `second[i]` that the rule links, skipping
+        pairs `linked` already says are in one group."""
+        started = time.perf_counter()
+        pairs = np.unique(np.sort(np.c_[first, second].astype(np.int64), axis=1), axis=0)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        try:
+            for start in range(0, len(pairs), RECORD_CHUNK):
+                chunk = pairs[start : start + RECORD_CHUNK]
+                hits = store.hits(np.unique(chunk).tolist(), with_latents=False)
+                records = {image_id: record for image_id, (record, _) in hits.items()}
+                for a, b in chunk.tolist():
+                    if a not in records or b not in records or linked(a, b):
+                        continue
+                    one = self._features(records[a])
+                    other = self._features(records[b]) if one is not None else None
+                    if one is None or other is None:
+                        continue
+                    self.pairs_checked += 1
+                    if self.rule.links(overlap(one, other)):
+                        self.pairs_linked += 1
+                        yield a, b
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def linked_to(self, store: LatentStore, image_id: int, others: np.ndarray) -> list[int]:
+        """Those of `others` that the rule links to `image_id`."""
+        found = self.links(store, np.full(len(others), image_id, dtype=np.int64), np.asarray(others))
+        return [b if a == image_id else a for a, b in found]
+
+    def _features(self, record: ImageRecord) -> LocalFeatures | None:
+        key = int(record.id or 0)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        features = self.features_of(record)
+        self.files_read += 1
+        if features is None:
+            self.files_unreadable += 1
+        self._cache[key] = features
+        self._cached_bytes += 0 if features is None else features.nbytes
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= 0 if dropped is None else dropped.nbytes
+        return features

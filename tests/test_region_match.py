@@ -1,0 +1,125 @@
+"""The region check of duplicate finding on generated pictures: a crop, a caption strip, a border, a small
+rotation and a tiny drawing's crop lie inside their original; a burst frame (the same scene panned) and a
+neighbouring crop stick out of it; an unrelated picture does not align; a corrupt file has no features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from latentdex.indexer.duplicates import REGION_RULES
+from latentdex.indexer.region_match import (
+    NO_OVERLAP,
+    VERIFY_SIDE,
+    Overlap,
+    file_features,
+    local_features,
+    overlap,
+)
+
+RULE = REGION_RULES["near"]["whitened"]
+
+
+def scene(seed: int, size: tuple[int, int] = (900, 700)) -> Image.Image:
+    """A busy generated picture: shapes of many colours over a gradient, with some grain."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    ramp = np.linspace(0, 1, height)[:, None, None]
+    top, bottom = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    pixels = np.broadcast_to(top * (1 - ramp) + bottom * ramp, (height, width, 3)).copy()
+    image = Image.fromarray(np.clip(pixels + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(160):
+        x, y = rng.integers(0, width), rng.integers(0, height)
+        w, h = rng.integers(10, 90, 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.random() < 0.5:
+            draw.rectangle((x, y, x + w, y + h), fill=colour)
+        else:
+            draw.ellipse((x, y, x + w, y + h), fill=colour)
+    return image
+
+
+def rgb(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+def check(first: Image.Image, second: Image.Image) -> Overlap:
+    return overlap(local_features(rgb(first)), local_features(rgb(second)))
+
+
+def test_a_crop_lies_inside_its_original_and_is_linked() -> None:
+    original = scene(1)
+    crop = original.crop((60, 40, 60 + 810, 40 + 630))  # 81% of the area
+    found = check(original, crop)
+    assert found.inliers >= 3 * RULE.min_inliers
+    assert found.contained > 0.99 and found.agreement > 0.9
+    assert RULE.links(found) and RULE.links(check(crop, original))  # either way round
+
+
+def test_a_caption_a_border_and_a_small_rotation_are_linked() -> None:
+    original = scene(2)
+    captioned = original.copy()
+    draw = ImageDraw.Draw(captioned)
+    draw.rectangle((0, 610, 900, 700), fill=(245, 245, 245))
+    draw.text((20, 640), "Summer 2019", fill=(15, 15, 15))
+    bordered = ImageOps.expand(original, border=60, fill=(255, 255, 255))
+    rotated = original.rotate(2.5, Image.Resampling.BICUBIC)
+    for copy in (captioned, bordered, rotated):
+        found = check(original, copy)
+        assert RULE.links(found), found
+
+
+def test_a_burst_frame_and_a_neighbouring_crop_align_but_stick_out() -> None:
+    wide = scene(3, (1200, 800))
+    frame = wide.crop((100, 50, 800, 750))
+    panned = wide.crop((205, 100, 905, 800))  # the same scene panned by 15% of the frame
+    burst = check(frame, panned)
+    assert burst.inliers >= 3 * RULE.min_inliers and burst.agreement > 0.9  # the same pixels, aligned
+    assert burst.contained < RULE.min_contained and not RULE.links(burst)
+    neighbour = check(frame, wide.crop((450, 50, 1150, 750)))  # half the frame shared
+    assert neighbour.contained < 0.7 and not RULE.links(neighbour)
+
+
+def test_an_unrelated_picture_is_not_linked() -> None:
+    found = check(scene(4), scene(5))
+    assert not RULE.links(found)
+    assert found.inliers < RULE.min_inliers or found.agreement < RULE.min_agreement
+
+
+def test_a_tiny_drawing_is_enlarged_so_that_its_crop_is_found() -> None:
+    drawing = Image.new("RGB", (64, 64), "white")
+    draw = ImageDraw.Draw(drawing)
+    draw.polygon([(5, 58), (32, 4), (60, 58)], fill=(200, 30, 30), outline=(0, 0, 0))
+    draw.ellipse((20, 30, 44, 54), fill=(30, 60, 200))
+    draw.rectangle((8, 8, 20, 20), fill=(20, 160, 40))
+    features = local_features(rgb(drawing))
+    assert max(features.size) == VERIFY_SIDE and len(features.points) >= RULE.min_inliers
+    found = check(drawing, drawing.crop((3, 2, 61, 60)))
+    assert RULE.links(found), found
+
+
+def test_too_few_features_give_no_overlap() -> None:
+    flat = Image.new("RGB", (300, 200), (90, 120, 150))
+    assert check(flat, flat) == NO_OVERLAP
+
+
+def test_file_features_read_a_file_and_give_none_for_a_broken_one(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    scene(6, (2400, 1800)).save(photo, quality=90)
+    features = file_features(photo)
+    assert features is not None and max(features.size) == VERIFY_SIDE and len(features.points) > 100
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photo.read_bytes()[:200])
+    assert file_features(broken) is None
+    assert file_features(tmp_path / "missing.jpg") is None
+    assert file_features(photo, max_pixels=1000) is None  # over the pixel cap: not decoded
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 400, 3), (400, 1)])
+def test_degenerate_pictures_do_not_fail(shape: tuple[int, ...]) -> None:
+    pixels = np.full(shape, 128, np.uint8)
+    assert overlap(local_features(pixels), local_features(pixels)) == NO_OVERLAP
