@@ -113,6 +113,12 @@ def calibrate_region_rule(
             "min_agreement": min_agreement,
         },
         "pairs_checked": int((neighbours & (distance <= max_distance)).sum()),
+        "held_out_candidates_by_kind": {
+            kind: float(
+                (neighbours & (distance <= max_distance))[labels.held_out & (labels.kind == kind)].mean()
+            )
+            for kind in sorted(set(labels.kind[labels.held_out].tolist()))
+        },
         "calibration": operating_point(decision, labels, 0.5, cal),
         "held_out": operating_point(decision, labels, 0.5, labels.held_out),
     }

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from bench import (
+    duplicates_files,
     duplicates_quality,
     duplicates_scale,
     index_memory,
@@ -58,6 +59,10 @@ BENCHMARKS: dict[str, Benchmark] = {
             args.model, args.data, quick=args.quick, workers=args.workers
         ),
         format=duplicates_quality.format_result,
+    ),
+    duplicates_files.NAME: Benchmark(
+        run=lambda args: duplicates_files.run(args.model, args.data, quick=args.quick),
+        format=duplicates_files.format_result,
     ),
     duplicates_scale.NAME: Benchmark(
         run=lambda args: duplicates_scale.run(args.model, quick=args.quick, threads=args.threads),
