@@ -84,7 +84,7 @@ def run(
         "library": {
             "folder": str(folder),
             "images": len(ids),
-            "originals": size.originals,
+            "originals": sum(1 for _ in (photos / "library").iterdir()),
             "copies": sum(1 for kind, _, _ in pairs if kind != "burst"),
             "burst_pairs": sum(1 for kind, _, _ in pairs if kind == "burst"),
             "side": SIDE,

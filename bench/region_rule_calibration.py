@@ -24,7 +24,7 @@ from latentdex.indexer.region_match import LocalFeatures, Overlap, overlap
 MAX_DISTANCES = (0.2, 0.282, 0.4, 0.6, 0.8, 1.0)
 MIN_INLIERS = (6, 8, 10, 12, 15, 20)
 MIN_CONTAINED = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)
-MIN_AGREEMENT = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+MIN_AGREEMENT = (0.0, 0.3, 0.5, 0.7, 0.9)
 
 
 def neighbour_pairs(vectors: np.ndarray, used: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

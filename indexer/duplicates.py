@@ -96,8 +96,8 @@ HASH_RULES: dict[str, dict[str, HashRule]] = {
 # nearest within `max_distance` is linked when its files show one picture inside the other. Calibrated by
 # the same benchmark on top of the rules above, for the "whitened" space the presets are fitted in.
 REGION_RULES: dict[str, dict[str, RegionRule]] = {
-    "near": {"whitened": RegionRule(0.6, 6, 0.95, 0.3)},
-    "similar": {"whitened": RegionRule(0.6, 8, 0.97, 0.3)},
+    "near": {"whitened": RegionRule(0.6, 6, 0.95, 0.0)},
+    "similar": {"whitened": RegionRule(0.6, 8, 0.97, 0.0)},
 }
 
 

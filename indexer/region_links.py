@@ -25,6 +25,7 @@ from latentdex.indexer.store import LatentStore
 FeatureSource = Callable[[ImageRecord], LocalFeatures | None]
 CACHE_BYTES = 256 * 2**20  # features kept for a run (~40 KB an image: about 6,500 images)
 RECORD_CHUNK = 2048  # candidate pairs whose records are read at once
+PROGRESS_EVERY = 32  # candidate pairs between progress reports
 
 
 @dataclass
@@ -34,6 +35,7 @@ class RegionCheck:
     rule: RegionRule
     features_of: FeatureSource
     cache_bytes: int = CACHE_BYTES
+    progress: Callable[[int, int], None] | None = None  # (candidate pairs done, in all), now and then
     pairs_checked: int = 0
     pairs_linked: int = 0
     files_read: int = 0
@@ -59,7 +61,9 @@ class RegionCheck:
                 chunk = pairs[start : start + RECORD_CHUNK]
                 hits = store.hits(np.unique(chunk).tolist(), with_latents=False)
                 records = {image_id: record for image_id, (record, _) in hits.items()}
-                for a, b in chunk.tolist():
+                for done, (a, b) in enumerate(chunk.tolist(), start):
+                    if self.progress is not None and done % PROGRESS_EVERY == 0:
+                        self.progress(done, len(pairs))
                     if a not in records or b not in records or linked(a, b):
                         continue
                     one = self._features(records[a])
@@ -70,6 +74,8 @@ class RegionCheck:
                     if self.rule.links(overlap(one, other)):
                         self.pairs_linked += 1
                         yield a, b
+            if self.progress is not None:
+                self.progress(len(pairs), len(pairs))
         finally:
             self.seconds += time.perf_counter() - started
 

@@ -35,8 +35,9 @@ RATIO = 0.8  # Lowe's ratio test: a match must beat the second-best by this fact
 MIN_MATCHES = 8  # fewer ratio-tested matches than this: no transform is fitted
 RANSAC_PIXELS = 3.0  # reprojection error of an inlier, in VERIFY_SIDE pixels
 CHECK_SIDE = 96  # longer side of the grey picture the aligned pixels are compared on
+DETAIL_SIGMA = 1.5  # px at CHECK_SIDE: the blur taken away before comparing (`_detail`)
 CHECK_GRID = 4  # blocks per side of that comparison
-FLAT_DEVIATION = 2.0  # grey levels: a block this even in both pictures has no shape to compare
+FLAT_DEVIATION = 1.0  # grey levels: a block this even in both pictures has no shape to compare
 MIN_DETECT_SIDE = 64  # a thinner picture (a 1-px line, a sliver) has no room for ORB's patches
 _CLAHE_CLIP = 2.0
 _CLAHE_TILES = (8, 8)
@@ -59,9 +60,10 @@ class LocalFeatures:
 @dataclass(frozen=True)
 class Overlap:
     """What RANSAC found between two pictures: inlier matches; how far the frame that lies more inside
-    the other does (1: wholly; the share of its area); and how well their pixels agree once aligned (the
-    median over blocks of the overlap of their normalised cross-correlation: brightness and contrast
-    changes cancel, a caption strip spoils only its blocks; -1 where nothing could be compared)."""
+    the other does (1: wholly; the share of its area); and how well their detail agrees once aligned (the
+    median over blocks of the overlap of the normalised cross-correlation of the pictures less their
+    blur: brightness and contrast changes cancel, two different smooth gradients do not agree, a caption
+    strip spoils only its blocks; -1 where nothing could be compared)."""
 
     inliers: int
     contained: float
@@ -131,22 +133,32 @@ def overlap(first: LocalFeatures, second: LocalFeatures) -> Overlap:
         return NO_OVERLAP
     second_in_first = _share_inside(_mapped(second.size, transform), first.size)
     first_in_second = _share_inside(_mapped(first.size, cv2.invertAffineTransform(transform)), second.size)
-    agreement = _agreement(first, second, transform)
+    # compared on the coarser picture's grid: the finer one is shrunk onto it, not blown up
+    if abs(float(np.linalg.det(transform[:, :2]))) > 1.0:
+        agreement = _agreement(second, first, cv2.invertAffineTransform(transform))
+    else:
+        agreement = _agreement(first, second, transform)
     return Overlap(int(inliers.sum()), max(second_in_first, first_in_second), agreement)
 
 
 def _agreement(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
     """`second`'s small grey warped onto `first`'s by `transform` (fitted between the VERIFY_SIDE
     pictures); the median over CHECK_GRID x CHECK_GRID blocks of their correlation where they overlap."""
-    target = first.grey.astype(np.float32)
-    to_first = target.shape[1] / first.size[1]
+    to_first = first.grey.shape[1] / first.size[1]
     from_second = second.grey.shape[1] / second.size[1]
     warp = np.zeros((2, 3), np.float32)
     warp[:, :2] = transform[:, :2] * (to_first / from_second)
     warp[:, 2] = transform[:, 2] * to_first
-    shape = (target.shape[1], target.shape[0])
-    warped = cv2.warpAffine(second.grey.astype(np.float32), warp, shape, flags=cv2.INTER_LINEAR)
-    covered = cv2.warpAffine(np.ones(second.grey.shape, np.uint8), warp, shape, flags=cv2.INTER_NEAREST) > 0
+    shape = (first.grey.shape[1], first.grey.shape[0])
+    moved = cv2.warpAffine(
+        second.grey.astype(np.float32), warp, shape, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    covered = cv2.warpAffine(np.ones(second.grey.shape, np.uint8), warp, shape, flags=cv2.INTER_NEAREST)
+    # Off the frame's edge by the blur's reach: a border, or the end of the moved picture, is an edge in
+    # one picture's detail and not in the other's.
+    margin = 2 * int(np.ceil(2 * DETAIL_SIGMA)) + 1
+    covered = cv2.erode(covered, np.ones((margin, margin), np.uint8)) > 0
+    target, warped = _detail(first.grey), _detail(moved)
     rows = np.linspace(0, target.shape[0], CHECK_GRID + 1).astype(int)
     columns = np.linspace(0, target.shape[1], CHECK_GRID + 1).astype(int)
     scores = []
@@ -166,6 +178,15 @@ def _agreement(first: LocalFeatures, second: LocalFeatures, transform: np.ndarra
                 continue
             scores.append(float((one * other).mean() / (spread_one * spread_other)))
     return float(np.median(scores)) if scores else -1.0
+
+
+def _detail(grey: np.ndarray) -> np.ndarray:
+    """A grey picture less its blur (DETAIL_SIGMA px): edges and texture, not the smooth shading that
+    any two gradients share."""
+    picture = grey.astype(np.float32)
+    if DETAIL_SIGMA <= 0:
+        return picture
+    return picture - cv2.GaussianBlur(picture, (0, 0), DETAIL_SIGMA)
 
 
 def _scaled(

@@ -79,6 +79,9 @@ def duplicates(
         regions = region_check(preset, threshold, opened.distance_space, root, check_files)
         with progress_bar("img", stderr=True) as bar:
             task = bar.add_task("searching", total=opened.vector_count, status="")
+            if regions is not None:
+                files = bar.add_task("comparing files", total=None, status="candidate pairs")
+                regions.progress = lambda done, total: bar.update(files, completed=done, total=total)
             report = find_duplicates(
                 opened,
                 limit,
