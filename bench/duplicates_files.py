@@ -8,9 +8,10 @@ planted copies of every fifth one in turn: a crop to 85% of the area, a caption 
 by 15% of the side, whose wider shot is not in the library.
 
 `find_duplicates` at `near` runs twice on the store, alternating three times (the median is reported):
-latents and pHashes alone, then with the region check reading the files (`service.duplicate_files`, as
-`latentdex duplicates` does). Reported: seconds of each and their ratio, the pairs checked and files read,
-the planted copies found (a copy in its original's group) and the burst pairs joined, for both.
+latents and pHashes alone, then with the region check reading the files on one thread per CPU
+(`service.duplicate_files`, as `latentdex duplicates` does). Reported: seconds of each and their ratio,
+the pairs checked and files read, the planted copies found (a copy in its original's group) and the
+burst pairs joined, for both.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ WORK = Path(__file__).resolve().parent / "work" / NAME
 SIDE = 1024
 COPY_KINDS = ("crop", "caption", "border", "rotate", "jpeg")
 ROUNDS = 3
+THREADS = os.cpu_count() or 1  # files read at once, as `latentdex duplicates` reads them
 SEED = 5
 TILE_SHARE = 0.45  # tile side as a share of the photo's shorter side
 
@@ -73,7 +75,7 @@ def run(
         ids = {entry.path: entry.id for entry in opened.entries()}
         for _ in range(ROUNDS):
             for label, files in (("latent and hashes", False), ("with the region check", True)):
-                check = region_check("near", None, space, opened.indexed_root(), files)
+                check = region_check("near", None, space, opened.indexed_root(), files, threads=THREADS)
                 started = time.perf_counter()
                 found = find_duplicates(opened, threshold, hash_rule=rule, regions=check)
                 seconds = time.perf_counter() - started

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ from latentdex.indexer.store import LatentStore
 
 FeatureSource = Callable[[ImageRecord], LocalFeatures | None]
 CACHE_BYTES = 256 * 2**20  # features kept for a run (~40 KB an image: about 6,500 images)
-RECORD_CHUNK = 2048  # candidate pairs whose records are read at once
+RECORD_CHUNK = 512  # candidate pairs whose records (and, with threads, files) are read at once
 PROGRESS_EVERY = 32  # candidate pairs between progress reports
 
 
@@ -36,6 +37,7 @@ class RegionCheck:
     features_of: FeatureSource
     cache_bytes: int = CACHE_BYTES
     progress: Callable[[int, int], None] | None = None  # (candidate pairs done, in all), now and then
+    threads: int = 1  # files read at once (decoding and ORB release the GIL)
     pairs_checked: int = 0
     pairs_linked: int = 0
     files_read: int = 0
@@ -56,11 +58,14 @@ class RegionCheck:
         started = time.perf_counter()
         pairs = np.unique(np.sort(np.c_[first, second].astype(np.int64), axis=1), axis=0)
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         try:
             for start in range(0, len(pairs), RECORD_CHUNK):
                 chunk = pairs[start : start + RECORD_CHUNK]
                 hits = store.hits(np.unique(chunk).tolist(), with_latents=False)
                 records = {image_id: record for image_id, (record, _) in hits.items()}
+                if pool is not None:
+                    self._prefetch(pool, chunk, records, linked)
                 for done, (a, b) in enumerate(chunk.tolist(), start):
                     if self.progress is not None and done % PROGRESS_EVERY == 0:
                         self.progress(done, len(pairs))
@@ -77,6 +82,8 @@ class RegionCheck:
             if self.progress is not None:
                 self.progress(len(pairs), len(pairs))
         finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
             self.seconds += time.perf_counter() - started
 
     def linked_to(self, store: LatentStore, image_id: int, others: np.ndarray) -> list[int]:
@@ -84,12 +91,34 @@ class RegionCheck:
         found = self.links(store, np.full(len(others), image_id, dtype=np.int64), np.asarray(others))
         return [b if a == image_id else a for a, b in found]
 
+    def _prefetch(
+        self,
+        pool: ThreadPoolExecutor,
+        chunk: np.ndarray,
+        records: dict[int, ImageRecord],
+        linked: Callable[[int, int], bool],
+    ) -> None:
+        """Read, on the pool's threads, the files of the chunk's pairs still to check that are not cached."""
+        wanted = {
+            image_id
+            for a, b in chunk.tolist()
+            if a in records and b in records and not linked(a, b)
+            for image_id in (a, b)
+            if image_id not in self._cache
+        }
+        chosen = [records[image_id] for image_id in sorted(wanted)]
+        for record, features in zip(chosen, pool.map(self.features_of, chosen), strict=True):
+            self._remember(record, features)
+
     def _features(self, record: ImageRecord) -> LocalFeatures | None:
         key = int(record.id or 0)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        features = self.features_of(record)
+        return self._remember(record, self.features_of(record))
+
+    def _remember(self, record: ImageRecord, features: LocalFeatures | None) -> LocalFeatures | None:
+        key = int(record.id or 0)
         self.files_read += 1
         if features is None:
             self.files_unreadable += 1

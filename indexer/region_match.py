@@ -9,10 +9,14 @@ matches. Its inliers say the two show the same pixels; where it puts each frame 
 a copy, a crop or a caption lies (almost) wholly inside the other picture, and a border copy holds the
 other wholly, while a burst frame or a neighbouring crop sticks out of it by a tenth of its side or more.
 
+A transform can also fit a few chance matches. The aligned pictures then show it: each less its blur
+(the detail, not the shading that any two smooth pictures share), correlated block by block on the
+coarser picture's grid, agree where the same pixels lie under each other and not otherwise.
+
 `RegionRule` is the link `indexer.duplicates` adds from this: a candidate pair (one among the other's
 nearest latent neighbours, within a loose distance) is the same picture when the transform has at least
-`min_inliers` inliers and one frame lies at least `min_contained` inside the other. Calibrated with the
-other rules by `python -m bench --only duplicates_quality`.
+`min_inliers` inliers, one frame lies at least `min_contained` inside the other, and the detail agrees by
+at least `min_agreement`. Calibrated with the other rules by `python -m bench --only duplicates_quality`.
 """
 
 from __future__ import annotations
@@ -143,7 +147,8 @@ def overlap(first: LocalFeatures, second: LocalFeatures) -> Overlap:
 
 def _agreement(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
     """`second`'s small grey warped onto `first`'s by `transform` (fitted between the VERIFY_SIDE
-    pictures); the median over CHECK_GRID x CHECK_GRID blocks of their correlation where they overlap."""
+    pictures); the median over CHECK_GRID x CHECK_GRID blocks of their detail's correlation where they
+    overlap, away from the frame's edge; -1 where no block has detail to compare."""
     to_first = first.grey.shape[1] / first.size[1]
     from_second = second.grey.shape[1] / second.size[1]
     warp = np.zeros((2, 3), np.float32)
@@ -184,8 +189,6 @@ def _detail(grey: np.ndarray) -> np.ndarray:
     """A grey picture less its blur (DETAIL_SIGMA px): edges and texture, not the smooth shading that
     any two gradients share."""
     picture = grey.astype(np.float32)
-    if DETAIL_SIGMA <= 0:
-        return picture
     return picture - cv2.GaussianBlur(picture, (0, 0), DETAIL_SIGMA)
 
 

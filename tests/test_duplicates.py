@@ -158,6 +158,14 @@ def test_the_region_check_links_crops_the_latents_and_hashes_miss_but_not_burst_
     assert check.files_unreadable == 0
     without = groups_by_path(library, near(library), hash_rule=HASH_RULES["near"]["whitened"])
     assert not any(group in without for group in REGION_GROUPS)  # the region check alone links them
+    with LatentStore.open(library.store, read_only=True) as store:
+        threaded = region_check("near", None, space, store.indexed_root(), threads=3)
+        assert threaded is not None
+        again = find_duplicates(
+            store, near(library), hash_rule=HASH_RULES["near"]["whitened"], regions=threaded
+        )
+    assert [[m.path for m in group.members] for group in again.groups] == groups  # files read on 3 threads
+    assert threaded.pairs_checked == check.pairs_checked and threaded.pairs_linked == check.pairs_linked
 
 
 def test_the_region_check_skips_files_that_are_gone_or_changed(library: Library, tmp_path: Path) -> None:

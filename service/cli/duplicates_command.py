@@ -7,6 +7,7 @@ suggested keeper into a review folder, for the user to read and run.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import asdict
 from datetime import datetime
@@ -76,7 +77,9 @@ def duplicates(
         limit = resolve_threshold(preset, threshold, opened.distance_space)
         hash_rule = resolve_hash_rule(preset, threshold, opened.distance_space)
         root = opened.indexed_root()
-        regions = region_check(preset, threshold, opened.distance_space, root, check_files)
+        regions = region_check(
+            preset, threshold, opened.distance_space, root, check_files, threads=os.cpu_count() or 1
+        )
         with progress_bar("img", stderr=True) as bar:
             task = bar.add_task("searching", total=opened.vector_count, status="")
             if regions is not None:
