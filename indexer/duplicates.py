@@ -10,7 +10,9 @@ latent distance under a tighter threshold, or pHashes within a few bits of one o
 latent neighbours that is also loosely near in latent space. A crop, a caption strip or a small rotation
 moves the 64-px latent further than it moves the hashes of the whole or of the regions it spares, while
 neighbouring crops and burst frames differ in both; images indexed before hashes were kept fall back to
-the latent threshold alone.
+the latent threshold alone. A preset's region check (`RegionCheck`, `indexer.region_links`) then reads the
+files of each image's nearest neighbours that are still apart and links those where one picture lies
+inside the other (`indexer.region_match`): the crops and captions that both signals miss.
 
 Groups are the connected parts of those links, found without an
 all-pairs matrix: a FAISS range search at the threshold, in batches, over the library's vectors (exact up

@@ -84,6 +84,8 @@ class RegionCheck:
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+            self._cache.clear()  # a report keeps its check (the counts): not the features
+            self._cached_bytes = 0
             self.seconds += time.perf_counter() - started
 
     def linked_to(self, store: LatentStore, image_id: int, others: np.ndarray) -> list[int]:
