@@ -69,7 +69,7 @@ from bench.pair_metrics import (
 )
 from bench.pixel_baseline import PCA_DIMS, PIXEL_SIZES, PixelPCA, to_pixels
 from bench.region_rule_calibration import (
-    MAX_DISTANCES,
+    GUARD_FACTORS,
     calibrate_region_rule,
     neighbour_pairs,
     pair_overlaps,
@@ -164,26 +164,36 @@ def run(
         for space, method in (("whitened", VAE_WHITENED), ("cosine", VAE_COSINE))
     }
     started = time.perf_counter()
-    neighbours = neighbour_pairs(whitened, used, a, b)
-    checked = neighbours & (distances[VAE_WHITENED] <= max(MAX_DISTANCES))
+    spaces = {"whitened": (VAE_WHITENED, whitened), "cosine": (VAE_COSINE, raw_mu)}
+    neighbours = {space: neighbour_pairs(vectors, used, a, b) for space, (_, vectors) in spaces.items()}
+    loose = {
+        space: methods[method]["presets"]["similar"]["threshold"] for space, (method, _) in spaces.items()
+    }
+    checked = np.zeros(len(a), bool)
+    for space, (method, _) in spaces.items():
+        checked |= neighbours[space] & (distances[method] <= max(GUARD_FACTORS) * loose[space])
     overlaps = pair_overlaps(rendered.features, a, b, checked)
     seconds["region_check"] = time.perf_counter() - started
     region_rules = {
-        preset: calibrate_region_rule(
-            _hash_decision(hash_rules["whitened"][preset], distances[VAE_WHITENED], kept_bits),
-            distances[VAE_WHITENED],
-            neighbours,
-            overlaps,
-            labels,
-            min_precision,
-        )
-        for preset, min_precision in PRESET_PRECISION.items()
+        space: {
+            preset: calibrate_region_rule(
+                _hash_decision(hash_rules[space][preset], distances[method], kept_bits),
+                distances[method],
+                neighbours[space],
+                overlaps,
+                labels,
+                min_precision,
+                loose[space],
+            )
+            for preset, min_precision in PRESET_PRECISION.items()
+        }
+        for space, (method, _) in spaces.items()
     }
     figure = QUICK_FIGURE if quick else FIGURE
     started = time.perf_counter()
-    draw_roc(methods, labels, figure, hash_rules["whitened"], region_rules)
+    draw_roc(methods, labels, figure, hash_rules["whitened"], region_rules["whitened"])
     seconds["figure"] = time.perf_counter() - started
-    near = region_rules["near"]["held_out"]
+    near = region_rules["whitened"]["near"]["held_out"]
     phash_default = methods["phash"]["fixed"]["<=10"]["held_out"]
     goal = {
         **GOAL,
@@ -208,7 +218,7 @@ def run(
         },
         "hash_rules": hash_rules,
         "region_rules": {
-            "pairs_among_neighbours": int(neighbours.sum()),
+            "pairs_among_neighbours": {space: int(n.sum()) for space, n in neighbours.items()},
             "pairs_checked": int(checked.sum()),
             "pairs_per_second": round(int(checked.sum()) / max(seconds["region_check"], 1e-9), 1),
             **region_rules,
@@ -377,16 +387,17 @@ def format_result(result: dict[str, Any]) -> str:
         ["method / threshold", "threshold", "precision", "recall", "FPR", *NEGATIVE_KINDS],
         point_rows,
     )
-    regions = {p: r for p, r in result["region_rules"].items() if isinstance(r, dict) and r.get("reached")}
-    for preset, calibrated in regions.items():
-        rule = calibrated["rule"]
-        text = (
-            f"<= {rule['max_distance']:g}, {rule['min_inliers']} inl, {rule['min_contained']:g} in, "
-            f"{rule['min_agreement']:g} ncc"
-        )
-        point_rows.append(
-            _point_row(f"vae whitened + phash + regions {preset}", text, calibrated["held_out"])
-        )
+    for space in ("whitened", "cosine"):
+        for preset, calibrated in result["region_rules"][space].items():
+            if calibrated["reached"]:
+                rule = calibrated["rule"]
+                text = (
+                    f"<= {rule['max_distance']:.3f}, {rule['min_inliers']} inl, "
+                    f"{rule['min_contained']:g} in, {rule['min_agreement']:g} agr"
+                )
+                label = f"vae {space} + phash + regions {preset}"
+                point_rows.append(_point_row(label, text, calibrated["held_out"]))
+    regions = {p: r for p, r in result["region_rules"]["whitened"].items() if r["reached"]}
     two_signal = result["hash_rules"]["whitened"]
     shown = [
         *((f"+ regions {preset}", calibrated["held_out"]) for preset, calibrated in regions.items()),
@@ -425,8 +436,8 @@ def format_result(result: dict[str, Any]) -> str:
         ),
         "region check (`duplicates` reads the files of each image's nearest neighbours): "
         + ", ".join(
-            f"{preset}: distance <= {r['rule']['max_distance']:g}, >= {r['rule']['min_inliers']} RANSAC "
-            f"inliers, one frame >= {r['rule']['min_contained']:g} inside the other, aligned pixels' "
+            f"{preset}: distance <= {r['rule']['max_distance']:.3f}, >= {r['rule']['min_inliers']} RANSAC "
+            f"inliers, one frame >= {r['rule']['min_contained']:g} inside the other, aligned detail's "
             f"block NCC >= {r['rule']['min_agreement']:g}"
             for preset, r in regions.items()
         )

@@ -7,6 +7,8 @@ the render workers from the source-resolution picture, as the CLI finds them fro
 links on top of the preset's two-signal rule (`bench.hash_rule_calibration`), so the rule chosen is the
 one with the largest calibration recall of the combination at the preset's pair precision; ties go to the
 smaller distance, then the more inliers, the larger agreement and the larger containment asked for.
+Calibrated for both distance spaces a store can search in ("whitened", and "cosine" for a store too small
+to fit its whitening), with each space's own neighbours and loose distances.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from bench.pair_metrics import PairLabels, operating_point
 from latentdex.indexer.duplicates import HASH_NEIGHBOURS
 from latentdex.indexer.region_match import LocalFeatures, Overlap, overlap
 
-MAX_DISTANCES = (0.2, 0.282, 0.4, 0.6, 0.8, 1.0)
-MIN_INLIERS = (6, 8, 10, 12, 15, 20)
+GUARD_FACTORS = (2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 14.0)  # loose distances, in the space's `similar` thresholds
+# A floor these pairs cannot show: in a library, with many candidate pairs, RANSAC also fits chance
+# matches between different pictures (6-7 inliers with one frame inside the other, between generated
+# scenes of the tests' library); these pairs hold too few different pictures among neighbours for that.
+MIN_INLIERS = (10, 12, 15, 20)
 MIN_CONTAINED = (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98)
 MIN_AGREEMENT = (0.0, 0.3, 0.5, 0.7, 0.9)
 
@@ -66,14 +71,16 @@ def calibrate_region_rule(
     overlaps: np.ndarray,
     labels: PairLabels,
     min_precision: float,
+    loose: float,
 ) -> dict[str, Any]:
     """The best region rule over the `base` decision (True: linked by the two-signal rule) on the
-    calibration split, with its operating points on both splits."""
+    calibration split, with its operating points on both splits; its loose distance is one of
+    GUARD_FACTORS times `loose` (the space's own `similar` threshold)."""
     cal = labels.calibration
     positive = labels.positive[cal]
     inliers, contained, agreement = overlaps[:, 0], overlaps[:, 1], overlaps[:, 2]
     best: tuple[Any, ...] | None = None
-    for max_distance in MAX_DISTANCES:
+    for max_distance in (round(loose * factor, 4) for factor in GUARD_FACTORS):
         candidate = neighbours & (distance <= max_distance)
         for min_inliers in MIN_INLIERS:
             for min_contained in MIN_CONTAINED:

@@ -96,10 +96,10 @@ HASH_RULES: dict[str, dict[str, HashRule]] = {
 
 # The region check of each preset (`indexer.region_match`): a pair among one image's HASH_NEIGHBOURS
 # nearest within `max_distance` is linked when its files show one picture inside the other. Calibrated by
-# the same benchmark on top of the rules above, for the "whitened" space the presets are fitted in.
+# the same benchmark on top of the rules above, in both spaces.
 REGION_RULES: dict[str, dict[str, RegionRule]] = {
-    "near": {"whitened": RegionRule(0.6, 6, 0.95, 0.0)},
-    "similar": {"whitened": RegionRule(0.6, 8, 0.97, 0.0)},
+    "near": {"whitened": RegionRule(0.704, 10, 0.97, 0.0), "cosine": RegionRule(0.138, 10, 0.97, 0.0)},
+    "similar": {"whitened": RegionRule(0.704, 10, 0.97, 0.0), "cosine": RegionRule(0.138, 10, 0.97, 0.0)},
 }
 
 

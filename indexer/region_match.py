@@ -67,7 +67,7 @@ class Overlap:
     the other does (1: wholly; the share of its area); and how well their detail agrees once aligned (the
     median over blocks of the overlap of the normalised cross-correlation of the pictures less their
     blur: brightness and contrast changes cancel, two different smooth gradients do not agree, a caption
-    strip spoils only its blocks; -1 where nothing could be compared)."""
+    strip spoils only its blocks; 0 where the overlap has no detail to compare, -1 without a transform)."""
 
     inliers: int
     contained: float
@@ -148,7 +148,7 @@ def overlap(first: LocalFeatures, second: LocalFeatures) -> Overlap:
 def _agreement(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
     """`second`'s small grey warped onto `first`'s by `transform` (fitted between the VERIFY_SIDE
     pictures); the median over CHECK_GRID x CHECK_GRID blocks of their detail's correlation where they
-    overlap, away from the frame's edge; -1 where no block has detail to compare."""
+    overlap, away from the frame's edge; 0 (no say) where no block has detail to compare."""
     to_first = first.grey.shape[1] / first.size[1]
     from_second = second.grey.shape[1] / second.size[1]
     warp = np.zeros((2, 3), np.float32)
@@ -182,7 +182,7 @@ def _agreement(first: LocalFeatures, second: LocalFeatures, transform: np.ndarra
                 scores.append(0.0)
                 continue
             scores.append(float((one * other).mean() / (spread_one * spread_other)))
-    return float(np.median(scores)) if scores else -1.0
+    return float(np.median(scores)) if scores else 0.0
 
 
 def _detail(grey: np.ndarray) -> np.ndarray:
