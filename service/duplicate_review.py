@@ -116,7 +116,10 @@ class DuplicateReview:
     def _regions(self, store: LatentStore, options: DuplicateOptions, space: str) -> RegionCheck | None:
         root = store.indexed_root() if options.check_files else None
         max_pixels = self.engine.limits.max_image_pixels
-        return region_check(options.preset, options.threshold, space, root, options.check_files, max_pixels)
+        check = region_check(options.preset, options.threshold, space, root, options.check_files, max_pixels)
+        if check is not None:  # a cancelled or timed-out call stops reading files too
+            check.progress = lambda done, total: stop_if_abandoned()
+        return check
 
     def _cached(self, key: str) -> DuplicateReport | None:
         with self._lock:
