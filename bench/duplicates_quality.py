@@ -77,6 +77,7 @@ from bench.region_rule_calibration import (
 from bench.report import table
 from bench.retrieval_items import SEED
 from bench.roc_figure import draw_roc
+from latentdex.indexer.duplicates import HashRule
 from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.whitening import DUPLICATE_POWER, Whitening
 from latentdex.models.checkpoint import load_model
@@ -237,9 +238,7 @@ def _hash_decision(calibrated: dict[str, Any], distance: np.ndarray, bits: np.nd
     """Which pairs a calibrated two-signal rule links (none if it reached no rule)."""
     if not calibrated["reached"]:
         return np.zeros(len(distance), bool)
-    rule = calibrated["rule"]
-    by_hash = (bits <= rule["max_bits"]) & (distance <= rule["max_distance"])
-    return (distance <= rule["latent_threshold"]) | by_hash
+    return HashRule(**calibrated["rule"]).links(distance, bits)
 
 
 def select_sources(raw: Path) -> tuple[list[PairSource], list[str]]:

@@ -64,12 +64,15 @@ class RegionCheck:
                 chunk = pairs[start : start + RECORD_CHUNK]
                 hits = store.hits(np.unique(chunk).tolist(), with_latents=False)
                 records = {image_id: record for image_id, (record, _) in hits.items()}
+                todo = [
+                    (a, b) for a, b in chunk.tolist() if a in records and b in records and not linked(a, b)
+                ]
                 if pool is not None:
-                    self._prefetch(pool, chunk, records, linked)
-                for done, (a, b) in enumerate(chunk.tolist(), start):
+                    self._prefetch(pool, todo, records)
+                for done, (a, b) in enumerate(todo):
                     if self.progress is not None and done % PROGRESS_EVERY == 0:
-                        self.progress(done, len(pairs))
-                    if a not in records or b not in records or linked(a, b):
+                        self.progress(start + done, len(pairs))
+                    if linked(a, b):  # joined since by a link found earlier in the chunk
                         continue
                     one = self._features(records[a])
                     other = self._features(records[b]) if one is not None else None
@@ -94,20 +97,10 @@ class RegionCheck:
         return [b if a == image_id else a for a, b in found]
 
     def _prefetch(
-        self,
-        pool: ThreadPoolExecutor,
-        chunk: np.ndarray,
-        records: dict[int, ImageRecord],
-        linked: Callable[[int, int], bool],
+        self, pool: ThreadPoolExecutor, todo: list[tuple[int, int]], records: dict[int, ImageRecord]
     ) -> None:
-        """Read, on the pool's threads, the files of the chunk's pairs still to check that are not cached."""
-        wanted = {
-            image_id
-            for a, b in chunk.tolist()
-            if a in records and b in records and not linked(a, b)
-            for image_id in (a, b)
-            if image_id not in self._cache
-        }
+        """Read, on the pool's threads, the files of the pairs to check that are not cached."""
+        wanted = {image_id for pair in todo for image_id in pair if image_id not in self._cache}
         chosen = [records[image_id] for image_id in sorted(wanted)]
         for record, features in zip(chosen, pool.map(self.features_of, chosen), strict=True):
             self._remember(record, features)

@@ -79,8 +79,8 @@ NO_OVERLAP = Overlap(0, 0.0)
 
 @dataclass(frozen=True)
 class RegionRule:
-    """Links a candidate pair within `max_distance` whose `Overlap` has at least `min_inliers` inliers and
-    `min_contained` containment."""
+    """Links a candidate pair within `max_distance` whose `Overlap` has at least `min_inliers` inliers,
+    `min_contained` containment and `min_agreement` agreement."""
 
     max_distance: float
     min_inliers: int
@@ -96,7 +96,8 @@ class RegionRule:
 
 
 def local_features(pixels: np.ndarray) -> LocalFeatures:
-    """An (H, W, 3) or (H, W) uint8 picture's ORB features on its grey, at most VERIFY_SIDE-px version."""
+    """An (H, W, 3) or (H, W) uint8 picture's ORB features on its grey scaled to VERIFY_SIDE px (its
+    longer side), and its grey at CHECK_SIDE px."""
     picture = Image.fromarray(np.ascontiguousarray(pixels)).convert("L")
     grey = _scaled(picture, VERIFY_SIDE)
     equalised = cv2.createCLAHE(_CLAHE_CLIP, _CLAHE_TILES).apply(np.asarray(grey, dtype=np.uint8))
@@ -135,11 +136,12 @@ def overlap(first: LocalFeatures, second: LocalFeatures) -> Overlap:
     )
     if transform is None or inliers is None:
         return NO_OVERLAP
+    inverse = cv2.invertAffineTransform(transform)
     second_in_first = _share_inside(_mapped(second.size, transform), first.size)
-    first_in_second = _share_inside(_mapped(first.size, cv2.invertAffineTransform(transform)), second.size)
+    first_in_second = _share_inside(_mapped(first.size, inverse), second.size)
     # compared on the coarser picture's grid: the finer one is shrunk onto it, not blown up
     if abs(float(np.linalg.det(transform[:, :2]))) > 1.0:
-        agreement = _agreement(second, first, cv2.invertAffineTransform(transform))
+        agreement = _agreement(second, first, inverse)
     else:
         agreement = _agreement(first, second, transform)
     return Overlap(int(inliers.sum()), max(second_in_first, first_in_second), agreement)

@@ -181,7 +181,7 @@ class DuplicateHashRule:
 class DuplicateRegionRule:
     """A pair where one image is among the other's nearest, at most `max_distance` apart, is a duplicate
     when their files show one picture inside the other: at least `min_inliers` RANSAC inliers, one frame
-    at least `min_contained` inside the other, aligned pixels correlating by at least `min_agreement`."""
+    at least `min_contained` inside the other, the aligned detail correlating by at least `min_agreement`."""
 
     max_distance: float
     min_inliers: int

@@ -72,7 +72,6 @@ class DuplicateReview:
             space = store.distance_space
             threshold = resolve_threshold(options.preset, options.threshold, space)
             hash_rule = resolve_hash_rule(options.preset, options.threshold, space)
-            regions = self._regions(store, options, space)
             key = _answer_key(store.info.updated_at.isoformat(), store.folder, threshold, options)
             start = _token_offset(page_token, key)
             report = self._cached(key)
@@ -83,7 +82,7 @@ class DuplicateReview:
                     options.where,
                     progress=lambda done, total: stop_if_abandoned(),
                     hash_rule=hash_rule,
-                    regions=regions,
+                    regions=self._regions(store, options, space),
                 )
                 self._remember(key, report)
         groups = report.groups[start : start + size]
@@ -114,9 +113,9 @@ class DuplicateReview:
         return DuplicatePage(groups, "", len(groups), in_groups, 1, threshold, space, hash_rule, region_rule)
 
     def _regions(self, store: LatentStore, options: DuplicateOptions, space: str) -> RegionCheck | None:
-        root = store.indexed_root() if options.check_files else None
+        root = store.indexed_root() if options.check_files else None  # no catalog read when unused
         max_pixels = self.engine.limits.max_image_pixels
-        check = region_check(options.preset, options.threshold, space, root, options.check_files, max_pixels)
+        check = region_check(options.preset, options.threshold, space, root, max_pixels=max_pixels)
         if check is not None:  # a cancelled or timed-out call stops reading files too
             check.progress = lambda done, total: stop_if_abandoned()
         return check
