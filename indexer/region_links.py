@@ -6,7 +6,9 @@ finds their local features and keeps the pairs where one picture is a region of 
 (`indexer.region_match`). Which file belongs to a record is the caller's to say (`FeatureSource`: the
 CLI and the server look under the indexed folder and skip a file changed since it was indexed); an image
 whose file cannot be read is left to the other rules. Features are kept for the run in a cache bounded
-by bytes, and pairs are visited grouped by image so that each file is read about once.
+by bytes, and pairs are visited grouped by image so that each file is read about once. With `remember`,
+what a pair's files gave is kept in the store's catalog by their content hashes (`indexer.region_memory`),
+and a later run reads only the files of pairs it has not seen.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latentdex.indexer.catalog import ImageRecord
-from latentdex.indexer.region_match import LocalFeatures, RegionRule, overlap
+from latentdex.indexer.region_match import LocalFeatures, Overlap, RegionRule, overlap
+from latentdex.indexer.region_memory import PairKey, pair_key
 from latentdex.indexer.store import LatentStore
 
 FeatureSource = Callable[[ImageRecord], LocalFeatures | None]
@@ -38,7 +41,9 @@ class RegionCheck:
     cache_bytes: int = CACHE_BYTES
     progress: Callable[[int, int], None] | None = None  # (candidate pairs done, in all), now and then
     threads: int = 1  # files read at once (decoding and ORB release the GIL)
+    remember: bool = False  # keep what pairs gave in the store's catalog, and reuse what it kept
     pairs_checked: int = 0
+    pairs_remembered: int = 0  # pairs answered from what an earlier run kept, without reading files
     pairs_linked: int = 0
     files_read: int = 0
     files_unreadable: int = 0
@@ -58,20 +63,35 @@ class RegionCheck:
         started = time.perf_counter()
         pairs = np.unique(np.sort(np.c_[first, second].astype(np.int64), axis=1), axis=0)
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        memory = store.region_memory if self.remember else None
         pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         try:
             for start in range(0, len(pairs), RECORD_CHUNK):
+                if self.progress is not None:
+                    self.progress(start, len(pairs))
                 chunk = pairs[start : start + RECORD_CHUNK]
                 hits = store.hits(np.unique(chunk).tolist(), with_latents=False)
                 records = {image_id: record for image_id, (record, _) in hits.items()}
                 todo = [
                     (a, b) for a, b in chunk.tolist() if a in records and b in records and not linked(a, b)
                 ]
+                keys = {pair: _key(records[pair[0]], records[pair[1]]) for pair in todo}
+                known = memory.recall(key for key in keys.values() if key) if memory else {}
+                # Remembered pairs first: the links they make spare reading the files of pairs they join.
+                for a, b in todo:
+                    result = known.get(keys[a, b]) if keys[a, b] else None
+                    if result is not None and not linked(a, b):
+                        self.pairs_remembered += 1
+                        if self.rule.links(result):
+                            self.pairs_linked += 1
+                            yield a, b
+                fresh = [(a, b) for a, b in todo if keys[a, b] not in known and not linked(a, b)]
+                found: dict[PairKey, Overlap] = {}
                 if pool is not None:
-                    self._prefetch(pool, todo, records)
-                for done, (a, b) in enumerate(todo):
+                    self._prefetch(pool, fresh, records)
+                for done, (a, b) in enumerate(fresh):
                     if self.progress is not None and done % PROGRESS_EVERY == 0:
-                        self.progress(start + done, len(pairs))
+                        self.progress(start + len(todo) - len(fresh) + done, len(pairs))
                     if linked(a, b):  # joined since by a link found earlier in the chunk
                         continue
                     one = self._features(records[a])
@@ -79,9 +99,14 @@ class RegionCheck:
                     if one is None or other is None:
                         continue
                     self.pairs_checked += 1
-                    if self.rule.links(overlap(one, other)):
+                    result = overlap(one, other)
+                    if keys[a, b]:
+                        found[keys[a, b]] = result
+                    if self.rule.links(result):
                         self.pairs_linked += 1
                         yield a, b
+                if memory is not None:
+                    memory.remember(found)
             if self.progress is not None:
                 self.progress(len(pairs), len(pairs))
         finally:
@@ -123,3 +148,10 @@ class RegionCheck:
             _, dropped = self._cache.popitem(last=False)
             self._cached_bytes -= 0 if dropped is None else dropped.nbytes
         return features
+
+
+def _key(first: ImageRecord, second: ImageRecord) -> PairKey | None:
+    """The remembered pair's key: both files' content hashes (None if one has none)."""
+    if not first.content_hash or not second.content_hash:
+        return None
+    return pair_key(first.content_hash, second.content_hash)

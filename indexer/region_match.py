@@ -45,6 +45,13 @@ FLAT_DEVIATION = 1.0  # grey levels: a block this even in both pictures has no s
 MIN_DETECT_SIDE = 64  # a thinner picture (a 1-px line, a sliver) has no room for ORB's patches
 _CLAHE_CLIP = 2.0
 _CLAHE_TILES = (8, 8)
+# What an Overlap depends on besides the two files: a remembered one (`indexer.region_memory`) from other
+# settings is not reused. Bump the version when the method changes in a way these numbers do not show.
+METHOD = (
+    f"orb1-side{VERIFY_SIDE}-n{MAX_FEATURES}-fast{FAST_THRESHOLD}-ratio{RATIO}-min{MIN_MATCHES}"
+    f"-ransac{RANSAC_PIXELS}-check{CHECK_SIDE}-sigma{DETAIL_SIGMA}-grid{CHECK_GRID}-flat{FLAT_DEVIATION}"
+    f"-clahe{_CLAHE_CLIP}"
+)
 
 
 @dataclass(frozen=True)

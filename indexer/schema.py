@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_REVISION = "0001"
-HEAD_REVISION = "0005"  # the newest migration in migrations/versions (tests hold it to Alembic's head)
+HEAD_REVISION = "0006"  # the newest migration in migrations/versions (tests hold it to Alembic's head)
 _VERSION_TABLE = "alembic_version"
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -105,6 +105,9 @@ from latentdex.indexer.vectors import (
 )
 from latentdex.indexer.whitening import STORE_METRICS, Whitening, needs_fit
 from latentdex.indexer.whitening import describe as describe_whitening
+
+if TYPE_CHECKING:
+    from latentdex.indexer.region_memory import OverlapMemory
 
 __all__ = [
     "ImageRecord",
@@ -214,6 +217,7 @@ class LatentStore:
         self.max_index_bytes = int(meta["max_index_bytes"]) if meta["max_index_bytes"] else None
         self._whitening_unsaved = False
         self._directions: DirectionBook | None = None
+        self._region_memory: OverlapMemory | None = None
         self._image_columns: frozenset[str] | None = None  # the catalog's image columns, read once
 
     @classmethod
@@ -1027,6 +1031,17 @@ class LatentStore:
         if self._directions is None:
             self._directions = DirectionBook(self._catalog)
         return self._directions
+
+    @property
+    def region_memory(self) -> OverlapMemory:
+        """What the duplicate finder's region check found for pairs of files, kept in this store's
+        catalog (writable even when the store is opened read-only: see `indexer.region_memory`)."""
+        # imported here: it needs OpenCV, which opening a store for anything else should not load
+        from latentdex.indexer.region_memory import OverlapMemory
+
+        if self._region_memory is None:
+            self._region_memory = OverlapMemory(self._catalog)
+        return self._region_memory
 
     def whitening_summary(self) -> str:
         """One line on the whitening a "whitened" store searches with, and when it refits."""

@@ -41,10 +41,12 @@ def region_check(
     check_files: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     threads: int = 1,
+    remember: bool = False,
 ) -> RegionCheck | None:
-    """The preset's region check over the files under `root`, reading `threads` files at once; None when
-    asked not to read files, for an explicit threshold or "exact", or without an indexed folder."""
+    """The preset's region check over the files under `root`, reading `threads` files at once and, with
+    `remember`, keeping what pairs gave in the store's catalog for later runs; None when asked not to
+    read files, for an explicit threshold or "exact", or without an indexed folder."""
     rule = resolve_region_rule(preset, threshold, space)
     if not check_files or rule is None or root is None:
         return None
-    return RegionCheck(rule, indexed_file_features(root, max_pixels), threads=threads)
+    return RegionCheck(rule, indexed_file_features(root, max_pixels), threads=threads, remember=remember)

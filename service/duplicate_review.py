@@ -115,7 +115,9 @@ class DuplicateReview:
     def _regions(self, store: LatentStore, options: DuplicateOptions, space: str) -> RegionCheck | None:
         root = store.indexed_root() if options.check_files else None  # no catalog read when unused
         max_pixels = self.engine.limits.max_image_pixels
-        check = region_check(options.preset, options.threshold, space, root, max_pixels=max_pixels)
+        check = region_check(
+            options.preset, options.threshold, space, root, max_pixels=max_pixels, remember=True
+        )
         if check is not None:  # a cancelled or timed-out call stops reading files too
             check.progress = lambda done, total: stop_if_abandoned()
         return check

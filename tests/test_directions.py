@@ -65,6 +65,7 @@ def test_a_catalog_from_before_directions_says_how_to_migrate_and_a_writable_ope
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
         db.execute("ALTER TABLE images DROP COLUMN region_hashes")
         db.execute("ALTER TABLE images DROP COLUMN alignment_thumbnail")
+        db.execute("DROP TABLE region_overlaps")
         db.execute("UPDATE alembic_version SET version_num = '0001'")
     direction = new_direction("warmer", "vae-a", np.ones(DIM), "probe", None, (1, 1))
     with LatentStore.open(folder, read_only=True) as reader:

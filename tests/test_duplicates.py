@@ -386,6 +386,9 @@ def test_the_rpc_pages_through_every_group(served: RunningServer, library: Libra
         assert first.region_rule.min_agreement == pytest.approx(region.min_agreement)
         latent_and_hashes = client.find_duplicates(check_files=False)
         assert latent_and_hashes.total_groups == NEAR_GROUPS and latent_and_hashes.region_rule is None
+    with sqlite3.connect(library.store / "catalog.sqlite") as catalog:  # the server kept what pairs gave
+        assert catalog.execute("SELECT count(*) FROM region_overlaps").fetchone()[0] >= len(REGION_GROUPS)
+    with connect(f"127.0.0.1:{served.port}") as client:
         assert first.threshold == pytest.approx(PRESETS["near"]["whitened"])
         rule = HASH_RULES["near"]["whitened"]
         assert first.hash_rule is not None and first.hash_rule.max_bits == rule.max_bits
@@ -462,8 +465,10 @@ def test_the_cli_prints_json_draws_a_sheet_and_writes_a_script_that_moves_only_c
     library: Library, tmp_path: Path
 ) -> None:
     sheet, script = tmp_path / "groups.png", tmp_path / "review.sh"
+    store = tmp_path / "store"  # a copy: what the region check keeps in the catalog is this test's own
+    shutil.copytree(library.store, store)
     result = runner.invoke(
-        app, ["duplicates", str(library.store), "--json", "--sheet", str(sheet), "--emit-script", str(script)]
+        app, ["duplicates", str(store), "--json", "--sheet", str(sheet), "--emit-script", str(script)]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -473,6 +478,17 @@ def test_the_cli_prints_json_draws_a_sheet_and_writes_a_script_that_moves_only_c
     assert regions["rule"] == asdict(REGION_RULES["near"]["whitened"])
     assert regions["pairs_linked"] >= len(REGION_GROUPS) and regions["files_unreadable"] == 0
     assert regions["files_read"] <= 2 * regions["pairs_checked"]  # each file read once for the run
+    again = runner.invoke(app, ["duplicates", str(store), "--json"])
+    assert again.exit_code == 0, again.output
+    remembered = json.loads(again.stdout)
+    assert remembered["groups"] == report["groups"]  # the same groups, from what the first run kept
+    assert remembered["region_check"]["pairs_checked"] == 0 and remembered["region_check"]["files_read"] == 0
+    assert (
+        remembered["region_check"]["pairs_remembered"]
+        == regions["pairs_checked"] + regions["pairs_remembered"]
+    )
+    text = runner.invoke(app, ["duplicates", str(store)])
+    assert text.exit_code == 0 and "known from earlier runs" in text.output
     assert report["groups"][0]["keeper"] == library.id("copies/scene-000.jpg")
     assert Image.open(sheet).size[1] > 3 * 128
     photos = tmp_path / "photos"

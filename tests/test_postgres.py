@@ -24,12 +24,14 @@ from postgres_support import PostgresServer, start_postgres
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
-import latentdex.indexer.directions  # noqa: F401  (the directions table on the models' metadata)
+import latentdex.indexer.directions  # the directions table on the models' metadata
+import latentdex.indexer.region_memory  # noqa: F401  (and the region check's remembered pairs)
 from latentdex.errors import StoreError
 from latentdex.indexer import schema
 from latentdex.indexer.catalog import Base
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.region_match import Overlap
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
@@ -179,6 +181,17 @@ def test_the_migrations_build_what_the_models_describe_in_postgres(
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_the_region_check_s_memory_lives_in_postgres(postgres: PostgresServer, tmp_path: Path) -> None:
+    url = postgres.new_database()
+    first, second = "a" * 64, "b" * 64
+    LatentStore.create(tmp_path / "store", model_id="vae-a", latent_dim=4, database=url).close()
+    with LatentStore.open(tmp_path / "store", read_only=True) as reader:  # a server's, or `duplicates`
+        reader.region_memory.remember({(first, second): Overlap(30, 1.0, 0.7)})
+        reader.region_memory.remember({(first, second): Overlap(12, 0.98, 0.4)})  # checked again
+    with LatentStore.open(tmp_path / "store", read_only=True) as reader:
+        assert reader.region_memory.recall([(first, second)]) == {(first, second): Overlap(12, 0.98, 0.4)}
 
 
 def test_an_indexer_killed_mid_run_leaves_a_postgres_store_the_next_run_completes(

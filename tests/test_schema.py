@@ -14,7 +14,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-import latentdex.indexer.directions  # noqa: F401  (registers the directions table on the models' metadata)
+import latentdex.indexer.directions  # registers the directions table on the models' metadata
+import latentdex.indexer.region_memory  # noqa: F401  (and the region check's remembered pairs)
 from latentdex.errors import StoreError
 from latentdex.indexer import schema
 from latentdex.indexer.catalog import Base, ImageRecord
@@ -25,7 +26,7 @@ def test_a_new_store_is_at_the_head_revision_and_matches_the_models(tmp_path: Pa
     LatentStore.create(tmp_path / "store", model_id="vae-a", latent_dim=4).close()
     engine = create_engine(f"sqlite:///{tmp_path / 'store' / 'catalog.sqlite'}")
     try:
-        assert schema.current_revision(engine) == schema.head_revision() == "0005"
+        assert schema.current_revision(engine) == schema.head_revision() == "0006"
         with engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         # SQLite reports no server-side details that differ; anything listed is a real drift
@@ -40,6 +41,7 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
     with sqlite3.connect(folder / "catalog.sqlite") as db:  # as the first builds left it
         db.execute("DROP TABLE alembic_version")
         db.execute("DROP TABLE directions")
+        db.execute("DROP TABLE region_overlaps")
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
         db.execute("ALTER TABLE images DROP COLUMN region_hashes")
         db.execute("ALTER TABLE images DROP COLUMN alignment_thumbnail")
@@ -50,7 +52,7 @@ def test_a_catalog_made_before_alembic_is_stamped_and_upgraded_on_a_writable_ope
         with LatentStore.open(folder) as store:
             assert store.verify().ok
         assert schema.current_revision(engine) == schema.head_revision()
-        assert inspect(engine).has_table("directions")
+        assert inspect(engine).has_table("directions") and inspect(engine).has_table("region_overlaps")
         columns = {column["name"] for column in inspect(engine).get_columns("images")}
         assert {"perceptual_hash", "region_hashes", "alignment_thumbnail"} <= columns
     finally:
@@ -80,6 +82,7 @@ def test_a_catalog_one_revision_behind_is_upgraded_and_one_ahead_is_refused(tmp_
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
         db.execute("ALTER TABLE images DROP COLUMN region_hashes")
         db.execute("ALTER TABLE images DROP COLUMN alignment_thumbnail")
+        db.execute("DROP TABLE region_overlaps")
         db.execute("UPDATE alembic_version SET version_num = '0001'")
     with LatentStore.open(folder) as store:
         assert store.verify().ok
@@ -107,6 +110,7 @@ def test_a_catalog_before_perceptual_hashes_is_read_as_it_is_and_has_none(tmp_pa
         db.execute("ALTER TABLE images DROP COLUMN perceptual_hash")
         db.execute("ALTER TABLE images DROP COLUMN region_hashes")
         db.execute("ALTER TABLE images DROP COLUMN alignment_thumbnail")
+        db.execute("DROP TABLE region_overlaps")
         db.execute("UPDATE alembic_version SET version_num = '0002'")
     with LatentStore.open(folder, read_only=True) as store:  # a server: it reads, it does not migrate
         assert [r.path for r in store.get([image_id])] == ["a.jpg"]

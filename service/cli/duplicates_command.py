@@ -61,7 +61,8 @@ def duplicates(
         bool,
         typer.Option(
             help="Read the files of candidate pairs to find crops, captions and borders (the presets' "
-            "region check); --no-check-files: latents and hashes alone."
+            "region check; what pairs gave is kept in the catalog, so a later run reads only the files of "
+            "new pairs); --no-check-files: latents and hashes alone."
         ),
     ] = True,
 ) -> None:
@@ -78,7 +79,13 @@ def duplicates(
         hash_rule = resolve_hash_rule(preset, threshold, opened.distance_space)
         root = opened.indexed_root()
         regions = region_check(
-            preset, threshold, opened.distance_space, root, check_files, threads=os.cpu_count() or 1
+            preset,
+            threshold,
+            opened.distance_space,
+            root,
+            check_files,
+            threads=os.cpu_count() or 1,
+            remember=True,
         )
         with progress_bar("img", stderr=True) as bar:
             task = bar.add_task("searching", total=opened.vector_count, status="")
@@ -153,6 +160,7 @@ def _region_json(report: DuplicateReport) -> dict[str, Any] | None:
     return {
         "rule": asdict(check.rule),
         "pairs_checked": check.pairs_checked,
+        "pairs_remembered": check.pairs_remembered,
         "pairs_linked": check.pairs_linked,
         "files_read": check.files_read,
         "files_unreadable": check.files_unreadable,
@@ -196,8 +204,9 @@ def _print_report(report: DuplicateReport, preset: str, space: str) -> None:
     check = report.regions
     if check is not None:
         limit += (
-            f"; region check: {check.pairs_checked} candidate pairs compared by their files, "
-            f"{check.pairs_linked} linked ({check.seconds:.1f} s"
+            f"; region check: {check.pairs_checked} candidate pairs compared by their files"
+            + (f", {check.pairs_remembered} known from earlier runs" if check.pairs_remembered else "")
+            + f", {check.pairs_linked} linked ({check.seconds:.1f} s"
             + (f", {check.files_unreadable} files not readable" if check.files_unreadable else "")
             + ")"
         )
