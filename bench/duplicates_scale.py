@@ -26,6 +26,14 @@ in memory; `linked_pairs` (IVF above EXACT_RANGE_MAX vectors) is compared with a
 pair recall (exact pairs found directly), pair recall through groups (exact pairs whose images end in one
 group), and group recall (exact groups found exactly), at the "near" and "similar" thresholds.
 
+The region check, remembered (stores up to REMEMBERED_MAX images): the synthetic images have no files,
+so the check's first run cannot be measured here (`bench.duplicates_files` measures it on real files).
+What is measured is a later run, whose every candidate pair the catalog remembers
+(`indexer.region_memory`): the candidates of one run are collected (the check's `links` wrapped, bench
+only), a "no overlap" row (the truth for unrelated synthetic images) is kept for each, and then
+`find_duplicates` with the pHash rule and the remembering region check is timed; a file read would fail
+the run. Baseline in the same run: the two-signal run without the check.
+
 Memory: `bench.memory.PeakMemory` (this process's VmHWM, reset through /proc/self/clear_refs at the start)
 minus VmRSS just before: what find_duplicates adds on top of the open store.
 
@@ -54,6 +62,7 @@ from bench.memory import PeakMemory
 from bench.report import table
 from bench.synthetic_latents import LatentMixture
 from latentdex.indexer import duplicates
+from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.duplicates import (
     BATCH,
     EXACT_RANGE_MAX,
@@ -62,8 +71,12 @@ from latentdex.indexer.duplicates import (
     find_duplicates,
     linked_pairs,
     resolve_hash_rule,
+    resolve_region_rule,
     resolve_threshold,
 )
+from latentdex.indexer.region_links import RegionCheck
+from latentdex.indexer.region_match import NO_OVERLAP, LocalFeatures
+from latentdex.indexer.region_memory import pair_key
 from latentdex.indexer.store import CATALOG_FILE, LatentStore
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
 
@@ -76,6 +89,7 @@ QUICK_SIZES = (10_000,)
 PHASES = ("catalog", "read_vectors", "read_hashes", "range_search", "union_groups")
 PROGRESS_STEPS = 10  # progress lines per store above PROGRESS_ABOVE images
 PROGRESS_ABOVE = 100_000
+REMEMBERED_MAX = 100_000  # the synthetic mixture gives ~10 candidate pairs an image: 1M rows at 100k
 PLANTED_BASES = 3000
 PLANTED_SEED = 7
 
@@ -146,6 +160,10 @@ def measure_store(store: LatentStore) -> dict[str, Any]:
         row["find_two_signals"] = timed_find(store, threshold, f"{label}, two signals", rule)
         seconds = row["find_two_signals"]["seconds"]
         print(f"{NAME}: {label}: find_duplicates with pHash {seconds:.1f} s", flush=True)
+        if n <= REMEMBERED_MAX:
+            row["find_remembered"] = remembered_check(store, threshold, rule)
+            seconds = row["find_remembered"]["seconds"]
+            print(f"{NAME}: {label}: with the region check, remembered {seconds:.1f} s", flush=True)
     row["bare"] = bare_range(store, threshold)
     print(f"{NAME}: {label}: bare range search {row['bare']['seconds']:.1f} s", flush=True)
     row["ratio_to_bare"] = row["find"]["seconds"] / row["bare"]["seconds"]
@@ -223,6 +241,50 @@ def timed_find(
         "peak_over_before_mib": peak["self_peak_mib"] - rss_before,
         "memory": peak,
     }
+
+
+def remembered_check(store: LatentStore, threshold: float, hash_rule: HashRule) -> dict[str, Any]:
+    """find_duplicates with the pHash rule and a region check whose every candidate pair the catalog
+    remembers (kept first as "no overlap": the synthetic images are unrelated and have no files)."""
+    region_rule = resolve_region_rule(PRESET, None, store.distance_space)
+    assert region_rule is not None
+    collecting = RegionCheck(region_rule, _no_file)
+    candidates: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def collect(_store: LatentStore, first: np.ndarray, second: np.ndarray, *_: Any) -> Iterator[Any]:
+        candidates.append((first, second))
+        return iter(())
+
+    collecting.links = collect  # type: ignore[method-assign]
+    find_duplicates(store, threshold, hash_rule=hash_rule, regions=collecting)
+    [(first, second)] = candidates
+    pairs = np.unique(np.sort(np.c_[first, second].astype(np.int64), axis=1), axis=0)
+    began = time.perf_counter()
+    hashes = {record.id: record.content_hash for record in store.get(np.unique(pairs).tolist())}
+    keys = {pair_key(hashes[a], hashes[b]) for a, b in pairs.tolist() if hashes.get(a) and hashes.get(b)}
+    memory = store.region_memory
+    for start in range(0, len(keys), 100_000):
+        memory.remember(dict.fromkeys(sorted(keys)[start : start + 100_000], NO_OVERLAP))
+    kept_s = time.perf_counter() - began
+    check = RegionCheck(region_rule, _no_file, remember=True)
+    began = time.perf_counter()
+    report = find_duplicates(store, threshold, hash_rule=hash_rule, regions=check)
+    seconds = time.perf_counter() - began
+    if check.files_read:
+        raise RuntimeError(f"{check.files_read} files read: the memory did not answer every pair")
+    return {
+        "seconds": seconds,
+        "candidate_pairs": len(pairs),
+        "pairs_remembered": check.pairs_remembered,
+        "region_seconds": check.seconds,
+        "microseconds_per_pair": 1e6 * check.seconds / max(1, check.pairs_remembered),
+        "groups": len(report.groups),
+        "keep_rows_s": kept_s,
+    }
+
+
+def _no_file(record: ImageRecord) -> LocalFeatures | None:
+    raise RuntimeError(f"image {record.id} was read: a remembered run reads no file")
 
 
 def bare_range(store: LatentStore, threshold: float) -> dict[str, Any]:
@@ -412,6 +474,26 @@ def format_result(result: dict[str, Any]) -> str:
         f"(goal: {result['goal_n']:,} in <= {result['goal_s']:.0f} s)"
     )
     parts = [table(title, headers, rows)]
+    remembered = [
+        [
+            f"{r['n']:,}",
+            r["find_two_signals"]["seconds"],
+            r["find_remembered"]["seconds"],
+            r["find_remembered"]["seconds"] / r["find_two_signals"]["seconds"],
+            r["find_remembered"]["pairs_remembered"],
+            r["find_remembered"]["microseconds_per_pair"],
+        ]
+        for r in result["runs"]
+        if "find_remembered" in r
+    ]
+    if remembered:
+        parts.append(
+            table(
+                "a later run of the region check: every candidate pair remembered in the catalog",
+                ["images", "pHash s", "+ remembered check s", "ratio", "pairs remembered", "us / pair"],
+                remembered,
+            )
+        )
     planted = result.get("planted")
     if planted and "rows" in planted:
         recall = [

@@ -26,6 +26,7 @@ those with one), then the shortest path, then the lowest id.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -424,6 +425,7 @@ class UnionFind:
         self.ids = np.asarray(ids, dtype=np.int64)
         self.parent = np.arange(len(self.ids))
         self.size = np.ones(len(self.ids), dtype=np.int64)
+        self._id_list: list[int] | None = None  # for looking one id up: bisect is ~10x numpy's scalar call
 
     def union_slots(self, slot_a: int, slot_b: int) -> None:
         """Link the ids at two positions of the id array."""
@@ -436,8 +438,10 @@ class UnionFind:
         self.size[root_a] += self.size[root_b]
 
     def _slot(self, image_id: int) -> int | None:
-        slot = int(np.searchsorted(self.ids, image_id))
-        return slot if slot < len(self.ids) and self.ids[slot] == image_id else None
+        if self._id_list is None:
+            self._id_list = self.ids.tolist()
+        slot = bisect.bisect_left(self._id_list, image_id)
+        return slot if slot < len(self._id_list) and self._id_list[slot] == image_id else None
 
     def _root(self, slot: int) -> int:
         parent = self.parent

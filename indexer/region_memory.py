@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import Float, Integer, String, inspect, select, tuple_
+from sqlalchemy import Float, Integer, String, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -29,7 +29,7 @@ from latentdex.indexer.region_match import METHOD, Overlap
 
 LOG = logging.getLogger(__name__)
 PairKey = tuple[str, str]  # two content hashes, the smaller first
-_BATCH = 400  # pairs per query: two bound parameters each, well under SQLite's limit
+_BATCH = 500  # hashes per IN (...) query, well under SQLite's bound-parameter limit
 
 
 class OverlapRow(Base):
@@ -69,26 +69,25 @@ class OverlapMemory:
 
     def recall(self, keys: Iterable[PairKey]) -> dict[PairKey, Overlap]:
         """The overlaps remembered for `keys` by this build's method; pairs never checked are absent."""
-        wanted = sorted(set(keys))
+        wanted = set(keys)
         found: dict[PairKey, Overlap] = {}
         if not wanted or not self.usable:
             return found
+        # By the key's first column, which SQLite finds through the primary key's index; a row-value
+        # IN over both columns scans the table instead.
+        firsts = sorted({first for first, _ in wanted})
+        columns = (OverlapRow.first_hash, OverlapRow.second_hash, OverlapRow.inliers)
+        columns += (OverlapRow.contained, OverlapRow.agreement)
         try:
             with self._catalog.reading() as session:
-                for start in range(0, len(wanted), _BATCH):
-                    batch = wanted[start : start + _BATCH]
-                    query = select(
-                        OverlapRow.first_hash,
-                        OverlapRow.second_hash,
-                        OverlapRow.inliers,
-                        OverlapRow.contained,
-                        OverlapRow.agreement,
-                    ).where(
-                        tuple_(OverlapRow.first_hash, OverlapRow.second_hash).in_(batch),
-                        OverlapRow.method == METHOD,
+                for start in range(0, len(firsts), _BATCH):
+                    batch = firsts[start : start + _BATCH]
+                    query = select(*columns).where(
+                        OverlapRow.first_hash.in_(batch), OverlapRow.method == METHOD
                     )
                     for first, second, inliers, contained, agreement in session.execute(query):
-                        found[(first, second)] = Overlap(int(inliers), float(contained), float(agreement))
+                        if (first, second) in wanted:
+                            found[(first, second)] = Overlap(int(inliers), float(contained), float(agreement))
         except SQLAlchemyError as exc:
             self._give_up("read", exc)
             return {}
