@@ -80,33 +80,35 @@ class RegionCheck:
                 # Remembered pairs first: the links they make spare reading the files of pairs they join.
                 for a, b in todo:
                     result = known.get(keys[a, b]) if keys[a, b] else None
-                    if result is not None and not linked(a, b):
+                    if result is not None:
                         self.pairs_remembered += 1
-                        if self.rule.links(result):
+                        if self.rule.links(result) and not linked(a, b):
                             self.pairs_linked += 1
                             yield a, b
                 fresh = [(a, b) for a, b in todo if keys[a, b] not in known and not linked(a, b)]
                 found: dict[PairKey, Overlap] = {}
-                if pool is not None:
-                    self._prefetch(pool, fresh, records)
-                for done, (a, b) in enumerate(fresh):
-                    if self.progress is not None and done % PROGRESS_EVERY == 0:
-                        self.progress(start + len(todo) - len(fresh) + done, len(pairs))
-                    if linked(a, b):  # joined since by a link found earlier in the chunk
-                        continue
-                    one = self._features(records[a])
-                    other = self._features(records[b]) if one is not None else None
-                    if one is None or other is None:
-                        continue
-                    self.pairs_checked += 1
-                    result = overlap(one, other)
-                    if keys[a, b]:
-                        found[keys[a, b]] = result
-                    if self.rule.links(result):
-                        self.pairs_linked += 1
-                        yield a, b
-                if memory is not None:
-                    memory.remember(found)
+                try:
+                    if pool is not None:
+                        self._prefetch(pool, fresh, records)
+                    for done, (a, b) in enumerate(fresh):
+                        if self.progress is not None and done % PROGRESS_EVERY == 0:
+                            self.progress(start + len(todo) - len(fresh) + done, len(pairs))
+                        if linked(a, b):  # joined since by a link found earlier in the chunk
+                            continue
+                        one = self._features(records[a])
+                        other = self._features(records[b]) if one is not None else None
+                        if one is None or other is None:
+                            continue
+                        self.pairs_checked += 1
+                        result = overlap(one, other)
+                        if keys[a, b]:
+                            found[keys[a, b]] = result
+                        if self.rule.links(result):
+                            self.pairs_linked += 1
+                            yield a, b
+                finally:  # a run stopped part-way (a cancelled call, a deadline) keeps what it compared
+                    if memory is not None:
+                        memory.remember(found)
             if self.progress is not None:
                 self.progress(len(pairs), len(pairs))
         finally:

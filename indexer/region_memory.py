@@ -6,7 +6,8 @@ and on the method's settings, so it is kept by the pair's content hashes (ordere
 and the method's signature (`region_match.METHOD`): a later run (after an import, or the web app's next
 review) reads the files of new pairs alone. A file renamed or moved keeps its hash and its rows; an edited
 one gets a new hash, and is checked again. The rules (`RegionRule`) are applied to the remembered
-overlaps afresh, so recalibrating them needs no re-check.
+overlaps afresh, so recalibrating them needs no re-check, and a re-encode with another model keeps them.
+Rows of files no longer indexed stay (about 100 bytes a pair): a file that comes back is not read again.
 
 Like directions (`indexer.directions`), the rows are annotations: they touch no image or vector, so a
 store opened read-only (a server, the `duplicates` command) writes them, in short transactions the

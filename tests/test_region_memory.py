@@ -19,7 +19,7 @@ from latentdex.indexer.duplicates import (
     resolve_threshold,
 )
 from latentdex.indexer.pipeline import IndexOptions, index_folder
-from latentdex.indexer.region_links import RegionCheck
+from latentdex.indexer.region_links import FeatureSource, RegionCheck
 from latentdex.indexer.region_match import METHOD, LocalFeatures, Overlap
 from latentdex.indexer.region_memory import pair_key
 from latentdex.indexer.store import LatentStore
@@ -65,6 +65,10 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
     return Library(root, store)
 
 
+class Stopped(Exception):
+    """A run stopped part-way (as a cancelled call or a passed deadline stops the server's)."""
+
+
 @dataclass
 class Run:
     """One duplicate-finding run with the region check: what it checked, the files it read, the groups."""
@@ -74,8 +78,13 @@ class Run:
     groups: list[list[str]] = field(default_factory=list)
 
 
-def find_with_check(library: Library, store_folder: Path, *, remember: bool = True) -> Run:
-    source = indexed_file_features(library.root)
+runs: list[Run] = []  # every run, also one that raised
+
+
+def find_with_check(
+    library: Library, store_folder: Path, *, remember: bool = True, source: FeatureSource | None = None
+) -> Run:
+    source = source or indexed_file_features(library.root)
     with LatentStore.open(store_folder, read_only=True) as store:
         space = store.distance_space
         rule = resolve_region_rule("near", None, space)
@@ -86,6 +95,7 @@ def find_with_check(library: Library, store_folder: Path, *, remember: bool = Tr
             return source(record)
 
         run = Run(RegionCheck(rule, counted, remember=remember))
+        runs.append(run)
         report = find_duplicates(
             store,
             resolve_threshold("near", None, space),
@@ -158,3 +168,25 @@ def test_a_read_only_catalog_from_before_the_memory_is_checked_without_it(
         assert writable.region_memory.usable
     assert find_with_check(library, store).check.pairs_checked == first.check.pairs_checked
     assert find_with_check(library, store).check.pairs_checked == 0
+
+
+def test_a_run_stopped_part_way_keeps_what_it_compared(library: Library, tmp_path: Path) -> None:
+    store = library.store_copy(tmp_path)
+    whole = find_with_check(library, library.store_copy(tmp_path / "reference"), remember=False)
+    files = indexed_file_features(library.root)
+    read: list[str] = []
+
+    def stops_after_four_files(record: ImageRecord) -> LocalFeatures | None:
+        read.append(record.path)
+        if len(read) > 4:
+            raise Stopped
+        return files(record)
+
+    with pytest.raises(Stopped):
+        find_with_check(library, store, source=stops_after_four_files)
+    stopped = runs[-1].check
+    assert 0 < stopped.pairs_checked < whole.check.pairs_checked
+    again = find_with_check(library, store)
+    assert again.check.pairs_remembered == stopped.pairs_checked
+    assert again.check.pairs_checked == whole.check.pairs_checked - stopped.pairs_checked
+    assert again.groups == whole.groups
