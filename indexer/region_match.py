@@ -21,6 +21,7 @@ at least `min_agreement`. Calibrated with the other rules by `python -m bench --
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from dataclasses import dataclass
@@ -33,11 +34,14 @@ from latentdex.errors import BadImage
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_image
 
 VERIFY_SIDE = 384  # longer side of the grey picture the features are found on
-MAX_FEATURES = 1000
+MAX_FEATURES = 500
 FAST_THRESHOLD = 5  # ORB's corner threshold (OpenCV's default 20 finds few corners on smooth photos)
 RATIO = 0.8  # Lowe's ratio test: a match must beat the second-best by this factor
 MIN_MATCHES = 8  # fewer ratio-tested matches than this: no transform is fitted
 RANSAC_PIXELS = 3.0  # reprojection error of an inlier, in VERIFY_SIDE pixels
+# A copy's scale, between pictures both scaled to VERIFY_SIDE, is near 1 (a crop to half the side: 0.5);
+# a fit far outside these bounds has folded many matches onto one spot of the other picture.
+SCALE_RANGE = (0.25, 4.0)
 CHECK_SIDE = 96  # longer side of the grey picture the aligned pixels are compared on
 DETAIL_SIGMA = 1.5  # px at CHECK_SIDE: the blur taken away before comparing (`_detail`)
 CHECK_GRID = 4  # blocks per side of that comparison
@@ -47,11 +51,12 @@ _CLAHE_CLIP = 2.0
 _CLAHE_TILES = (8, 8)
 # What an Overlap depends on besides the two files: a remembered one (`indexer.region_memory`) from other
 # settings is not reused. Bump the version when the method changes in a way these numbers do not show.
-METHOD = (
-    f"orb1-side{VERIFY_SIDE}-n{MAX_FEATURES}-fast{FAST_THRESHOLD}-ratio{RATIO}-min{MIN_MATCHES}"
-    f"-ransac{RANSAC_PIXELS}-check{CHECK_SIDE}-sigma{DETAIL_SIGMA}-grid{CHECK_GRID}-flat{FLAT_DEVIATION}"
-    f"-clahe{_CLAHE_CLIP}"
+_SETTINGS = (
+    f"orb1 side{VERIFY_SIDE} n{MAX_FEATURES} fast{FAST_THRESHOLD} ratio{RATIO} min{MIN_MATCHES} "
+    f"ransac{RANSAC_PIXELS} scale{SCALE_RANGE} check{CHECK_SIDE} sigma{DETAIL_SIGMA} grid{CHECK_GRID} "
+    f"flat{FLAT_DEVIATION} clahe{_CLAHE_CLIP}{_CLAHE_TILES}"
 )
+METHOD = "orb-" + hashlib.sha256(_SETTINGS.encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,9 @@ def overlap(first: LocalFeatures, second: LocalFeatures) -> Overlap:
         source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=2000, confidence=0.99
     )
     if transform is None or inliers is None:
+        return NO_OVERLAP
+    scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
         return NO_OVERLAP
     inverse = cv2.invertAffineTransform(transform)
     second_in_first = _share_inside(_mapped(second.size, transform), first.size)
