@@ -78,34 +78,14 @@ class RegionCheck:
                 keys = {pair: _key(records[pair[0]], records[pair[1]]) for pair in todo}
                 known = memory.recall(key for key in keys.values() if key) if memory else {}
                 # Remembered pairs first: the links they make spare reading the files of pairs they join.
-                for a, b in todo:
-                    result = known.get(keys[a, b]) if keys[a, b] else None
-                    if result is not None:
-                        self.pairs_remembered += 1
-                        if self.rule.links(result) and not linked(a, b):
-                            self.pairs_linked += 1
-                            yield a, b
+                yield from self._remembered(todo, keys, known, linked)
                 fresh = [(a, b) for a, b in todo if keys[a, b] not in known and not linked(a, b)]
                 found: dict[PairKey, Overlap] = {}
                 try:
                     if pool is not None:
                         self._prefetch(pool, fresh, records)
-                    for done, (a, b) in enumerate(fresh):
-                        if self.progress is not None and done % PROGRESS_EVERY == 0:
-                            self.progress(start + len(todo) - len(fresh) + done, len(pairs))
-                        if linked(a, b):  # joined since by a link found earlier in the chunk
-                            continue
-                        one = self._features(records[a])
-                        other = self._features(records[b]) if one is not None else None
-                        if one is None or other is None:
-                            continue
-                        self.pairs_checked += 1
-                        result = overlap(one, other)
-                        if keys[a, b]:
-                            found[keys[a, b]] = result
-                        if self.rule.links(result):
-                            self.pairs_linked += 1
-                            yield a, b
+                    done = start + len(todo) - len(fresh)
+                    yield from self._compared(fresh, records, keys, found, linked, (done, len(pairs)))
                 finally:  # a run stopped part-way (a cancelled call, a deadline) keeps what it compared
                     if memory is not None:
                         memory.remember(found)
@@ -117,6 +97,50 @@ class RegionCheck:
             self._cache.clear()  # a report keeps its check (the counts): not the features
             self._cached_bytes = 0
             self.seconds += time.perf_counter() - started
+
+    def _remembered(
+        self,
+        todo: list[tuple[int, int]],
+        keys: dict[tuple[int, int], PairKey | None],
+        known: dict[PairKey, Overlap],
+        linked: Callable[[int, int], bool],
+    ) -> Iterator[tuple[int, int]]:
+        """The pairs of `todo` that what earlier runs kept (`known`) links."""
+        for a, b in todo:
+            result = known.get(keys[a, b]) if keys[a, b] else None
+            if result is not None:
+                self.pairs_remembered += 1
+                if self.rule.links(result) and not linked(a, b):
+                    self.pairs_linked += 1
+                    yield a, b
+
+    def _compared(
+        self,
+        fresh: list[tuple[int, int]],
+        records: dict[int, ImageRecord],
+        keys: dict[tuple[int, int], PairKey | None],
+        found: dict[PairKey, Overlap],
+        linked: Callable[[int, int], bool],
+        progress: tuple[int, int],
+    ) -> Iterator[tuple[int, int]]:
+        """The pairs of `fresh` that their files link; what each pair gave goes into `found`. `progress`:
+        (candidate pairs done before these, in all)."""
+        for done, (a, b) in enumerate(fresh):
+            if self.progress is not None and done % PROGRESS_EVERY == 0:
+                self.progress(progress[0] + done, progress[1])
+            if linked(a, b):  # joined since by a link found earlier in the chunk
+                continue
+            one = self._features(records[a])
+            other = self._features(records[b]) if one is not None else None
+            if one is None or other is None:
+                continue
+            self.pairs_checked += 1
+            result = overlap(one, other)
+            if keys[a, b]:
+                found[keys[a, b]] = result
+            if self.rule.links(result):
+                self.pairs_linked += 1
+                yield a, b
 
     def linked_to(self, store: LatentStore, image_id: int, others: np.ndarray) -> list[int]:
         """Those of `others` that the rule links to `image_id`."""
