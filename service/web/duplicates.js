@@ -122,7 +122,7 @@ function setBusy(busy, more = false) {
     state.startedAt = Date.now();
     state.timer = setInterval(() => {
       const seconds = Math.round((Date.now() - state.startedAt) / 1000);
-      line.textContent = `${words} ${seconds} s (every photo is compared once; the pages after the first come at once)`;
+      line.textContent = `${words} ${seconds} s (files compared once are kept for the next look; the pages after the first come at once)`;
     }, 1000);
   }
 }
