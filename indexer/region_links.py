@@ -70,16 +70,18 @@ class RegionCheck:
                 if self.progress is not None:
                     self.progress(start, len(pairs))
                 chunk = pairs[start : start + RECORD_CHUNK]
-                hits = store.hits(np.unique(chunk).tolist(), with_latents=False)
-                records = {image_id: record for image_id, (record, _) in hits.items()}
-                todo = [
-                    (a, b) for a, b in chunk.tolist() if a in records and b in records and not linked(a, b)
-                ]
-                keys = {pair: _key(records[pair[0]], records[pair[1]]) for pair in todo}
+                hashes = store.content_hashes(np.unique(chunk).tolist())  # ok images only
+                todo = [(a, b) for a, b in chunk.tolist() if a in hashes and b in hashes and not linked(a, b)]
+                keys = {(a, b): _key(hashes[a], hashes[b]) for a, b in todo}
                 known = memory.recall(key for key in keys.values() if key) if memory else {}
                 # Remembered pairs first: the links they make spare reading the files of pairs they join.
                 yield from self._remembered(todo, keys, known, linked)
                 fresh = [(a, b) for a, b in todo if keys[a, b] not in known and not linked(a, b)]
+                # the records (where the files are) of the pairs to compare alone
+                wanted = sorted({image_id for pair in fresh for image_id in pair})
+                hits = store.hits(wanted, with_latents=False)
+                records = {image_id: record for image_id, (record, _) in hits.items()}
+                fresh = [(a, b) for a, b in fresh if a in records and b in records]
                 found: dict[PairKey, Overlap] = {}
                 try:
                     if pool is not None:
@@ -176,8 +178,8 @@ class RegionCheck:
         return features
 
 
-def _key(first: ImageRecord, second: ImageRecord) -> PairKey | None:
+def _key(first_hash: str | None, second_hash: str | None) -> PairKey | None:
     """The remembered pair's key: both files' content hashes (None if one has none)."""
-    if not first.content_hash or not second.content_hash:
+    if not first_hash or not second_hash:
         return None
-    return pair_key(first.content_hash, second.content_hash)
+    return pair_key(first_hash, second_hash)

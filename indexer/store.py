@@ -143,6 +143,9 @@ def _hits_query(with_latents: bool) -> Select[Any]:
 
 
 _HITS, _HITS_WITH_LATENTS = _hits_query(False), _hits_query(True)
+_CONTENT_HASHES = select(ImageRow.id, ImageRow.content_hash).where(
+    ImageRow.id.in_(bindparam("ids", expanding=True)), ImageRow.status == "ok"
+)
 _TABLE_ROWS = (
     select(*(getattr(ImageRow, name) for name in TABLE_COLUMNS))
     .where(ImageRow.status == "ok")
@@ -750,6 +753,18 @@ class LatentStore:
         if self.read_only and not with_latents:
             return self._cached_hits(wanted)
         return self._fetch_hits(wanted, with_latents)
+
+    def content_hashes(self, ids: Sequence[int]) -> dict[int, str | None]:
+        """The content hash of each of `ids` that is an ok image (None where it has none), without the
+        rest of its record."""
+        wanted = [int(i) for i in ids]
+        out: dict[int, str | None] = {}
+        with self._catalog.reading() as session:
+            connection = session.connection()
+            for start in range(0, len(wanted), _ID_BATCH):
+                batch = wanted[start : start + _ID_BATCH]
+                out.update((int(i), h) for i, h in connection.execute(_CONTENT_HASHES, {"ids": batch}).all())
+        return out
 
     @property
     def record_table(self) -> RecordTable | None:
