@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -190,3 +191,16 @@ def test_a_run_stopped_part_way_keeps_what_it_compared(library: Library, tmp_pat
     assert again.check.pairs_remembered == stopped.pairs_checked
     assert again.check.pairs_checked == whole.check.pairs_checked - stopped.pairs_checked
     assert again.groups == whole.groups
+
+
+def test_content_hashes_name_ok_images_alone(tmp_path: Path) -> None:
+    with LatentStore.create(tmp_path / "store", model_id="vae-test", latent_dim=4) as store:
+        ok = [
+            ImageRecord(path=f"{n}.jpg", size=1, mtime_ns=1, content_hash=digest, model_id="vae-test")
+            for n, digest in enumerate((HASH_A, HASH_B))
+        ]
+        ids = store.upsert_images(ok, np.ones((2, 4), np.float32))
+        [failed] = store.mark_failed(
+            [ImageRecord(path="bad.jpg", size=1, mtime_ns=1, content_hash=HASH_C, failure_reason="corrupt")]
+        )
+        assert store.content_hashes([*ids, failed, 10**9]) == {ids[0]: HASH_A, ids[1]: HASH_B}
