@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
+from latentdex.indexer import region_match
 from latentdex.indexer.duplicates import REGION_RULES
 from latentdex.indexer.region_match import (
     NO_OVERLAP,
@@ -124,6 +125,22 @@ def test_the_aligned_detail_must_agree_not_only_the_shading() -> None:
     assert not RULE.links(
         check(first, ImageOps.expand(starry_gradient(8, ((10, 30, 20), (60, 140, 90))), 60))
     )
+
+
+def test_a_fit_that_folds_a_picture_onto_one_spot_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ORB finds one corner again at several scales; when many of one picture's keypoints match keypoints
+    on one spot of the other, RANSAC fits a transform that shrinks the whole picture onto that spot:
+    every match an inlier, the frame wholly inside. Its scale gives it away."""
+    picture = local_features(rgb(scene(3)))
+    jitter = np.random.default_rng(0).uniform(-0.4, 0.4, picture.points.shape)
+    spot = np.full_like(picture.points, 100.0) + jitter
+    folded = replace(picture, points=spot.astype(np.float32))
+    monkeypatch.setattr(region_match, "SCALE_RANGE", (0.0, float("inf")))
+    unguarded = overlap(folded, picture)
+    assert unguarded.inliers >= RULE.min_inliers and unguarded.contained >= RULE.min_contained
+    monkeypatch.undo()
+    assert overlap(folded, picture) == NO_OVERLAP
+    assert RULE.links(overlap(picture, picture))
 
 
 def test_a_tiny_drawing_is_enlarged_so_that_its_crop_is_found() -> None:
