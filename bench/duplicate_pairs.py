@@ -32,7 +32,8 @@ from bench.datasets import MAX_SOURCE_PIXELS
 from latentdex.errors import BadImage
 from latentdex.indexer.load import load_for_model, load_image, model_square
 from latentdex.indexer.perceptual_hash import HASHES, hash_as_int, perceptual_hashes, picture_phash
-from latentdex.indexer.region_match import LocalFeatures, local_features
+from latentdex.indexer.region_match import local_features
+from latentdex.indexer.region_rule import LocalFeatures
 
 # Positive kinds; "colour" is one of brightness / contrast / saturation, "combo" two distinct other kinds.
 ALTERATION_KINDS = ("jpeg", "resize", "crop", "colour", "rotate", "border", "caption", "combo")

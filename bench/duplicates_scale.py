@@ -75,8 +75,8 @@ from latentdex.indexer.duplicates import (
     resolve_threshold,
 )
 from latentdex.indexer.region_links import RegionCheck
-from latentdex.indexer.region_match import NO_OVERLAP, LocalFeatures
 from latentdex.indexer.region_memory import pair_key
+from latentdex.indexer.region_rule import NO_OVERLAP, LocalFeatures
 from latentdex.indexer.store import CATALOG_FILE, LatentStore
 from latentdex.models.checkpoint import DEFAULT_MODEL_DIR, read_card
 

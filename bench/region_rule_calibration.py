@@ -21,7 +21,8 @@ import numpy as np
 
 from bench.pair_metrics import PairLabels, operating_point
 from latentdex.indexer.duplicates import HASH_NEIGHBOURS
-from latentdex.indexer.region_match import LocalFeatures, Overlap, overlap
+from latentdex.indexer.region_match import overlap
+from latentdex.indexer.region_rule import LocalFeatures, Overlap
 
 GUARD_FACTORS = (2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 14.0)  # loose distances, in the space's `similar` thresholds
 # A floor these pairs cannot show: in a library, with many candidate pairs, RANSAC also fits chance

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -40,9 +41,11 @@ from latentdex.errors import InvalidQuery
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.perceptual_hash import closest_bits
-from latentdex.indexer.region_links import RegionCheck
-from latentdex.indexer.region_match import RegionRule
+from latentdex.indexer.region_rule import RegionRule
 from latentdex.indexer.store import LatentStore
+
+if TYPE_CHECKING:  # the check itself loads OpenCV, which finding groups without it does not need
+    from latentdex.indexer.region_links import RegionCheck
 
 # Thresholds on the store's distance, by the space it searches: "whitened" (1 - cosine of whitened latents)
 # and "cosine" (1 - cosine of raw mu: a cosine store, or a whitened one too small to have fitted its

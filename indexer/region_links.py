@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latentdex.indexer.catalog import ImageRecord
-from latentdex.indexer.region_match import LocalFeatures, Overlap, RegionRule, overlap
+from latentdex.indexer.region_match import overlap
 from latentdex.indexer.region_memory import PairKey, pair_key
+from latentdex.indexer.region_rule import LocalFeatures, Overlap, RegionRule
 from latentdex.indexer.store import LatentStore
 
 FeatureSource = Callable[[ImageRecord], LocalFeatures | None]

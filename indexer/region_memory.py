@@ -26,7 +26,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from latentdex.indexer.catalog import Base, Catalog
-from latentdex.indexer.region_match import METHOD, Overlap
+from latentdex.indexer.region_match import METHOD
+from latentdex.indexer.region_rule import Overlap
 
 LOG = logging.getLogger(__name__)
 PairKey = tuple[str, str]  # two content hashes, the smaller first

@@ -12,6 +12,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from latentdex.errors import InvalidQuery
 from latentdex.indexer.duplicates import (
@@ -24,12 +25,14 @@ from latentdex.indexer.duplicates import (
     resolve_threshold,
 )
 from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.region_links import RegionCheck
-from latentdex.indexer.region_match import RegionRule
+from latentdex.indexer.region_rule import RegionRule
 from latentdex.indexer.store import LatentStore
 from latentdex.service.call_guard import stop_if_abandoned
 from latentdex.service.duplicate_files import region_check
 from latentdex.service.queries import QueryEngine
+
+if TYPE_CHECKING:
+    from latentdex.indexer.region_links import RegionCheck
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

@@ -31,7 +31,7 @@ from latentdex.indexer import schema
 from latentdex.indexer.catalog import Base
 from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
-from latentdex.indexer.region_match import Overlap
+from latentdex.indexer.region_rule import Overlap
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app

@@ -4,6 +4,8 @@ neighbouring crop stick out of it; an unrelated picture does not align; a corrup
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,14 +15,8 @@ from PIL import Image, ImageDraw, ImageOps
 
 from latentdex.indexer import region_match
 from latentdex.indexer.duplicates import REGION_RULES
-from latentdex.indexer.region_match import (
-    NO_OVERLAP,
-    VERIFY_SIDE,
-    Overlap,
-    file_features,
-    local_features,
-    overlap,
-)
+from latentdex.indexer.region_match import VERIFY_SIDE, file_features, local_features, overlap
+from latentdex.indexer.region_rule import NO_OVERLAP, Overlap
 
 RULE = REGION_RULES["near"]["whitened"]
 
@@ -176,3 +172,17 @@ def test_file_features_read_a_file_and_give_none_for_a_broken_one(tmp_path: Path
 def test_degenerate_pictures_do_not_fail(shape: tuple[int, ...]) -> None:
     pixels = np.full(shape, 128, np.uint8)
     assert overlap(local_features(pixels), local_features(pixels)) == NO_OVERLAP
+
+
+def test_starting_the_cli_or_the_server_does_not_load_opencv() -> None:
+    """OpenCV takes 0.1-0.7 s to load: a command or a server start that compares no files does without."""
+    script = (
+        "import sys\n"
+        "import latentdex.service.cli, latentdex.service.server\n"
+        "from latentdex.service.duplicate_files import region_check\n"
+        "assert 'cv2' not in sys.modules, 'OpenCV loaded at start'\n"
+        "assert region_check('near', None, 'whitened', None) is None and 'cv2' not in sys.modules\n"
+        "assert region_check('near', None, 'whitened', __import__('pathlib').Path('.')) is not None\n"
+        "assert 'cv2' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

@@ -21,8 +21,9 @@ from latentdex.indexer.duplicates import (
 )
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.region_links import FeatureSource, RegionCheck
-from latentdex.indexer.region_match import METHOD, LocalFeatures, Overlap
+from latentdex.indexer.region_match import METHOD
 from latentdex.indexer.region_memory import pair_key
+from latentdex.indexer.region_rule import LocalFeatures, Overlap
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.duplicate_files import indexed_file_features
