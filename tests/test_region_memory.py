@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,3 +206,14 @@ def test_content_hashes_name_ok_images_alone(tmp_path: Path) -> None:
             [ImageRecord(path="bad.jpg", size=1, mtime_ns=1, content_hash=HASH_C, failure_reason="corrupt")]
         )
         assert store.content_hashes([*ids, failed, 10**9]) == {ids[0]: HASH_A, ids[1]: HASH_B}
+
+
+def test_two_runs_at_once_write_the_memory_without_failing(library: Library, tmp_path: Path) -> None:
+    """Two reviews at once (two server threads, or the CLI beside a server) both keep what they compared."""
+    store = library.store_copy(tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda _: find_with_check(library, store), range(2)))
+    assert both[0].groups == both[1].groups
+    assert all(run.check.pairs_checked + run.check.pairs_remembered > 0 for run in both)
+    later = find_with_check(library, store)
+    assert later.files_read == [] and later.groups == both[0].groups
