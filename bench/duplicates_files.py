@@ -73,17 +73,10 @@ def run(
     index_seconds = time.perf_counter() - started
     runs: dict[str, list[dict[str, Any]]] = {"latent and hashes": [], "with the region check": []}
     with LatentStore.open(store, read_only=True) as opened:
-        space = opened.distance_space
-        threshold = resolve_threshold("near", None, space)
-        rule = resolve_hash_rule("near", None, space)
         ids = {entry.path: entry.id for entry in opened.entries()}
         for _ in range(ROUNDS):
             for label, files in (("latent and hashes", False), ("with the region check", True)):
-                check = region_check("near", None, space, opened.indexed_root(), files, threads=THREADS)
-                started = time.perf_counter()
-                found = find_duplicates(opened, threshold, hash_rule=rule, regions=check)
-                seconds = time.perf_counter() - started
-                runs[label].append(_scored(found, pairs, ids, seconds, check))
+                runs[label].append(_near(opened, pairs, ids, check_files=files, remember=False))
     runs |= _remembering_runs(store, folder / "store-remembering", pairs, ids)
     summary = {label: _median(rows) for label, rows in runs.items()}
     plain, checked = summary["latent and hashes"], summary["with the region check"]
@@ -123,15 +116,28 @@ def _remembering_runs(
         catalog.execute("DELETE FROM region_overlaps")
     runs: dict[str, list[dict[str, Any]]] = {FIRST_REMEMBERING: [], REMEMBERED: []}
     with LatentStore.open(copy, read_only=True) as opened:
-        space = opened.distance_space
-        threshold = resolve_threshold("near", None, space)
-        rule = resolve_hash_rule("near", None, space)
         for label in (FIRST_REMEMBERING, *(REMEMBERED,) * ROUNDS):
-            check = region_check("near", None, space, opened.indexed_root(), threads=THREADS, remember=True)
-            started = time.perf_counter()
-            found = find_duplicates(opened, threshold, hash_rule=rule, regions=check)
-            runs[label].append(_scored(found, pairs, ids, time.perf_counter() - started, check))
+            runs[label].append(_near(opened, pairs, ids, check_files=True, remember=True))
     return runs
+
+
+def _near(
+    opened: LatentStore,
+    pairs: list[tuple[str, ...]],
+    ids: dict[str, int],
+    *,
+    check_files: bool,
+    remember: bool,
+) -> dict[str, Any]:
+    """`find_duplicates` at `near` once, as `latentdex duplicates` runs it, timed and scored."""
+    space = opened.distance_space
+    check = region_check(
+        "near", None, space, opened.indexed_root(), check_files, threads=THREADS, remember=remember
+    )
+    threshold, rule = resolve_threshold("near", None, space), resolve_hash_rule("near", None, space)
+    started = time.perf_counter()
+    found = find_duplicates(opened, threshold, hash_rule=rule, regions=check)
+    return _scored(found, pairs, ids, time.perf_counter() - started, check)
 
 
 def _write_library(raw: Path, photos: Path, size: LibrarySize) -> list[tuple[str, str, str]]:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import faiss
 import numpy as np
@@ -43,6 +43,8 @@ from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.region_rule import RegionRule
 from latentdex.indexer.store import LatentStore
+
+Rule = TypeVar("Rule", "HashRule", RegionRule)
 
 if TYPE_CHECKING:  # the check itself loads OpenCV, which finding groups without it does not need
     from latentdex.indexer.region_links import RegionCheck
@@ -168,17 +170,21 @@ def resolve_hash_rule(preset: str | None, threshold: float | None, space: str) -
     """The two-signal rule of a preset (default "near") for the store's distance `space`; None for an
     explicit threshold (it is the whole rule), "exact", or a space without a calibrated rule. Call after
     `resolve_threshold`, which refuses what is invalid."""
-    if threshold is not None:
-        return None
-    return HASH_RULES.get(preset or DEFAULT_PRESET, {}).get(space)
+    return _preset_rule(HASH_RULES, preset, threshold, space)
 
 
 def resolve_region_rule(preset: str | None, threshold: float | None, space: str) -> RegionRule | None:
     """The region check of a preset (default "near") for the store's distance `space`; None for an
     explicit threshold, "exact", or a space without a calibrated rule (as `resolve_hash_rule`)."""
+    return _preset_rule(REGION_RULES, preset, threshold, space)
+
+
+def _preset_rule(
+    rules: dict[str, dict[str, Rule]], preset: str | None, threshold: float | None, space: str
+) -> Rule | None:
     if threshold is not None:
         return None
-    return REGION_RULES.get(preset or DEFAULT_PRESET, {}).get(space)
+    return rules.get(preset or DEFAULT_PRESET, {}).get(space)
 
 
 def find_duplicates(
@@ -363,16 +369,15 @@ def duplicates_of(
         near = [m.id for m in store.search(latent, k)[0] if m.id != image_id]
         ids, distances = _nearest_by_duplicate_distance(store, image_id, near)
         linked = distances <= threshold
+        nearest = np.arange(len(distances)) < HASH_NEIGHBOURS
         if hash_rule is not None and len(distances):
             hashes, known = store.perceptual_hashes(ids)
             bits = closest_bits(hashes[1:], hashes[:1])
-            nearest = np.arange(len(distances)) < HASH_NEIGHBOURS
             in_reach = nearest | (distances <= hash_rule.latent_threshold)
             by_rule = hash_rule.links(distances, bits) & in_reach
             linked = np.where(known[0] & known[1:], by_rule, linked)
         members.update(int(i) for i in ids[1:][linked])
         if regions is not None:
-            nearest = np.arange(len(distances)) < HASH_NEIGHBOURS
             unlinked = ids[1:][nearest & ~linked & (distances <= regions.rule.max_distance)]
             members.update(regions.linked_to(store, image_id, unlinked))
     return _group(store, sorted(members)) if len(members) > 1 else None
