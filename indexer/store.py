@@ -835,7 +835,7 @@ class LatentStore:
         with self._catalog.reading() as session:
             connection = session.connection()
             for start in range(0, len(wanted), _ID_BATCH):
-                for row in connection.execute(query, {"ids": wanted[start : start + 500]}):
+                for row in connection.execute(query, {"ids": wanted[start : start + _ID_BATCH]}):
                     # by position: a Row's attribute lookup by name costs more than the query here
                     image_id, path_bytes, *fields = row
                     stored = fields.pop() if with_latents else None
