@@ -10,6 +10,12 @@ panned across the scene does not match a shifted region of its neighbour. `index
 images whose closest such pair of hashes is within a few bits *and* whose latents agree loosely
 (`python -m bench --only duplicates_quality`).
 
+A flat picture or region (one colour: a blank page, a plain backdrop, the white margin of a drawing) has
+no low-frequency structure: every DCT coefficient but the mean ties at the median, and its pHash has one
+bit set whatever the picture was. Such hashes say nothing about the picture, so two of them never count as
+agreeing (`closest_bits`), and a picture flat as a whole is matched by its content hash alone
+(`flat_pictures`, used by `indexer.duplicates`).
+
 The catalog keeps the whole picture's hash as a signed 64-bit integer (SQL has no unsigned type) and the
 five regions' as 40 bytes, little-endian; arrays in memory are uint64, one row of HASHES per image.
 """
@@ -21,6 +27,10 @@ import numpy as np
 from PIL import Image
 
 REGION_SHARE = 0.85
+HASH_BITS = 64
+# A pHash thresholds 64 DCT coefficients at their median, so a picture with structure has ~32 bits set;
+# this few or fewer means most coefficients tie at zero: a flat picture or region (1 bit: exactly flat).
+FLAT_BITS = 8
 HASHES = 6  # the whole picture, then the top-left, top-right, bottom-left, bottom-right and centre regions
 _SIGN = 1 << 63
 
@@ -73,5 +83,14 @@ def from_stored(whole: np.ndarray, regions: list[bytes]) -> np.ndarray:
 
 
 def closest_bits(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Row-wise: the fewest differing bits over the same-place pairs of hashes of two (n, HASHES) arrays."""
-    return np.bitwise_count(np.asarray(first, np.uint64) ^ np.asarray(second, np.uint64)).min(axis=-1)
+    """Row-wise: the fewest differing bits over the same-place pairs of hashes of two (n, HASHES) arrays,
+    counting a pair where either hash is flat as wholly different (HASH_BITS)."""
+    first, second = np.asarray(first, np.uint64), np.asarray(second, np.uint64)
+    bits = np.bitwise_count(first ^ second)
+    flat = (np.bitwise_count(first) <= FLAT_BITS) | (np.bitwise_count(second) <= FLAT_BITS)
+    return np.where(flat, np.uint8(HASH_BITS), bits).min(axis=-1)
+
+
+def flat_pictures(hashes: np.ndarray) -> np.ndarray:
+    """Which rows of (n, HASHES) hashes are of pictures flat as a whole (their whole-picture hash is)."""
+    return np.bitwise_count(np.asarray(hashes, np.uint64)[..., 0]) <= FLAT_BITS

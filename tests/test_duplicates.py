@@ -1,6 +1,7 @@
 """Near-duplicate groups on a generated library with known copies (shipped model, a whitened store): exact
-copies, a re-encode, a resize, two crops (found through the perceptual hashes), and a burst of distinct
-frames that `near` keeps apart; the fall-back to the latent threshold for images without a hash; the
+copies, a re-encode, a resize, two crops (found through the perceptual hashes), a burst of distinct
+frames that `near` keeps apart, and different drawings that all render blank (white on transparency), which
+nothing links; the fall-back to the latent threshold for images without a hash; the
 keeper rule; the RPC's pages and its bad arguments; the CLI's text, JSON, sheet, script and exit codes."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from latentdex.indexer.catalog import ImageRecord
@@ -29,6 +30,7 @@ from latentdex.indexer.duplicates import (
     PRESETS,
     REGION_RULES,
     HashRule,
+    duplicates_of,
     find_duplicates,
     keeper_order,
     linked_pairs,
@@ -36,6 +38,7 @@ from latentdex.indexer.duplicates import (
     resolve_threshold,
 )
 from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.perceptual_hash import flat_pictures
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
@@ -51,7 +54,7 @@ from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.slow
 SCENES = 270  # over 2 x 128 images: the store fits its whitening, as the presets assume
-COPIES = 10
+COPIES = 13
 NEAR_GROUPS = 5
 REGION_GROUPS = [
     ["scenes/scene-008.webp", "copies/cropped-80.png"],
@@ -62,6 +65,7 @@ CROP_GROUPS = [
     ["scenes/scene-003.jpg", "copies/cropped.png"],
     ["scenes/scene-006.jpg", "copies/cropped-more.jpg"],
 ]
+BLANKS = ["copies/blank-disc.png", "copies/blank-bar.png", "copies/blank-page.png"]
 EXACT_GROUP = ["copies/scene-000.jpg", "copies/again-scene-000.jpg", "scenes/scene-000.jpg"]
 runner = CliRunner()
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -99,6 +103,14 @@ def build_library(folder: Path) -> Library:
     burst = Image.open(wide).convert("RGB")
     burst.crop((0, 0, 272, 204)).save(copies / "burst-1.png")  # two frames of one scene, panned 15%
     burst.crop((48, 36, 320, 240)).save(copies / "burst-2.png")
+    # different pictures that all render as a white page: a white disc and a white bar on transparency
+    disc = Image.new("RGBA", (240, 240), (0, 0, 0, 0))
+    ImageDraw.Draw(disc).ellipse((40, 40, 200, 200), fill=(255, 255, 255, 255))
+    disc.save(copies / "blank-disc.png")
+    bar = Image.new("RGBA", (320, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(bar).rectangle((20, 90, 300, 110), fill=(255, 255, 255, 255))
+    bar.save(copies / "blank-bar.png")
+    Image.new("RGB", (300, 400), (255, 255, 255)).save(copies / "blank-page.png")
     store = folder / "store"
     index_folder(root, store, LatentCodec.load(), IndexOptions(workers=1))
     with LatentStore.open(store, read_only=True) as opened:
@@ -138,6 +150,30 @@ def test_near_groups_the_copies_and_the_crops_and_keeps_burst_frames_apart(libra
     assert all(crop in groups for crop in CROP_GROUPS)  # linked by pHash; their latents moved further
     assert not any(any("burst" in p for p in g) for g in groups)
     assert len(groups) == NEAR_GROUPS
+    assert not any(blank in group for group in groups for blank in BLANKS)
+
+
+def test_blank_pictures_are_grouped_by_their_content_hash_alone(library: Library) -> None:
+    with LatentStore.open(library.store, read_only=True) as store:
+        ids = np.array(sorted(library.id(path) for path in BLANKS))
+        found, vectors, _ = store.duplicate_vectors(ids)
+        hashes, known = store.perceptual_hashes(found)
+        assert len(found) == len(BLANKS) and known.all()
+        assert np.allclose(vectors, vectors[0], atol=1e-4)  # the model sees one white page three times
+        assert flat_pictures(hashes).all() and len(set(hashes[:, 0].tolist())) == 1
+        for path in BLANKS:  # neither by latent nor by hash, whatever the preset
+            for preset in ("near", "similar"):
+                group = duplicates_of(
+                    store,
+                    library.id(path),
+                    resolve_threshold(preset, None, "whitened"),
+                    hash_rule=HASH_RULES[preset]["whitened"],
+                )
+                assert group is None, (preset, path, [m.path for m in group.members])
+    similar = groups_by_path(
+        library, PRESETS["similar"]["whitened"], hash_rule=HASH_RULES["similar"]["whitened"]
+    )
+    assert not any(blank in group for group in similar for blank in BLANKS)
 
 
 def test_the_region_check_links_crops_the_latents_and_hashes_miss_but_not_burst_frames(
@@ -199,14 +235,15 @@ def test_without_perceptual_hashes_near_falls_back_to_the_latent_threshold(
 ) -> None:
     latent_only = groups_by_path(library, near(library))
     assert CROP_GROUPS[1] not in latent_only  # the 90% crop's latent moved past the threshold
-    # a store indexed before hashes were kept: the same groups, whatever the rule
+    # a store indexed before hashes were kept: the same groups, whatever the rule, and the blank pictures
+    # too, which it cannot tell from pictures without hashes
     shutil.copytree(library.store, tmp_path / "store")
     with sqlite3.connect(tmp_path / "store" / "catalog.sqlite") as db:
         db.execute("UPDATE images SET perceptual_hash = NULL, region_hashes = NULL")
     rule = HASH_RULES["near"]["whitened"]
-    assert (
-        groups_by_path(library, near(library), hash_rule=rule, store_folder=tmp_path / "store") == latent_only
-    )
+    unhashed = groups_by_path(library, near(library), hash_rule=rule, store_folder=tmp_path / "store")
+    assert sorted(BLANKS) in [sorted(group) for group in unhashed]
+    assert [group for group in unhashed if group[0] not in BLANKS] == latent_only
     stats = runner.invoke(app, ["stats", str(tmp_path / "store")])
     total = SCENES + COPIES
     assert f"hashes:      0 of {total} ok images have perceptual hashes; the rest match" in stats.output
