@@ -14,6 +14,10 @@ remembers nothing yet, as the command runs it: once keeping what pairs gave (`in
 and three times more from what that run kept. Reported: seconds of each and their ratios to latents and
 pHashes alone, the pairs checked and remembered and the files read, the planted copies found (a copy in
 its original's group) and the burst pairs joined.
+
+Last, the library is indexed afresh as `latentdex index` runs, alternating three times without and with
+the comparison of the new images' files (`service.duplicate_files.compare_new_images`), and a first report
+runs on the store that compared: the index time the check adds, and what it spares the report.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from latentdex.indexer.duplicates import find_duplicates, resolve_hash_rule, res
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
-from latentdex.service.duplicate_files import region_check
+from latentdex.service.duplicate_files import compare_new_images, region_check
 
 NAME = "duplicates_files"
 WORK = Path(__file__).resolve().parent / "work" / NAME
@@ -78,6 +82,7 @@ def run(
             for label, files in (("latent and hashes", False), ("with the region check", True)):
                 runs[label].append(_near(opened, pairs, ids, check_files=files, remember=False))
     runs |= _remembering_runs(store, folder / "store-remembering", pairs, ids)
+    indexing, runs[AFTER_INDEX] = _index_runs(photos, folder / "store-indexed", model_dir, pairs)
     summary = {label: _median(rows) for label, rows in runs.items()}
     plain, checked = summary["latent and hashes"], summary["with the region check"]
     return {
@@ -98,11 +103,55 @@ def run(
             summary[FIRST_REMEMBERING]["seconds"] / max(plain["seconds"], 1e-9), 2
         ),
         "ratio_remembered_over_plain": round(summary[REMEMBERED]["seconds"] / max(plain["seconds"], 1e-9), 2),
+        "indexing": indexing,
+        "ratio_after_index_over_plain": round(
+            summary[AFTER_INDEX]["seconds"] / max(plain["seconds"], 1e-9), 2
+        ),
     }
 
 
 FIRST_REMEMBERING = "region check, first run (keeps what pairs gave)"
 REMEMBERED = "region check, later runs (from what the first kept)"
+
+
+AFTER_INDEX = "region check, first run after an index that compared the new images' files"
+PLAIN_INDEX = "index"
+CHECKED_INDEX = "index, then compare the new images' files"
+
+
+def _index_runs(
+    photos: Path, store: Path, model_dir: str | os.PathLike[str] | None, pairs: list[tuple[str, ...]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`latentdex index` of the library into a fresh store, ROUNDS times each way, alternating: without
+    and with comparing the new images' files (medians); then a first report on the last store compared."""
+    codec = LatentCodec.load(model_dir)
+    times: dict[str, list[float]] = {PLAIN_INDEX: [], CHECKED_INDEX: []}
+    compared: Any = None
+    for _ in range(ROUNDS):
+        for label in times:
+            shutil.rmtree(store, ignore_errors=True)
+            started = time.perf_counter()
+            report = index_folder(photos, store, codec, IndexOptions())
+            if label == CHECKED_INDEX:
+                with LatentStore.open(store, read_only=True) as opened:
+                    compared = compare_new_images(opened, report.indexed_ids, threads=THREADS)
+            times[label].append(time.perf_counter() - started)
+    plain, checked = statistics.median(times[PLAIN_INDEX]), statistics.median(times[CHECKED_INDEX])
+    with LatentStore.open(store, read_only=True) as opened:
+        ids = {entry.path: entry.id for entry in opened.entries()}
+        first = [_near(opened, pairs, ids, check_files=True, remember=True)]
+    indexing = {
+        PLAIN_INDEX: {"seconds": round(plain, 2)},
+        CHECKED_INDEX: {
+            "seconds": round(checked, 2),
+            "pairs_checked": compared.pairs_checked,
+            "pairs_linked": compared.pairs_linked,
+            "files_read": compared.files_read,
+            "check_seconds": round(compared.seconds, 2),
+        },
+        "ratio_checked_over_plain": round(checked / max(plain, 1e-9), 2),
+    }
+    return indexing, first
 
 
 def _remembering_runs(
@@ -264,7 +313,7 @@ def format_result(result: dict[str, Any]) -> str:
         f"{library['copies']} planted copies, {library['burst_pairs']} burst pairs; {library['side']} px); "
         f"median of {result['rounds']} runs; region check / plain time: "
         f"{result['ratio_region_check_over_plain']}x; a later run from what the first kept / plain: "
-        f"{result.get('ratio_remembered_over_plain', '-')}x",
+        f"{result.get('ratio_remembered_over_plain', '-')}x" + _indexing_line(result.get("indexing")),
         [
             "rule",
             "seconds",
@@ -277,4 +326,15 @@ def format_result(result: dict[str, Any]) -> str:
             "files read",
         ],
         rows,
+    )
+
+
+def _indexing_line(indexing: dict[str, Any] | None) -> str:
+    if not indexing:
+        return ""
+    checked = indexing[CHECKED_INDEX]
+    return (
+        f"; indexing {indexing[PLAIN_INDEX]['seconds']} s, {checked['seconds']} s when it also compares the "
+        f"new images' files ({checked['pairs_checked']} pairs, {checked['files_read']} files; "
+        f"{indexing['ratio_checked_over_plain']}x)"
     )

@@ -420,7 +420,7 @@ class _Clock:
 
 
 def _lists(n: int) -> int:
-    """The IVF lists `linked_pairs` builds for `n` vectors (as `duplicates._range_index`)."""
+    """The IVF lists `linked_pairs` builds for `n` vectors (as `duplicates.range_index`)."""
     return 2 ** round(np.log2(np.sqrt(n)))
 
 

@@ -289,7 +289,7 @@ def linked_pairs(
     L2-normalised; distance 1 - dot) or "l2". With `hashed`, pairs of rows that both have a hash are
     linked by its rule instead (a pair may then come twice). With `candidates`, each row's nearest
     neighbours within its reach are collected there for a region check."""
-    index = _range_index(vectors, metric)
+    index = range_index(vectors, metric)
     reach = threshold if hashed is None else max(threshold, hashed.rule.latent_threshold)
     # FAISS keeps inner products above the radius, squared L2 distances below it
     radius = 1.0 - reach if metric == "cosine" else reach**2
@@ -301,7 +301,7 @@ def linked_pairs(
         later = rows > sources
         sources, rows, scores = sources[later], rows[later], scores[later]
         if hashed is not None:
-            kept = hashed.filter_range(sources, rows, _distances(scores, metric), threshold)
+            kept = hashed.filter_range(sources, rows, score_distances(scores, metric), threshold)
             sources, rows = sources[kept], rows[kept]
         yield sources, rows
         if hashed is not None or candidates is not None:
@@ -323,17 +323,18 @@ def _neighbours(
     scores, rows = index.search(batch, k)
     sources = np.repeat(np.arange(start, start + len(batch)), k)
     rows, scores = rows.ravel(), scores.ravel()
-    distances = _distances(scores, metric)
+    distances = score_distances(scores, metric)
     usable = (rows >= 0) & (rows != sources)
     return sources[usable], rows[usable], distances[usable]
 
 
-def _distances(scores: np.ndarray, metric: str) -> np.ndarray:
+def score_distances(scores: np.ndarray, metric: str) -> np.ndarray:
     """FAISS scores as distances: 1 - inner product ("cosine") or the root of squared L2 ("l2")."""
     return 1.0 - scores if metric == "cosine" else np.sqrt(np.maximum(scores, 0.0))
 
 
-def _range_index(vectors: np.ndarray, metric: str) -> faiss.Index:
+def range_index(vectors: np.ndarray, metric: str) -> faiss.Index:
+    """A FAISS index of duplicate-space `vectors` for a run: exact up to EXACT_RANGE_MAX, else IVF-Flat."""
     dim = vectors.shape[1]
     faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     if len(vectors) <= EXACT_RANGE_MAX:
@@ -415,7 +416,7 @@ def _nearest_by_duplicate_distance(
     own = vectors[slot[image_id]]
     # scored as FAISS scores them (inner product, or squared L2), read as distances the one way
     scores = vectors[rows] @ own if metric == "cosine" else ((vectors[rows] - own) ** 2).sum(axis=1)
-    distances = _distances(scores, metric)
+    distances = score_distances(scores, metric)
     order = np.argsort(distances, kind="stable")
     return np.r_[np.int64(image_id), others[order]], distances[order].astype(np.float64)
 

@@ -104,6 +104,7 @@ class IndexReport:
     notes: list[str] = field(default_factory=list)
     split: CoreSplit | None = None  # how the cores were shared; None when nothing was decoded
     hashed: int = 0  # unchanged images given the perceptual hashes they lacked
+    indexed_ids: list[int] = field(default_factory=list)  # images encoded by this run, new or changed
 
 
 def index_folder(
@@ -164,6 +165,7 @@ def index_folder(
         notes=notes + run.notes,
         split=run.split,
         hashed=run.hashed,
+        indexed_ids=run.indexed_ids,
     )
 
 
@@ -189,6 +191,7 @@ class _Run:
         self.skipped: list[tuple[str, str]] = []
         self.decoded = 0
         self.hashed = 0
+        self.indexed_ids: list[int] = []
         self.notes: list[str] = []
         self._batches = 0
 
@@ -322,7 +325,7 @@ class _Run:
         if good:
             hashes = [result.perceptual_hashes for result in kept]
             thumbnails = [result.alignment_thumbnail for result in kept]
-            self.store.upsert_images(good, latents[usable], hashes, thumbnails)
+            self.indexed_ids += self.store.upsert_images(good, latents[usable], hashes, thumbnails)
         self.counts.new += sum(1 for record in good if record.id is None)
         self.counts.changed += sum(1 for record in good if record.id is not None)
         bad = [

@@ -3,19 +3,23 @@
 A file that is gone, lies outside the folder, or no longer has the size it was indexed with (edited or
 replaced since) is not read: the check then leaves that image to the latent and hash rules.
 
-OpenCV, which comparing files needs, is loaded when a check is built or a file read, not when the CLI
-or the server starts.
+`compare_new_images` runs the check over the pairs of images just indexed (`indexer.new_image_pairs`), so
+that a report later finds them remembered. OpenCV, which comparing files needs, is loaded when a check is
+built or a file read, not when the CLI or the server starts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from latentdex.indexer.catalog import ImageRecord
-from latentdex.indexer.duplicates import resolve_region_rule
+from latentdex.indexer.duplicates import PRESETS, resolve_region_rule
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS
+from latentdex.indexer.new_image_pairs import new_image_pairs
 from latentdex.indexer.region_rule import LocalFeatures
+from latentdex.indexer.store import LatentStore
 from latentdex.service.previews import original_file
 
 if TYPE_CHECKING:
@@ -60,3 +64,25 @@ def region_check(
     from latentdex.indexer.region_links import RegionCheck
 
     return RegionCheck(rule, indexed_file_features(root, max_pixels), threads=threads, remember=remember)
+
+
+def compare_new_images(
+    store: LatentStore,
+    image_ids: Sequence[int],
+    threads: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> RegionCheck | None:
+    """Compare the files of the candidate pairs of `image_ids` (just indexed into `store`) and keep what
+    they gave in its catalog, for every preset's later report; the check, with its counts, or None where
+    there is nothing to keep it for (no preset's region rule in the store's space, no indexed folder, or
+    a catalog without the region memory)."""
+    space = store.distance_space
+    rules = [rule for name in PRESETS if (rule := resolve_region_rule(name, None, space)) is not None]
+    check = region_check("near", None, space, store.indexed_root(), threads=threads, remember=True)
+    if check is None or not rules or not store.region_memory.usable:
+        return None
+    first, second = new_image_pairs(store, image_ids, max(rule.max_distance for rule in rules))
+    check.progress = progress
+    for _ in check.links(store, first, second):
+        pass
+    return check

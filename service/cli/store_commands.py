@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,6 +17,7 @@ from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
 from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
 from latentdex.service.cli.progress import progress_bar
+from latentdex.service.duplicate_files import compare_new_images
 from latentdex.service.indexer_metrics import IndexerMetrics
 
 IndexType = Literal["flat", "hnsw", "ivfpq", "auto"]
@@ -92,6 +94,15 @@ def index(
     metrics_file: Annotated[
         Path | None, typer.Option(help="Write Prometheus metrics here at the end (textfile collector).")
     ] = None,
+    check_files: Annotated[
+        bool,
+        typer.Option(
+            help="After indexing, compare the files of each new image and its nearest neighbours for "
+            "the duplicate finder's region check (crops, captions, borders) and keep what they gave, so "
+            "that `duplicates` and the web app's review need not read them; --no-check-files: leave "
+            "that to the first report."
+        ),
+    ] = True,
 ) -> None:
     """Index PHOTOS_DIR into a store: encode new and changed images, follow moves, drop deleted ones."""
     metrics = IndexerMetrics()
@@ -128,6 +139,32 @@ def index(
     _print_index_report(report, store)
     if report.interrupted:
         raise typer.Exit(INTERRUPTED)
+    if check_files and report.indexed_ids:
+        _compare_new_images(store, report.indexed_ids)
+
+
+def _compare_new_images(store: Path, image_ids: list[int]) -> None:
+    """The region check over the new images' candidate pairs, kept in the catalog (Ctrl-C keeps what
+    was compared and leaves the rest to the first report)."""
+    with LatentStore.open(store, read_only=True) as opened, progress_bar("pairs") as bar:
+        task = bar.add_task("comparing files", total=None, status="new images' candidate pairs")
+
+        def show(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            check = compare_new_images(opened, image_ids, threads=os.cpu_count() or 1, progress=show)
+        except KeyboardInterrupt:
+            typer.echo("files: comparison stopped; what was compared is kept, `duplicates` compares the rest")
+            raise typer.Exit(INTERRUPTED) from None
+    if check is not None:
+        typer.echo(
+            f"files: {check.pairs_checked} candidate pairs of new images compared for the duplicate finder"
+            + (f" ({check.pairs_remembered} known from before)" if check.pairs_remembered else "")
+            + f", {check.pairs_linked} crops or edits linked, {check.files_read} files read "
+            f"({check.seconds:.1f} s)"
+            + (f", {check.files_unreadable} not readable" if check.files_unreadable else "")
+        )
 
 
 def stats(

@@ -1,0 +1,110 @@
+"""The candidate pairs of images just indexed, for the region check to compare while their files are fresh.
+
+Duplicate finding reads files only for candidate pairs: each image with one of its HASH_NEIGHBOURS nearest
+in the duplicates' space, within the region rule's reach, that latents and hashes leave apart
+(`indexer.duplicates`). What a pair's files gave is remembered by content hash (`indexer.region_memory`),
+so comparing the new images' pairs when they are indexed leaves `latentdex duplicates`, the server and the
+web app's review only remembered pairs to look up: a library's first duplicate report then costs what a
+later one does, instead of reading files for an hour at a million images.
+
+Neighbours are found as a report finds them: in the duplicates' space, through the same index over
+every image of the store (exact up to `duplicates.EXACT_RANGE_MAX`, then IVF), for the new images alone:
+each new image with its HASH_NEIGHBOURS nearest, and with any older image that has the new one among its
+own HASH_NEIGHBOURS nearest (looked for among the new image's `REVERSE_REACH` nearest). Pairs the `near`
+preset's latents and hashes link directly are left out (every preset's report skips them), and so are
+blank pictures, which only their content hash links. A pair this misses (the IVF's approximation, or a
+filtered report's other neighbours) is compared by the report that needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import faiss
+import numpy as np
+
+from latentdex.indexer.duplicates import HASH_NEIGHBOURS, HASH_RULES, PRESETS, range_index, score_distances
+from latentdex.indexer.perceptual_hash import closest_bits, flat_pictures
+from latentdex.indexer.store import LatentStore
+
+REVERSE_REACH = 4 * HASH_NEIGHBOURS  # a new image's nearest searched for older images it is near to
+BATCH = 4096  # new images searched at once
+Rows = np.ndarray
+
+
+def new_image_pairs(
+    store: LatentStore, image_ids: Sequence[int], reach: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, ids): the candidate pairs a report's region check would compare that involve `image_ids`
+    (ok images of `store`): within `reach` in the duplicates' space, one among the other's HASH_NEIGHBOURS
+    nearest, and not linked by the `near` preset's latents and hashes."""
+    found, vectors, metric = store.duplicate_vectors(store.select_ids())
+    hashes, known = store.perceptual_hashes(found)
+    detailed = ~(known & flat_pictures(hashes))  # blank pictures are linked by their content hash alone
+    found, vectors, hashes, known = found[detailed], vectors[detailed], hashes[detailed], known[detailed]
+    is_new = np.isin(found, np.asarray(image_ids, dtype=np.int64))
+    rows = np.flatnonzero(is_new)
+    if len(found) < 2 or not len(rows):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    index = range_index(vectors, metric)
+    near = _NearRule(store.distance_space, hashes, known)
+    firsts, seconds = [], []
+    for start in range(0, len(rows), BATCH):
+        sources, others, distances, ranks = _nearest(index, vectors, rows[start : start + BATCH], metric)
+        within = distances <= reach
+        # a new image further down this one's list than a report looks is a pair if the older image has it
+        # among its own nearest (a new one's own list covers it otherwise)
+        further = within & (ranks >= HASH_NEIGHBOURS) & ~is_new[others]
+        older = np.unique(others[further])
+        kth = np.full(len(found), -np.inf)
+        kth[older] = _kth_distance(index, vectors, older, metric)
+        pair = within & ((ranks < HASH_NEIGHBOURS) | (distances <= kth[others]))
+        sources, others, distances = sources[pair], others[pair], distances[pair]
+        kept = ~near.links(sources, others, distances)
+        firsts.append(found[sources[kept]])
+        seconds.append(found[others[kept]])
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def _nearest(
+    index: faiss.Index, vectors: np.ndarray, rows: Rows, metric: str, k: int = REVERSE_REACH
+) -> tuple[Rows, Rows, np.ndarray, np.ndarray]:
+    """(rows, neighbour rows, distances, ranks): each of `rows` with its `k` nearest other rows, the
+    nearest ranked 0."""
+    k = min(k + 1, index.ntotal)
+    scores, neighbours = index.search(vectors[rows], k)
+    sources, others = np.repeat(rows, k), neighbours.ravel()
+    valid = (others >= 0) & (others != sources)
+    ranks = np.cumsum(valid.reshape(len(rows), k), axis=1).ravel() - 1
+    distances = score_distances(scores.ravel(), metric)
+    return sources[valid], others[valid], distances[valid], ranks[valid]
+
+
+def _kth_distance(index: faiss.Index, vectors: np.ndarray, rows: Rows, metric: str) -> np.ndarray:
+    """For each of `rows`, the distance of its HASH_NEIGHBOURS-th nearest other row (inf with fewer)."""
+    if not len(rows):
+        return np.zeros(0)
+    sources, _, distances, ranks = _nearest(index, vectors, rows, metric, HASH_NEIGHBOURS)
+    kth = np.full(len(rows), np.inf)
+    last = ranks == HASH_NEIGHBOURS - 1
+    kth[np.searchsorted(rows, sources[last])] = distances[last]
+    return kth
+
+
+class _NearRule:
+    """Which pairs of rows the `near` preset links by latents and hashes alone, in a store's space."""
+
+    def __init__(self, space: str, hashes: np.ndarray, known: np.ndarray) -> None:
+        self.threshold = (PRESETS["near"] or {}).get(space)
+        self.rule = HASH_RULES["near"].get(space)
+        self.hashes, self.known = hashes, known
+
+    def links(self, first: Rows, second: Rows, distances: np.ndarray) -> np.ndarray:
+        if self.threshold is None:
+            return np.zeros(len(first), bool)
+        linked = distances <= self.threshold
+        if self.rule is None:
+            return linked
+        bits = closest_bits(self.hashes[first], self.hashes[second])
+        both = self.known[first] & self.known[second]
+        return np.where(both, self.rule.links(distances, bits), linked)
