@@ -223,7 +223,7 @@ def find_duplicates(
                 links.union_slots(a, b)
         if regions is not None and candidates is not None:
             first, second = candidates.rows()
-            for a, b in regions.links(store, found[first], found[second], links.same):
+            for a, b in regions.links(store, found[first], found[second], links):
                 links.union(a, b)
     groups = [_group(store, members) for members in links.groups()]
     groups.sort(key=lambda g: (-len(g.members), g.keeper.id or 0))
@@ -481,6 +481,33 @@ class UnionFind:
         """Whether two ids are already in one set (False for an id outside it)."""
         slot_a, slot_b = self._slot(a), self._slot(b)
         return slot_a is not None and slot_b is not None and self._root(slot_a) == self._root(slot_b)
+
+    def same_many(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """`same` for arrays of id pairs."""
+        slot_a, slot_b = self._slots(first), self._slots(second)
+        inside = (slot_a >= 0) & (slot_b >= 0)
+        roots_a, roots_b = self._roots(slot_a[inside]), self._roots(slot_b[inside])
+        out = np.zeros(len(slot_a), dtype=bool)
+        out[inside] = roots_a == roots_b
+        return out
+
+    def _slots(self, ids: np.ndarray) -> np.ndarray:
+        """The positions of `ids` in the id array (-1 for an id outside it)."""
+        if not len(self.ids):
+            return np.full(len(ids), -1, np.int64)
+        slots = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        return np.where(self.ids[slots] == ids, slots, -1)
+
+    def _roots(self, slots: np.ndarray) -> np.ndarray:
+        """The roots of many slots at once, halving their paths as `_root` does."""
+        parent = self.parent
+        while True:
+            up = parent[slots]
+            moving = up != slots
+            if not moving.any():
+                return slots
+            parent[slots[moving]] = parent[up[moving]]
+            slots = np.where(moving, parent[slots], slots)
 
     def union(self, a: int, b: int) -> None:
         """Link two ids; an id outside the set (filtered out, or removed meanwhile) is ignored."""

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -28,6 +29,16 @@ from latentdex.indexer.region_rule import LocalFeatures, Overlap, RegionRule
 from latentdex.indexer.store import LatentStore
 
 FeatureSource = Callable[[ImageRecord], LocalFeatures | None]
+
+
+class Groups(Protocol):
+    """The groups a duplicate search is building (`duplicates.UnionFind`)."""
+
+    def same(self, a: int, b: int) -> bool: ...
+
+    def same_many(self, first: np.ndarray, second: np.ndarray) -> np.ndarray: ...
+
+
 CACHE_BYTES = 256 * 2**20  # features kept for a run (~40 KB an image: about 6,500 images)
 RECORD_CHUNK = 512  # candidate pairs whose records (and, with threads, files) are read at once
 PROGRESS_EVERY = 32  # candidate pairs between progress reports
@@ -57,22 +68,26 @@ class RegionCheck:
         store: LatentStore,
         first: np.ndarray,
         second: np.ndarray,
-        linked: Callable[[int, int], bool] = lambda a, b: False,
+        groups: Groups | None = None,
     ) -> Iterator[tuple[int, int]]:
         """The (id, id) pairs among the candidates `first[i]`, `second[i]` that the rule links, skipping
-        pairs `linked` already says are in one group."""
+        pairs already in one of the `groups` being built (the caller joins what this yields)."""
+        linked = groups.same if groups is not None else lambda a, b: False
         started = time.perf_counter()
         pairs = np.unique(np.sort(np.c_[first, second].astype(np.int64), axis=1), axis=0)
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
         memory = store.region_memory if self.remember else None
         pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         try:
+            hashes = store.content_hashes(np.unique(pairs).tolist())  # ok images only: read once
+            pairs = _in_key_order(pairs, hashes)
             for start in range(0, len(pairs), RECORD_CHUNK):
                 if self.progress is not None:
                     self.progress(start, len(pairs))
                 chunk = pairs[start : start + RECORD_CHUNK]
-                hashes = store.content_hashes(np.unique(chunk).tolist())  # ok images only
-                todo = [(a, b) for a, b in chunk.tolist() if a in hashes and b in hashes and not linked(a, b)]
+                if groups is not None:
+                    chunk = chunk[~groups.same_many(chunk[:, 0], chunk[:, 1])]
+                todo = [(a, b) for a, b in chunk.tolist() if a in hashes and b in hashes]
                 keys = {(a, b): _key(hashes[a], hashes[b]) for a, b in todo}
                 known = memory.recall(key for key in keys.values() if key) if memory else {}
                 # Remembered pairs first: the links they make spare reading the files of pairs they join.
@@ -177,6 +192,23 @@ class RegionCheck:
             _, dropped = self._cache.popitem(last=False)
             self._cached_bytes -= 0 if dropped is None else dropped.nbytes
         return features
+
+
+def _in_key_order(pairs: np.ndarray, hashes: dict[int, str | None]) -> np.ndarray:
+    """(n, 2) id pairs ordered by their remembered key, those without one (an image without a content
+    hash) last: a chunk then asks the memory for all the rows of few first hashes, not a few rows of
+    many, and still holds few images, so the files it compares are read about once."""
+    ids = np.unique(pairs)
+    text = np.array([hashes.get(i) or "" for i in ids.tolist()], dtype="S64")
+    _, rank = np.unique(text, return_inverse=True)  # ordered as the hashes are (hex: bytes as text)
+    first, second = rank[np.searchsorted(ids, pairs[:, 0])], rank[np.searchsorted(ids, pairs[:, 1])]
+    keyless = (text == b"")[np.searchsorted(ids, pairs[:, 0])] | (text == b"")[
+        np.searchsorted(ids, pairs[:, 1])
+    ]
+    order = np.lexsort(
+        (pairs[:, 1], pairs[:, 0], np.maximum(first, second), np.minimum(first, second), keyless)
+    )
+    return pairs[order]
 
 
 def _key(first_hash: str | None, second_hash: str | None) -> PairKey | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import Float, Integer, String, inspect, select
+from sqlalchemy import Float, Integer, String, bindparam, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -43,6 +43,17 @@ class OverlapRow(Base):
     inliers: Mapped[int] = mapped_column(Integer)
     contained: Mapped[float] = mapped_column(Float)
     agreement: Mapped[float] = mapped_column(Float)
+
+
+_RECALL = select(
+    OverlapRow.first_hash,
+    OverlapRow.second_hash,
+    OverlapRow.inliers,
+    OverlapRow.contained,
+    OverlapRow.agreement,
+).where(
+    OverlapRow.first_hash.in_(bindparam("firsts", expanding=True)), OverlapRow.method == bindparam("method")
+)
 
 
 def pair_key(first_hash: str, second_hash: str) -> PairKey:
@@ -78,16 +89,13 @@ class OverlapMemory:
         # By the key's first column, which SQLite finds through the primary key's index; a row-value
         # IN over both columns scans the table instead.
         firsts = sorted({first for first, _ in wanted})
-        columns = (OverlapRow.first_hash, OverlapRow.second_hash, OverlapRow.inliers)
-        columns += (OverlapRow.contained, OverlapRow.agreement)
         try:
             with self._catalog.reading() as session:
+                connection = session.connection()  # rows as tuples: no ORM loading for many small rows
                 for start in range(0, len(firsts), _BATCH):
                     batch = firsts[start : start + _BATCH]
-                    query = select(*columns).where(
-                        OverlapRow.first_hash.in_(batch), OverlapRow.method == METHOD
-                    )
-                    for first, second, inliers, contained, agreement in session.execute(query):
+                    rows = connection.execute(_RECALL, {"firsts": batch, "method": METHOD}).all()
+                    for first, second, inliers, contained, agreement in rows:
                         if (first, second) in wanted:
                             found[(first, second)] = Overlap(int(inliers), float(contained), float(agreement))
         except SQLAlchemyError as exc:

@@ -30,6 +30,7 @@ from latentdex.indexer.duplicates import (
     PRESETS,
     REGION_RULES,
     HashRule,
+    UnionFind,
     duplicates_of,
     find_duplicates,
     keeper_order,
@@ -601,3 +602,16 @@ def test_the_range_search_past_the_exact_size_finds_every_planted_pair(metric: s
         pairs.update(zip(first.tolist(), second.tolist(), strict=True))
     expected = {tuple(sorted(p)) for p in zip(originals.tolist(), copies.tolist(), strict=True)}
     assert pairs == expected
+
+
+def test_the_union_find_answers_many_pairs_as_it_answers_one() -> None:
+    rng = np.random.default_rng(7)
+    ids = np.sort(rng.choice(10_000, size=2_000, replace=False)).astype(np.int64)
+    groups = UnionFind(ids)
+    for a, b in rng.choice(ids, size=(1_500, 2)).tolist():
+        groups.union(a, b)
+    first, second = rng.choice(ids, size=3_000), rng.choice(ids, size=3_000)
+    first[:10] = 10_001  # ids outside the set are never in one group
+    one_by_one = [groups.same(a, b) for a, b in zip(first.tolist(), second.tolist(), strict=True)]
+    assert groups.same_many(first, second).tolist() == one_by_one
+    assert 0 < sum(one_by_one) < len(one_by_one) - 10
