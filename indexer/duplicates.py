@@ -20,10 +20,6 @@ to EXACT_RANGE_MAX images, then an IVF-Flat index built for the run, which finds
 pair where a k-nearest search through an HNSW index misses some, and at a million images is several
 times faster); links go into a union-find. Nothing is deleted: a group names a suggested keeper.
 
-A picture flat as a whole (one colour as the model sees it: a blank page, or a white drawing on
-transparency composited on white) has the latent and the hashes of every other blank picture; it is
-linked by its content hash alone.
-
 Keeper rule, stated: the largest pixel count, then the oldest capture time (images without one come after
 those with one), then the shortest path, then the lowest id.
 """
@@ -44,7 +40,7 @@ import numpy as np
 from latentdex.errors import InvalidQuery
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.perceptual_hash import closest_bits, flat_pictures
+from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.region_rule import RegionRule
 from latentdex.indexer.store import LatentStore
 
@@ -212,10 +208,10 @@ def find_duplicates(
             links.union(group[0], other)
     if threshold is not None and len(ids) > 1:
         found, vectors, metric = store.duplicate_vectors(ids)
-        hashes, known = store.perceptual_hashes(found)
-        detailed = ~(known & flat_pictures(hashes))  # a blank picture is linked by its content hash alone
-        found, vectors, hashes, known = found[detailed], vectors[detailed], hashes[detailed], known[detailed]
-        hashed = HashedVectors(hashes, known, hash_rule) if hash_rule is not None and known.any() else None
+        hashed = None
+        if hash_rule is not None:
+            hashes, known = store.perceptual_hashes(found)
+            hashed = HashedVectors(hashes, known, hash_rule) if known.any() else None
         slots = np.searchsorted(ids, found)
         candidates = None if regions is None else CandidatePairs(regions.rule.max_distance)
         for first, second in linked_pairs(vectors, metric, threshold, progress, hashed, candidates):
@@ -368,22 +364,15 @@ def duplicates_of(
     members.update(
         r.id for r in store.find_by_hash(record.content_hash) if r.id is not None and r.status == "ok"
     )
-    if threshold is not None and not _blank(store, image_id):
+    if threshold is not None:
         latent = store.latents([image_id])
         k = min(neighbours + 1, store.vector_count)
         near = [m.id for m in store.search(latent, k)[0] if m.id != image_id]
         ids, distances = _nearest_by_duplicate_distance(store, image_id, near)
-        hashes, known = store.perceptual_hashes(ids)
-        detailed = np.r_[True, ~(known[1:] & flat_pictures(hashes[1:]))]
-        ids, distances, hashes, known = (
-            ids[detailed],
-            distances[detailed[1:]],
-            hashes[detailed],
-            known[detailed],
-        )
         linked = distances <= threshold
         nearest = np.arange(len(distances)) < HASH_NEIGHBOURS
         if hash_rule is not None and len(distances):
+            hashes, known = store.perceptual_hashes(ids)
             bits = closest_bits(hashes[1:], hashes[:1])
             in_reach = nearest | (distances <= hash_rule.latent_threshold)
             by_rule = hash_rule.links(distances, bits) & in_reach
@@ -393,13 +382,6 @@ def duplicates_of(
             unlinked = ids[1:][nearest & ~linked & (distances <= regions.rule.max_distance)]
             members.update(regions.linked_to(store, image_id, unlinked))
     return _group(store, sorted(members)) if len(members) > 1 else None
-
-
-def _blank(store: LatentStore, image_id: int) -> bool:
-    """Whether an image's picture is flat as a whole (`perceptual_hash.flat_pictures`): blank as the model
-    sees it, so its latent says nothing of what the file holds."""
-    hashes, known = store.perceptual_hashes(np.array([image_id], dtype=np.int64))
-    return bool(known[0] and flat_pictures(hashes)[0])
 
 
 def _nearest_by_duplicate_distance(

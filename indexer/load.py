@@ -58,6 +58,7 @@ _MAKE = 0x010F
 _MODEL = 0x0110
 _ORIENTATION = 0x0112
 _SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that rotate by 90 degrees
+_FLAT_LEVELS = 8  # grey levels within which a composited picture counts as one colour
 
 # What Pillow's decoders raise on malformed input; around open + load these mean "bad file", not "bug".
 _DECODE_ERRORS = (
@@ -223,15 +224,20 @@ def _decode(img: Image.Image, min_side: int | None, max_pixels: int) -> DecodedI
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
-    """Convert any Pillow mode to an H x W x 3 uint8 RGB array; transparency is composited on white."""
+    """Convert any Pillow mode to an H x W x 3 uint8 RGB array. Transparency is composited on white, or on
+    black where white would leave nothing to see (a white drawing on transparency)."""
     if img.mode == "F" or img.mode.startswith("I"):
         grey = _scale_to_uint8(img)
         return np.repeat(grey[:, :, np.newaxis], 3, axis=2)
     if img.mode == "La":  # Pillow cannot go from premultiplied La straight to RGBA
         img = img.convert("LA")
     if img.has_transparency_data:
-        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, img.convert("RGBA"))
+        drawn = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), drawn)
+        low, high = img.convert("L").getextrema()
+        alpha_low, alpha_high = drawn.getchannel("A").getextrema()
+        if high - low <= _FLAT_LEVELS and alpha_high - alpha_low > _FLAT_LEVELS:
+            img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), drawn)
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.array(img, dtype=np.uint8)  # np.asarray would be read-only

@@ -11,8 +11,8 @@ Neighbours are found as a report finds them: in the duplicates' space, through t
 every image of the store (exact up to `duplicates.EXACT_RANGE_MAX`, then IVF), for the new images alone:
 each new image with its HASH_NEIGHBOURS nearest, and with any older image that has the new one among its
 own HASH_NEIGHBOURS nearest (looked for among the new image's `REVERSE_REACH` nearest). Pairs the `near`
-preset's latents and hashes link directly are left out (every preset's report skips them), and so are
-blank pictures, which only their content hash links. A pair this misses (the IVF's approximation, or a
+preset's latents and hashes link directly are left out (every preset's report skips them). A pair this
+misses (the IVF's approximation, or a
 filtered report's other neighbours) is compared by the report that needs it.
 """
 
@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 
 from latentdex.indexer.duplicates import HASH_NEIGHBOURS, HASH_RULES, PRESETS, range_index, score_distances
-from latentdex.indexer.perceptual_hash import closest_bits, flat_pictures
+from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.store import LatentStore
 
 REVERSE_REACH = 4 * HASH_NEIGHBOURS  # a new image's nearest searched for older images it is near to
@@ -40,8 +40,6 @@ def new_image_pairs(
     nearest, and not linked by the `near` preset's latents and hashes."""
     found, vectors, metric = store.duplicate_vectors(store.select_ids())
     hashes, known = store.perceptual_hashes(found)
-    detailed = ~(known & flat_pictures(hashes))  # blank pictures are linked by their content hash alone
-    found, vectors, hashes, known = found[detailed], vectors[detailed], hashes[detailed], known[detailed]
     is_new = np.isin(found, np.asarray(image_ids, dtype=np.int64))
     rows = np.flatnonzero(is_new)
     if len(found) < 2 or not len(rows):

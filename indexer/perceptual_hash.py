@@ -10,11 +10,11 @@ panned across the scene does not match a shifted region of its neighbour. `index
 images whose closest such pair of hashes is within a few bits *and* whose latents agree loosely
 (`python -m bench --only duplicates_quality`).
 
-A flat picture or region (one colour: a blank page, a plain backdrop, the white margin of a drawing) has
-no low-frequency structure: every DCT coefficient but the mean ties at the median, and its pHash has one
-bit set whatever the picture was. Such hashes say nothing about the picture, so two of them never count as
-agreeing (`closest_bits`), and a picture flat as a whole is matched by its content hash alone
-(`flat_pictures`, used by `indexer.duplicates`).
+A flat region (one colour: the white margin of a drawing, a blank strip) has no low-frequency
+structure: every DCT coefficient but the mean ties at the median, and its pHash has one bit set (or
+none) whatever else the picture holds. Two such hashes say nothing about whether the pictures agree, so
+`closest_bits` never counts them: two different drawings sharing a white corner, or two flags of vertical
+stripes, are not linked by it.
 
 The catalog keeps the whole picture's hash as a signed 64-bit integer (SQL has no unsigned type) and the
 five regions' as 40 bytes, little-endian; arrays in memory are uint64, one row of HASHES per image.
@@ -29,7 +29,7 @@ from PIL import Image
 REGION_SHARE = 0.85
 HASH_BITS = 64
 # A pHash thresholds 64 DCT coefficients at their median, so a picture with structure has ~32 bits set;
-# this few or fewer means most coefficients tie at zero: a flat picture or region (1 bit: exactly flat).
+# this few or fewer means most coefficients tie at zero: a flat region (1 bit, or none: exactly flat).
 FLAT_BITS = 8
 HASHES = 6  # the whole picture, then the top-left, top-right, bottom-left, bottom-right and centre regions
 _SIGN = 1 << 63
@@ -89,8 +89,3 @@ def closest_bits(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     bits = np.bitwise_count(first ^ second)
     flat = (np.bitwise_count(first) <= FLAT_BITS) | (np.bitwise_count(second) <= FLAT_BITS)
     return np.where(flat, np.uint8(HASH_BITS), bits).min(axis=-1)
-
-
-def flat_pictures(hashes: np.ndarray) -> np.ndarray:
-    """Which rows of (n, HASHES) hashes are of pictures flat as a whole (their whole-picture hash is)."""
-    return np.bitwise_count(np.asarray(hashes, np.uint64)[..., 0]) <= FLAT_BITS

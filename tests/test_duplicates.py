@@ -1,6 +1,6 @@
 """Near-duplicate groups on a generated library with known copies (shipped model, a whitened store): exact
 copies, a re-encode, a resize, two crops (found through the perceptual hashes), a burst of distinct
-frames that `near` keeps apart, and different drawings that all render blank (white on transparency), which
+frames that `near` keeps apart, and white drawings on transparency (which would render blank on white) that
 nothing links; the fall-back to the latent threshold for images without a hash; the
 keeper rule; the RPC's pages and its bad arguments; the CLI's text, JSON, sheet, script and exit codes."""
 
@@ -39,7 +39,6 @@ from latentdex.indexer.duplicates import (
     resolve_threshold,
 )
 from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.perceptual_hash import flat_pictures
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
@@ -66,7 +65,7 @@ CROP_GROUPS = [
     ["scenes/scene-003.jpg", "copies/cropped.png"],
     ["scenes/scene-006.jpg", "copies/cropped-more.jpg"],
 ]
-BLANKS = ["copies/blank-disc.png", "copies/blank-bar.png", "copies/blank-page.png"]
+WHITE_DRAWINGS = ["copies/white-disc.png", "copies/white-bar.png", "copies/white-page.png"]
 EXACT_GROUP = ["copies/scene-000.jpg", "copies/again-scene-000.jpg", "scenes/scene-000.jpg"]
 runner = CliRunner()
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -104,14 +103,14 @@ def build_library(folder: Path) -> Library:
     burst = Image.open(wide).convert("RGB")
     burst.crop((0, 0, 272, 204)).save(copies / "burst-1.png")  # two frames of one scene, panned 15%
     burst.crop((48, 36, 320, 240)).save(copies / "burst-2.png")
-    # different pictures that all render as a white page: a white disc and a white bar on transparency
+    # a white disc and a white bar on transparency (on white, both would be a white page), and a white page
     disc = Image.new("RGBA", (240, 240), (0, 0, 0, 0))
     ImageDraw.Draw(disc).ellipse((40, 40, 200, 200), fill=(255, 255, 255, 255))
-    disc.save(copies / "blank-disc.png")
+    disc.save(copies / "white-disc.png")
     bar = Image.new("RGBA", (320, 200), (0, 0, 0, 0))
     ImageDraw.Draw(bar).rectangle((20, 90, 300, 110), fill=(255, 255, 255, 255))
-    bar.save(copies / "blank-bar.png")
-    Image.new("RGB", (300, 400), (255, 255, 255)).save(copies / "blank-page.png")
+    bar.save(copies / "white-bar.png")
+    Image.new("RGB", (300, 400), (255, 255, 255)).save(copies / "white-page.png")
     store = folder / "store"
     index_folder(root, store, LatentCodec.load(), IndexOptions(workers=1))
     with LatentStore.open(store, read_only=True) as opened:
@@ -151,18 +150,15 @@ def test_near_groups_the_copies_and_the_crops_and_keeps_burst_frames_apart(libra
     assert all(crop in groups for crop in CROP_GROUPS)  # linked by pHash; their latents moved further
     assert not any(any("burst" in p for p in g) for g in groups)
     assert len(groups) == NEAR_GROUPS
-    assert not any(blank in group for group in groups for blank in BLANKS)
+    assert not any(white in group for group in groups for white in WHITE_DRAWINGS)
 
 
-def test_blank_pictures_are_grouped_by_their_content_hash_alone(library: Library) -> None:
+def test_white_drawings_on_transparency_are_seen_and_kept_apart(library: Library) -> None:
     with LatentStore.open(library.store, read_only=True) as store:
-        ids = np.array(sorted(library.id(path) for path in BLANKS))
-        found, vectors, _ = store.duplicate_vectors(ids)
-        hashes, known = store.perceptual_hashes(found)
-        assert len(found) == len(BLANKS) and known.all()
-        assert np.allclose(vectors, vectors[0], atol=1e-4)  # the model sees one white page three times
-        assert flat_pictures(hashes).all() and len(set(hashes[:, 0].tolist())) == 1
-        for path in BLANKS:  # neither by latent nor by hash, whatever the preset
+        ids = [library.id(path) for path in WHITE_DRAWINGS]
+        distances = store.duplicate_distances(ids)
+        hashes, known = store.perceptual_hashes(np.array(ids))
+        for path in WHITE_DRAWINGS:
             for preset in ("near", "similar"):
                 group = duplicates_of(
                     store,
@@ -171,10 +167,13 @@ def test_blank_pictures_are_grouped_by_their_content_hash_alone(library: Library
                     hash_rule=HASH_RULES[preset]["whitened"],
                 )
                 assert group is None, (preset, path, [m.path for m in group.members])
+    # on black, the disc and the bar are two pictures, and neither is the white page
+    assert distances[np.triu_indices(3, 1)].min() > PRESETS["similar"]["whitened"]
+    assert known.all() and len(set(hashes[:, 0].tolist())) == 3
     similar = groups_by_path(
         library, PRESETS["similar"]["whitened"], hash_rule=HASH_RULES["similar"]["whitened"]
     )
-    assert not any(blank in group for group in similar for blank in BLANKS)
+    assert not any(white in group for group in similar for white in WHITE_DRAWINGS)
 
 
 def test_the_region_check_links_crops_the_latents_and_hashes_miss_but_not_burst_frames(
@@ -236,15 +235,14 @@ def test_without_perceptual_hashes_near_falls_back_to_the_latent_threshold(
 ) -> None:
     latent_only = groups_by_path(library, near(library))
     assert CROP_GROUPS[1] not in latent_only  # the 90% crop's latent moved past the threshold
-    # a store indexed before hashes were kept: the same groups, whatever the rule, and the blank pictures
-    # too, which it cannot tell from pictures without hashes
+    # a store indexed before hashes were kept: the same groups, whatever the rule
     shutil.copytree(library.store, tmp_path / "store")
     with sqlite3.connect(tmp_path / "store" / "catalog.sqlite") as db:
         db.execute("UPDATE images SET perceptual_hash = NULL, region_hashes = NULL")
     rule = HASH_RULES["near"]["whitened"]
-    unhashed = groups_by_path(library, near(library), hash_rule=rule, store_folder=tmp_path / "store")
-    assert sorted(BLANKS) in [sorted(group) for group in unhashed]
-    assert [group for group in unhashed if group[0] not in BLANKS] == latent_only
+    assert (
+        groups_by_path(library, near(library), hash_rule=rule, store_folder=tmp_path / "store") == latent_only
+    )
     stats = runner.invoke(app, ["stats", str(tmp_path / "store")])
     total = SCENES + COPIES
     assert f"hashes:      0 of {total} ok images have perceptual hashes; the rest match" in stats.output

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageDraw, ImageFile
 
 from latentdex.errors import BadImage
 from latentdex.indexer.load import (
@@ -541,3 +541,15 @@ def test_no_file_handles_leak(tmp_path: Path) -> None:
     assert _open_files_under(tmp_path) == []
     ours = [w for w in caught if issubclass(w.category, ResourceWarning) and str(tmp_path) in str(w.message)]
     assert not ours
+
+
+def test_a_white_drawing_on_transparency_is_composited_on_black() -> None:
+    white = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    ImageDraw.Draw(white).ellipse((10, 10, 30, 30), fill=(255, 255, 255, 255))
+    out = _to_rgb(white)
+    assert out[0, 0].tolist() == [0, 0, 0] and out[20, 20].tolist() == [255, 255, 255]
+    dark = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    ImageDraw.Draw(dark).ellipse((10, 10, 30, 30), fill=(200, 0, 0, 255))
+    out = _to_rgb(dark)  # a drawing that shows on white stays on white
+    assert out[0, 0].tolist() == [255, 255, 255] and out[20, 20].tolist() == [200, 0, 0]
+    assert _to_rgb(Image.new("RGBA", (8, 8), (0, 0, 0, 0)))[0, 0].tolist() == [255, 255, 255]

@@ -1,5 +1,5 @@
-"""The perceptual hashes' flat guard: a blank picture or region hashes alike whatever it was, so such
-hashes never count as agreeing."""
+"""The perceptual hashes' flat guard: a flat region hashes alike whatever the rest of the picture is, so
+such hashes never count as agreeing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from latentdex.indexer.duplicates import HASH_RULES
-from latentdex.indexer.perceptual_hash import FLAT_BITS, closest_bits, flat_pictures, perceptual_hashes
+from latentdex.indexer.perceptual_hash import FLAT_BITS, closest_bits, perceptual_hashes
 
 
 def drawing(shape: str) -> np.ndarray:
@@ -30,10 +30,9 @@ def test_flat_regions_hash_alike_and_are_not_taken_as_agreeing() -> None:
     assert closest_bits(ring[None], cross[None])[0] == raw[[0, 1, 3, 5]].min()
     assert closest_bits(ring[None], cross[None])[0] > HASH_RULES["similar"]["whitened"].max_bits
     assert closest_bits(ring[None], ring[None])[0] == 0  # the same drawing still agrees
-    assert not flat_pictures(np.stack([ring, cross])).any()
 
 
-def test_a_blank_picture_is_flat_and_a_photo_is_not() -> None:
+def test_a_blank_picture_hashes_flat_and_a_photo_does_not() -> None:
     blank = perceptual_hashes(np.full((240, 320, 3), 255, np.uint8))
     grey = perceptual_hashes(np.full((100, 100, 3), 90, np.uint8))
     rng = np.random.default_rng(0)
@@ -41,6 +40,6 @@ def test_a_blank_picture_is_flat_and_a_photo_is_not() -> None:
     photo = perceptual_hashes(
         np.repeat(((smooth - smooth.min()) / np.ptp(smooth) * 255).astype(np.uint8)[..., None], 3, axis=2)
     )
-    assert flat_pictures(np.stack([blank, grey, photo])).tolist() == [True, True, False]
+    assert np.bitwise_count(np.stack([blank, grey])).max() <= FLAT_BITS
     assert np.bitwise_count(photo).min() > 3 * FLAT_BITS
     assert closest_bits(blank[None], grey[None])[0] == 64  # equal hashes, yet no evidence
