@@ -24,7 +24,7 @@ import numpy as np
 
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.region_match import overlap
-from latentdex.indexer.region_memory import PairKey, pair_key
+from latentdex.indexer.region_memory import OverlapMemory, PairKey, pair_key
 from latentdex.indexer.region_rule import LocalFeatures, Overlap, RegionRule
 from latentdex.indexer.store import LatentStore
 
@@ -40,7 +40,7 @@ class Groups(Protocol):
 
 
 CACHE_BYTES = 256 * 2**20  # features kept for a run (~40 KB an image: about 6,500 images)
-RECORD_CHUNK = 512  # candidate pairs whose records (and, with threads, files) are read at once
+RECORD_CHUNK = 512  # candidate pairs looked up in the memory, and whose records (and files) are read, at once
 PROGRESS_EVERY = 32  # candidate pairs between progress reports
 
 
@@ -74,13 +74,13 @@ class RegionCheck:
         pairs already in one of the `groups` being built (the caller joins what this yields)."""
         linked = groups.same if groups is not None else lambda a, b: False
         started = time.perf_counter()
-        pairs = np.unique(np.sort(np.c_[first, second].astype(np.int64), axis=1), axis=0)
-        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        pairs = _distinct_pairs(np.asarray(first, np.int64), np.asarray(second, np.int64))
         memory = store.region_memory if self.remember else None
         pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         try:
-            hashes = store.content_hashes(np.unique(pairs).tolist())  # ok images only: read once
-            pairs = _in_key_order(pairs, hashes)
+            ids = np.unique(pairs)
+            hashes = store.content_hashes(ids.tolist())  # ok images only: read once
+            pairs = _in_key_order(pairs, ids, hashes)
             for start in range(0, len(pairs), RECORD_CHUNK):
                 if self.progress is not None:
                     self.progress(start, len(pairs))
@@ -93,20 +93,8 @@ class RegionCheck:
                 # Remembered pairs first: the links they make spare reading the files of pairs they join.
                 yield from self._remembered(todo, keys, known, linked)
                 fresh = [(a, b) for a, b in todo if keys[a, b] not in known and not linked(a, b)]
-                # the records (where the files are) of the pairs to compare alone
-                wanted = sorted({image_id for pair in fresh for image_id in pair})
-                hits = store.hits(wanted, with_latents=False)
-                records = {image_id: record for image_id, (record, _) in hits.items()}
-                fresh = [(a, b) for a, b in fresh if a in records and b in records]
-                found: dict[PairKey, Overlap] = {}
-                try:
-                    if pool is not None:
-                        self._prefetch(pool, fresh, records)
-                    done = start + len(todo) - len(fresh)
-                    yield from self._compared(fresh, records, keys, found, linked, (done, len(pairs)))
-                finally:  # a run stopped part-way (a cancelled call, a deadline) keeps what it compared
-                    if memory is not None:
-                        memory.remember(found)
+                progress = (start + len(todo) - len(fresh), len(pairs))
+                yield from self._read_and_compared(store, fresh, keys, memory, pool, linked, progress)
             if self.progress is not None:
                 self.progress(len(pairs), len(pairs))
         finally:
@@ -115,6 +103,31 @@ class RegionCheck:
             self._cache.clear()  # a report keeps its check (the counts): not the features
             self._cached_bytes = 0
             self.seconds += time.perf_counter() - started
+
+    def _read_and_compared(
+        self,
+        store: LatentStore,
+        fresh: list[tuple[int, int]],
+        keys: dict[tuple[int, int], PairKey | None],
+        memory: OverlapMemory | None,
+        pool: ThreadPoolExecutor | None,
+        linked: Callable[[int, int], bool],
+        progress: tuple[int, int],
+    ) -> Iterator[tuple[int, int]]:
+        """`_compared` over a few fresh pairs, with their records (where the files are) read first and,
+        with a pool, their files; what they gave is kept even when the run stops part-way."""
+        wanted = sorted({image_id for pair in fresh for image_id in pair})
+        hits = store.hits(wanted, with_latents=False)
+        records = {image_id: record for image_id, (record, _) in hits.items()}
+        fresh = [(a, b) for a, b in fresh if a in records and b in records]
+        found: dict[PairKey, Overlap] = {}
+        try:
+            if pool is not None:
+                self._prefetch(pool, fresh, records)
+            yield from self._compared(fresh, records, keys, found, linked, progress)
+        finally:  # a run stopped part-way (a cancelled call, a deadline) keeps what it compared
+            if memory is not None:
+                memory.remember(found)
 
     def _remembered(
         self,
@@ -194,21 +207,31 @@ class RegionCheck:
         return features
 
 
-def _in_key_order(pairs: np.ndarray, hashes: dict[int, str | None]) -> np.ndarray:
-    """(n, 2) id pairs ordered by their remembered key, those without one (an image without a content
-    hash) last: a chunk then asks the memory for all the rows of few first hashes, not a few rows of
-    many, and still holds few images, so the files it compares are read about once."""
-    ids = np.unique(pairs)
+def _distinct_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The distinct pairs of two different ids among `first[i]`, `second[i]`, as (n, 2) (smaller id
+    first), sorted."""
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    apart = low != high
+    low, high = low[apart], high[apart]
+    if len(high) and (high.max() >= 2**31 or low.min() < 0):
+        return np.unique(np.c_[low, high], axis=0)
+    codes = np.unique(low << 32 | high)  # one sort of int64, where a unique over rows is many times slower
+    return np.c_[codes >> 32, codes & 0xFFFFFFFF]
+
+
+def _in_key_order(pairs: np.ndarray, ids: np.ndarray, hashes: dict[int, str | None]) -> np.ndarray:
+    """(n, 2) id pairs (sorted, over the sorted `ids`) ordered by their remembered key, those without one
+    (an image without a content hash) last: a chunk then asks the memory for all the rows of few first
+    hashes, not a few rows of many, and still holds few images, so the files it compares are read about
+    once."""
     text = np.array([hashes.get(i) or "" for i in ids.tolist()], dtype="S64")
     _, rank = np.unique(text, return_inverse=True)  # ordered as the hashes are (hex: bytes as text)
-    first, second = rank[np.searchsorted(ids, pairs[:, 0])], rank[np.searchsorted(ids, pairs[:, 1])]
-    keyless = (text == b"")[np.searchsorted(ids, pairs[:, 0])] | (text == b"")[
-        np.searchsorted(ids, pairs[:, 1])
-    ]
-    order = np.lexsort(
-        (pairs[:, 1], pairs[:, 0], np.maximum(first, second), np.minimum(first, second), keyless)
-    )
-    return pairs[order]
+    rows_a, rows_b = np.searchsorted(ids, pairs[:, 0]), np.searchsorted(ids, pairs[:, 1])
+    first, second = rank[rows_a].astype(np.int64), rank[rows_b].astype(np.int64)
+    keyless = (text[rows_a] == b"") | (text[rows_b] == b"")
+    span = int(rank.max(initial=0)) + 1
+    code = (np.minimum(first, second) * span + np.maximum(first, second)) + keyless * span * span
+    return pairs[np.argsort(code, kind="stable")]  # equal keys stay in id order
 
 
 def _key(first_hash: str | None, second_hash: str | None) -> PairKey | None:

@@ -97,7 +97,7 @@ class OverlapMemory:
                     rows = connection.execute(_RECALL, {"firsts": batch, "method": METHOD}).all()
                     for first, second, inliers, contained, agreement in rows:
                         if (first, second) in wanted:
-                            found[(first, second)] = Overlap(int(inliers), float(contained), float(agreement))
+                            found[first, second] = Overlap(inliers, contained, agreement)
         except SQLAlchemyError as exc:
             self._give_up("read", exc)
             return {}

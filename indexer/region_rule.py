@@ -10,6 +10,7 @@ agrees by at least `min_agreement`. Calibrated with the other rules by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,8 +29,7 @@ class LocalFeatures:
         return int(self.points.nbytes + self.descriptors.nbytes + self.grey.nbytes)
 
 
-@dataclass(frozen=True)
-class Overlap:
+class Overlap(NamedTuple):  # a tuple: a later run builds one per remembered pair
     """What RANSAC found between two pictures: inlier matches; how far the frame that lies more inside
     the other does (1: wholly; the share of its area); and how well their detail agrees once aligned (the
     median over blocks of the overlap of the normalised cross-correlation of the pictures less their
