@@ -524,7 +524,7 @@ def test_the_cli_prints_json_draws_a_sheet_and_writes_a_script_that_moves_only_c
         == regions["pairs_checked"] + regions["pairs_remembered"]
     )
     text = runner.invoke(app, ["duplicates", str(store)])
-    assert text.exit_code == 0 and "known from earlier runs" in text.output
+    assert text.exit_code == 0 and "known from before" in text.output
     assert report["groups"][0]["keeper"] == library.id("copies/scene-000.jpg")
     assert Image.open(sheet).size[1] > 3 * 128
     photos = tmp_path / "photos"

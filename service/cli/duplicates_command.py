@@ -205,7 +205,7 @@ def _print_report(report: DuplicateReport, preset: str, space: str) -> None:
     if check is not None:
         limit += (
             f"; region check: {check.pairs_checked} candidate pairs compared by their files"
-            + (f", {check.pairs_remembered} known from earlier runs" if check.pairs_remembered else "")
+            + (f", {check.pairs_remembered} known from before" if check.pairs_remembered else "")
             + f", {check.pairs_linked} linked ({check.seconds:.1f} s"
             + (f", {check.files_unreadable} files not readable" if check.files_unreadable else "")
             + ")"
