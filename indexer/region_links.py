@@ -6,9 +6,10 @@ finds their local features and keeps the pairs where one picture is a region of 
 (`indexer.region_match`). Which file belongs to a record is the caller's to say (`FeatureSource`: the
 CLI and the server look under the indexed folder and skip a file changed since it was indexed); an image
 whose file cannot be read is left to the other rules. Features are kept for the run in a cache bounded
-by bytes, and pairs are visited grouped by image so that each file is read about once. With `remember`,
-what a pair's files gave is kept in the store's catalog by their content hashes (`indexer.region_memory`),
-and a later run reads only the files of pairs it has not seen.
+by bytes, and pairs are visited in the order of their two content hashes, grouped by one file, so that
+each file is read about once. With `remember`, what a pair's files gave is kept in the store's catalog by
+those hashes (`indexer.region_memory`), and a later run reads only the files of pairs it has not seen
+(`indexer.new_image_pairs` has `latentdex index` compare the new images' pairs while it runs).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from latentdex.indexer.region_rule import LocalFeatures, Overlap, RegionRule
 from latentdex.indexer.store import LatentStore
 
 FeatureSource = Callable[[ImageRecord], LocalFeatures | None]
+CACHE_BYTES = 256 * 2**20  # features kept for a run (~40 KB an image: about 6,500 images)
+RECORD_CHUNK = 512  # candidate pairs looked up in the memory, and whose records (and files) are read, at once
+PROGRESS_EVERY = 32  # candidate pairs between progress reports
 
 
 class Groups(Protocol):
@@ -37,11 +41,6 @@ class Groups(Protocol):
     def same(self, a: int, b: int) -> bool: ...
 
     def same_many(self, first: np.ndarray, second: np.ndarray) -> np.ndarray: ...
-
-
-CACHE_BYTES = 256 * 2**20  # features kept for a run (~40 KB an image: about 6,500 images)
-RECORD_CHUNK = 512  # candidate pairs looked up in the memory, and whose records (and files) are read, at once
-PROGRESS_EVERY = 32  # candidate pairs between progress reports
 
 
 @dataclass
