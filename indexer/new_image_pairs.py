@@ -10,10 +10,13 @@ later one does, instead of reading files for an hour at a million images.
 Neighbours are found as a report finds them: in the duplicates' space, through the same index over
 every image of the store (exact up to `duplicates.EXACT_RANGE_MAX`, then IVF), for the new images alone:
 each new image with its HASH_NEIGHBOURS nearest, and with any older image that has the new one among its
-own HASH_NEIGHBOURS nearest (looked for among the new image's `REVERSE_REACH` nearest). Pairs the `near`
-preset's latents and hashes link directly are left out (every preset's report skips them). A pair this
-misses (the IVF's approximation, or a
-filtered report's other neighbours) is compared by the report that needs it.
+own HASH_NEIGHBOURS nearest (looked for among the new image's `REVERSE_REACH` nearest). Measuring every
+image costs a large store tens of seconds (at a million images, reading the latents and building the
+index), so a few images added to it (under `FEW_NEW_SHARE`) are looked up through the store's own index
+instead, as one image's group is (`duplicates.duplicates_of`). Pairs the `near` preset's latents and
+hashes link directly are left out (every preset's report skips them). A pair this misses (the IVF's
+approximation, the shortcut's, or a filtered report's other neighbours) is compared by the report that
+needs it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,20 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from latentdex.indexer.duplicates import HASH_NEIGHBOURS, HASH_RULES, PRESETS, range_index, score_distances
+from latentdex.indexer.duplicates import (
+    HASH_NEIGHBOURS,
+    HASH_RULES,
+    ONE_IMAGE_NEIGHBOURS,
+    PRESETS,
+    range_index,
+    score_distances,
+)
 from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.store import LatentStore
 
 REVERSE_REACH = 4 * HASH_NEIGHBOURS  # a new image's nearest searched for older images it is near to
 BATCH = 4096  # new images searched at once
+FEW_NEW_SHARE = 0.01  # fewer new images than this share of the store: found through the store's own index
 Rows = np.ndarray
 
 
@@ -38,9 +49,12 @@ def new_image_pairs(
     """(ids, ids): the candidate pairs a report's region check would compare that involve `image_ids`
     (ok images of `store`): within `reach` in the duplicates' space, one among the other's HASH_NEIGHBOURS
     nearest, and not linked by the `near` preset's latents and hashes."""
+    new_ids = np.unique(np.asarray(image_ids, dtype=np.int64))
+    if len(new_ids) < FEW_NEW_SHARE * store.vector_count:
+        return _few_new_pairs(store, new_ids, reach)
     found, vectors, metric = store.duplicate_vectors(store.select_ids())
     hashes, known = store.perceptual_hashes(found)
-    is_new = np.isin(found, np.asarray(image_ids, dtype=np.int64))
+    is_new = np.isin(found, new_ids)
     rows = np.flatnonzero(is_new)
     if len(found) < 2 or not len(rows):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -62,6 +76,35 @@ def new_image_pairs(
         firsts.append(found[sources[kept]])
         seconds.append(found[others[kept]])
     return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def _few_new_pairs(store: LatentStore, new_ids: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """`new_image_pairs` for a few images added to a large store, without measuring all of it: each new
+    image's ONE_IMAGE_NEIGHBOURS nearest through the store's own index, measured in the duplicates' space,
+    of which its REVERSE_REACH // 2 nearest are kept (an older image that has the new one among its own
+    nearest is almost always among them; a pair missed is compared by the report that needs it)."""
+    found, latents = store.all_latents(new_ids)
+    if not len(found) or store.vector_count < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    matches = store.search(latents, min(ONE_IMAGE_NEIGHBOURS + 1, store.vector_count))
+    sources = np.repeat(found, [len(row) for row in matches])
+    others = np.array([match.id for row in matches for match in row], dtype=np.int64)
+    measured, vectors, metric = store.duplicate_vectors(np.unique(np.r_[found, others]))
+    hashes, known = store.perceptual_hashes(measured)
+    a, b = np.searchsorted(measured, sources), np.searchsorted(measured, others)
+    usable = (sources != others) & np.isin(sources, measured) & np.isin(others, measured)
+    sources, others, a, b = sources[usable], others[usable], a[usable], b[usable]
+    if metric == "cosine":
+        distances = 1.0 - np.einsum("ij,ij->i", vectors[a], vectors[b])
+    else:
+        distances = np.linalg.norm(vectors[a] - vectors[b], axis=1)
+    order = np.lexsort((distances, sources))  # each new image's list, nearest first
+    sources, others, a, b, distances = sources[order], others[order], a[order], b[order], distances[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sources)) + 1]
+    ranks = np.arange(len(sources)) - np.repeat(starts, np.diff(np.r_[starts, len(sources)]))
+    pair = (ranks < REVERSE_REACH // 2) & (distances <= reach)
+    pair &= ~_NearRule(store.distance_space, hashes, known).links(a, b, distances)
+    return sources[pair], others[pair]
 
 
 def _nearest(

@@ -14,6 +14,7 @@ import pytest
 from test_duplicates import NEAR_GROUPS_WITH_FILES, REGION_GROUPS, Library, build_library
 from typer.testing import CliRunner
 
+from latentdex.indexer import new_image_pairs as new_image_pairs_module
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.duplicates import HASH_RULES, REGION_RULES, find_duplicates, resolve_threshold
 from latentdex.indexer.new_image_pairs import new_image_pairs
@@ -69,6 +70,23 @@ def test_the_new_images_pairs_hold_every_pair_a_report_compares(library: Library
     assert involving and involving <= some
     assert all(pair & set(copies) for pair in some)
     assert set(np.r_[first, second].tolist()) <= set(every.tolist())
+
+
+def test_a_few_new_images_are_paired_through_the_stores_own_index(
+    library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies = [i for path, i in library.ids.items() if path.startswith("copies/")]
+
+    def measure_all(*args: object) -> None:
+        raise AssertionError("a few new images need not measure the whole store")
+
+    with LatentStore.open(library.store, read_only=True) as store:
+        wanted = {pair for pair in compared_by_a_report(store) if pair & set(copies)}
+        monkeypatch.setattr(new_image_pairs_module, "FEW_NEW_SHARE", 1.0)  # 13 of 283 count as a few
+        monkeypatch.setattr(new_image_pairs_module, "range_index", measure_all)
+        first, second = new_image_pairs(store, copies, REACH)
+    found = {frozenset(pair) for pair in zip(first.tolist(), second.tolist(), strict=True)}
+    assert wanted and wanted <= found and all(pair & set(copies) for pair in found)
 
 
 def test_an_index_run_compares_the_new_images_files_and_a_report_then_reads_none(
