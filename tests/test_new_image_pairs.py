@@ -14,13 +14,14 @@ import pytest
 from test_duplicates import NEAR_GROUPS_WITH_FILES, REGION_GROUPS, Library, build_library
 from typer.testing import CliRunner
 
+from latentdex.errors import INTERRUPTED
 from latentdex.indexer import new_image_pairs as new_image_pairs_module
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.duplicates import HASH_RULES, REGION_RULES, find_duplicates, resolve_threshold
 from latentdex.indexer.new_image_pairs import new_image_pairs
 from latentdex.indexer.region_links import RegionCheck
 from latentdex.indexer.store import LatentStore
-from latentdex.service.cli import app
+from latentdex.service.cli import app, store_commands
 from latentdex.service.duplicate_files import region_check
 
 pytestmark = pytest.mark.slow
@@ -150,3 +151,17 @@ def test_an_older_image_with_a_new_one_among_its_nearest_is_paired_with_it(tmp_p
     nearest_to_lone = set(ids[101:][np.argsort(-(unit[101:] @ unit[100]))[:16]].tolist())
     assert with_lone == nearest_to_lone
     assert all(a in set(new_ids.tolist()) for a in first.tolist())  # pairs start at a new image
+
+
+def test_ctrl_c_while_comparing_keeps_the_index_and_says_so(
+    library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_commands, "compare_new_images", interrupted)
+    result = runner.invoke(app, ["index", str(library.root / "copies"), "--store", str(tmp_path / "store")])
+    assert result.exit_code == INTERRUPTED, result.output
+    assert "comparison stopped; what was compared is kept" in result.output
+    with LatentStore.open(tmp_path / "store", read_only=True) as store:
+        assert store.vector_count == len([p for p in library.ids if p.startswith("copies/")])
