@@ -31,10 +31,10 @@ from latentdex.indexer.duplicates import (
     HASH_RULES,
     ONE_IMAGE_NEIGHBOURS,
     PRESETS,
+    HashedVectors,
     range_index,
     score_distances,
 )
-from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.store import LatentStore
 
 REVERSE_REACH = 4 * HASH_NEIGHBOURS  # a new image's nearest searched for older images it is near to
@@ -59,7 +59,6 @@ def new_image_pairs(
     if len(found) < 2 or not len(rows):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     index = range_index(vectors, metric)
-    near = _NearRule(store.distance_space, hashes, known)
     firsts, seconds = [], []
     for start in range(0, len(rows), BATCH):
         sources, others, distances, ranks = _nearest(index, vectors, rows[start : start + BATCH], metric)
@@ -72,7 +71,7 @@ def new_image_pairs(
         kth[older] = _kth_distance(index, vectors, older, metric)
         pair = within & ((ranks < HASH_NEIGHBOURS) | (distances <= kth[others]))
         sources, others, distances = sources[pair], others[pair], distances[pair]
-        kept = ~near.links(sources, others, distances)
+        kept = ~_linked_by_near(store.distance_space, hashes, known, sources, others, distances)
         firsts.append(found[sources[kept]])
         seconds.append(found[others[kept]])
     return np.concatenate(firsts), np.concatenate(seconds)
@@ -94,16 +93,15 @@ def _few_new_pairs(store: LatentStore, new_ids: np.ndarray, reach: float) -> tup
     a, b = np.searchsorted(measured, sources), np.searchsorted(measured, others)
     usable = (sources != others) & np.isin(sources, measured) & np.isin(others, measured)
     sources, others, a, b = sources[usable], others[usable], a[usable], b[usable]
-    if metric == "cosine":
-        distances = 1.0 - np.einsum("ij,ij->i", vectors[a], vectors[b])
-    else:
-        distances = np.linalg.norm(vectors[a] - vectors[b], axis=1)
+    # scored as FAISS scores them (inner product, or squared L2), read as distances the one way
+    pairwise = vectors[a] * vectors[b] if metric == "cosine" else (vectors[a] - vectors[b]) ** 2
+    distances = score_distances(pairwise.sum(axis=1), metric)
     order = np.lexsort((distances, sources))  # each new image's list, nearest first
     sources, others, a, b, distances = sources[order], others[order], a[order], b[order], distances[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sources)) + 1]
     ranks = np.arange(len(sources)) - np.repeat(starts, np.diff(np.r_[starts, len(sources)]))
     pair = (ranks < REVERSE_REACH // 2) & (distances <= reach)
-    pair &= ~_NearRule(store.distance_space, hashes, known).links(a, b, distances)
+    pair &= ~_linked_by_near(store.distance_space, hashes, known, a, b, distances)
     return sources[pair], others[pair]
 
 
@@ -132,20 +130,15 @@ def _kth_distance(index: faiss.Index, vectors: np.ndarray, rows: Rows, metric: s
     return kth
 
 
-class _NearRule:
-    """Which pairs of rows the `near` preset links by latents and hashes alone, in a store's space."""
-
-    def __init__(self, space: str, hashes: np.ndarray, known: np.ndarray) -> None:
-        self.threshold = (PRESETS["near"] or {}).get(space)
-        self.rule = HASH_RULES["near"].get(space)
-        self.hashes, self.known = hashes, known
-
-    def links(self, first: Rows, second: Rows, distances: np.ndarray) -> np.ndarray:
-        if self.threshold is None:
-            return np.zeros(len(first), bool)
-        linked = distances <= self.threshold
-        if self.rule is None:
-            return linked
-        bits = closest_bits(self.hashes[first], self.hashes[second])
-        both = self.known[first] & self.known[second]
-        return np.where(both, self.rule.links(distances, bits), linked)
+def _linked_by_near(
+    space: str, hashes: np.ndarray, known: np.ndarray, first: Rows, second: Rows, distances: np.ndarray
+) -> np.ndarray:
+    """Which pairs of rows the `near` preset links by latents and hashes alone, as a report's range
+    search decides them (`duplicates.HashedVectors`)."""
+    threshold = (PRESETS["near"] or {}).get(space)
+    if threshold is None:
+        return np.zeros(len(first), bool)
+    rule = HASH_RULES["near"].get(space)
+    if rule is None:
+        return distances <= threshold
+    return HashedVectors(hashes, known, rule).filter_range(first, second, distances, threshold)
