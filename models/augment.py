@@ -1,6 +1,8 @@
 """Batch augmentations on uint8/float image tensors: training crops and the "altered copy" views.
 
 Everything runs on (N, 3, H, W) tensors with a caller-supplied generator, so runs are reproducible.
+The generator is a CPU one whatever device the images are on: every random number is drawn on the CPU
+and moved to the images' device, so a run draws the same numbers on a GPU as on the CPU.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ def random_crops(
     )
     out = crops.float().div_(255)
     if flip:
-        mirror = torch.rand(n, generator=generator) < 0.5
-        out[mirror] = out[mirror].flip(-1)
+        mirror = (torch.rand(n, generator=generator) < 0.5).to(out.device)
+        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
     return out
 
 
@@ -73,20 +75,20 @@ def altered_copies(
             torch.stack([sin * scale_x * mirror, cos * scale_y, shift_y], dim=1),
         ],
         dim=1,
-    )
+    ).to(images.device, images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if corners is not None and corners.any():
-        out[corners] = F.grid_sample(
-            images[corners], grid[corners], mode="bilinear", padding_mode="zeros", align_corners=False
-        )
+        black = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = torch.where(corners.to(images.device)[:, None, None, None], black, out)
     out = color_jitter(out, generator, jitter)
     if jpeg is not None and jpeg_probability > 0:
         chosen = (torch.rand(n, generator=generator) < jpeg_probability).nonzero().flatten()
         if len(chosen):
             quality = int(torch.randint(30, 91, (1,), generator=generator))
-            as_bytes = (out[chosen] * 255).round().clamp(0, 255).to(torch.uint8)
-            out[chosen] = jpeg(as_bytes, quality).float().div(255)
+            chosen = chosen.to(out.device)
+            as_bytes = (out[chosen] * 255).round().clamp(0, 255).to(torch.uint8).cpu()
+            out[chosen] = jpeg(as_bytes, quality).to(out.device).float().div(255)
     return out.clamp(0, 1)
 
 
@@ -95,7 +97,8 @@ def color_jitter(images: torch.Tensor, generator: torch.Generator, strength: flo
     n = images.shape[0]
 
     def factors() -> torch.Tensor:
-        return (1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * strength).to(images.dtype)
+        draw = torch.rand(n, 1, 1, 1, generator=generator)
+        return (1 + (draw * 2 - 1) * strength).to(images.device, images.dtype)
 
     out = images * factors()
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
@@ -131,7 +134,7 @@ def style_changes(images: torch.Tensor, generator: torch.Generator, probability:
             order = torch.randperm(3, generator=generator)
             if order.tolist() == [0, 1, 2]:
                 order = torch.tensor([2, 0, 1])
-            out[index] = image[order]
+            out[index] = image[order.to(image.device)]
         elif kind == "line_art":
             out[index] = line_drawing(image[None])[0]
         else:
@@ -144,7 +147,7 @@ def style_changes(images: torch.Tensor, generator: torch.Generator, probability:
 def line_drawing(images: torch.Tensor) -> torch.Tensor:
     """Dark strokes on white where float [0, 1] images (N, 3, H, W) have edges (Sobel magnitude)."""
     grey = images.mean(dim=1, keepdim=True)
-    sobel_x = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=images.dtype)
+    sobel_x = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=images.dtype, device=images.device)
     kernels = torch.stack([sobel_x, sobel_x.T])[:, None]
     gradients = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
     magnitude = gradients.pow(2).sum(dim=1, keepdim=True).sqrt()

@@ -39,8 +39,8 @@ def training_sheet(model: VAE, images: torch.Tensor, seed: int = 0, columns: int
     mu = model.encode(images).mode()
     reconstructions = model.decode(mu)
     generator = torch.Generator().manual_seed(seed)
-    samples = model.decode(torch.randn(columns, model.config.latent_dim, generator=generator))
-    weights = torch.linspace(0, 1, columns).unsqueeze(1)
+    samples = model.decode(torch.randn(columns, model.config.latent_dim, generator=generator).to(mu.device))
+    weights = torch.linspace(0, 1, columns, device=mu.device).unsqueeze(1)
     end = mu[1] if len(mu) > 1 else mu[0]
     path = model.decode((1 - weights) * mu[0] + weights * end)
     return image_grid([images, reconstructions, samples, path])

@@ -121,6 +121,7 @@ def train(
     init: VAE | None = None,
     init_head: losses.ProjectionHead | None = None,
     same_latents_as: Sequence[str] = (),
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
     """Train a VAE on `train_images` into `out_dir`, resuming from `out_dir`'s last checkpoint if any.
 
@@ -130,7 +131,10 @@ def train(
     and `config.encoder_only` need one. `init_head`: start the projection head of the `head_ntxent` term
     from these weights (`load_projection_head`) instead of at random. `same_latents_as`: for a
     decoder-only run, the starting model's id and its own `same_latents_as`, recorded with the model so
-    that stores made with them stay valid (`ModelCard`).
+    that stores made with them stay valid (`ModelCard`). `device`: where the model, the images and every
+    step live ("cuda" for a GPU); weights start and random numbers are drawn on the CPU, so the run follows
+    the same seeded recipe on any device (its arithmetic, and so its weights, differ in the last bits).
+    The model comes back on the CPU.
     Raises `BadCheckpoint` if `out_dir` holds a run with a different model, training config, starting
     model or starting head; ValueError for `decoder_only` or `encoder_only` without `init`,
     `same_latents_as` without `decoder_only`, or `init_head` for a config without a head_ntxent term.
@@ -157,6 +161,11 @@ def train(
     head = losses.ProjectionHead(model_config.latent_dim) if trains_head else None
     if head is not None and init_head is not None:
         head.load_state_dict(init_head.state_dict())
+    device = torch.device(device)
+    model.to(device)
+    if head is not None:
+        head.to(device)
+    train_images, holdout_images = train_images.to(device), holdout_images.to(device)
     head_parameters = list(head.parameters()) if head is not None else []
     if config.decoder_only:
         model.encoder.requires_grad_(False)
@@ -167,7 +176,7 @@ def train(
     else:
         trained = list(model.parameters()) + head_parameters
     optimizer = torch.optim.AdamW(trained, lr=config.learning_rate, weight_decay=config.weight_decay)
-    discriminator = losses.PatchDiscriminator() if config.adversarial_weight > 0 else None
+    discriminator = losses.PatchDiscriminator().to(device) if config.adversarial_weight > 0 else None
     disc_optimizer = (
         torch.optim.AdamW(discriminator.parameters(), lr=config.learning_rate * 0.5, betas=(0.5, 0.9))
         if discriminator is not None
@@ -214,7 +223,7 @@ def train(
         model, out, holdout_images, train_images, config, step, data_description, holdout, same_latents_as
     )
     return TrainResult(
-        model=model,
+        model=model.cpu(),
         model_id=card.model_id,
         steps=step,
         holdout_psnr=holdout,
@@ -339,6 +348,7 @@ def _checkpoint(
         _sheet_path(out, step)
     )
     info: dict[str, Any] = {"steps": step, "train_config": asdict(config), "train_images": len(train_images)}
+    info["device"] = train_images.device.type
     info["holdout_images"] = len(holdout_images)
     if psnr is not None:
         info["holdout_psnr_db"] = round(psnr, 3)
@@ -397,9 +407,9 @@ class _TrainState:
 
     def save(self, step, history, model, head, optimizer, schedule, discriminator, disc_optimizer) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+        tensors = {f"model.{k}": _host_copy(v) for k, v in model.state_dict().items()}
         if head is not None:
-            tensors |= {f"head.{k}": v.detach().clone() for k, v in head.state_dict().items()}
+            tensors |= {f"head.{k}": _host_copy(v) for k, v in head.state_dict().items()}
         opt_tensors, opt_groups = _flatten_optimizer(optimizer, "opt.")
         tensors |= opt_tensors
         meta: dict[str, Any] = {
@@ -410,7 +420,7 @@ class _TrainState:
             "history": history,
         }
         if discriminator is not None:
-            tensors |= {f"disc.{k}": v.detach().clone() for k, v in discriminator.state_dict().items()}
+            tensors |= {f"disc.{k}": _host_copy(v) for k, v in discriminator.state_dict().items()}
             disc_tensors, meta["disc_optimizer_groups"] = _flatten_optimizer(disc_optimizer, "dopt.")
             tensors |= disc_tensors
         with atomic_output(self.directory / "state.safetensors") as tmp:
@@ -451,7 +461,7 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[d
     for index, values in state["state"].items():
         for key, value in values.items():
             tensor = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"{prefix}{index}.{key}"] = tensor.detach().clone()
+            tensors[f"{prefix}{index}.{key}"] = _host_copy(tensor)
     return tensors, state["param_groups"]
 
 
@@ -462,6 +472,11 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], prefix: str, groups: 
             index, key = name[len(prefix) :].split(".", 1)
             state.setdefault(int(index), {})[key] = tensor
     return {"state": state, "param_groups": groups}
+
+
+def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached copy in CPU memory, where safetensors writes from."""
+    return tensor.detach().to("cpu", copy=True)
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

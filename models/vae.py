@@ -161,7 +161,10 @@ class DiagonalGaussian:
         return torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        eps = torch.randn(self.mu.shape, generator=generator, device=self.mu.device, dtype=self.mu.dtype)
+        # drawn where the generator lives (the CPU, for training's seeded ones), then moved to mu
+        where = generator.device if generator is not None else self.mu.device
+        eps = torch.randn(self.mu.shape, generator=generator, device=where, dtype=self.mu.dtype)
+        eps = eps.to(self.mu.device)
         return self.mu + self.std * eps
 
     def mode(self) -> torch.Tensor:

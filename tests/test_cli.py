@@ -38,6 +38,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, photos: list[Path]) -> Pat
     assert "46 training images, 2 held out, 0 failed" in result.stdout
     assert f"model {read_card(out).model_id} written to {out}" in result.stdout
     assert "10 steps" in result.stdout  # 46 // 8 = 5 steps per epoch, 2 epochs
+    assert "training on cpu" in result.stdout  # --device auto, on a machine whose torch sees no GPU
     return out
 
 
@@ -62,6 +63,7 @@ def test_train_writes_a_loadable_model_dir(trained: Path) -> None:
     assert card.config.channels == (16, 32, 64)
     assert card.training["steps"] == 10
     assert card.training["data"]["train_images"] == 46
+    assert card.training["device"] == "cpu"
     assert sorted(p.name for p in (trained / "sheets").iterdir()) == [
         "step-0000004.png",
         "step-0000008.png",
@@ -127,6 +129,20 @@ def test_usage_error_exits_2_without_a_traceback() -> None:
     assert result.returncode == 2, result.stderr
     assert "Missing argument" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_refuses_a_device_it_cannot_train_on(tmp_path: Path, photos: list[Path]) -> None:
+    base = ["train", str(photos[0].parent), "--out", str(tmp_path / "m"), "--image-size", "32"]
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for device, message in (
+        (f"cuda:{gpus}", f"sees {gpus} CUDA device(s)"),  # one past the last GPU, or the first where none
+        ("tpu", "not a device"),
+        ("meta", "training runs on cpu or cuda"),
+    ):
+        result = runner.invoke(app, [*base, "--device", device])
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert not (tmp_path / "m").exists()
 
 
 def test_train_refuses_an_unknown_architecture_or_invariance_form(tmp_path: Path, photos: list[Path]) -> None:
