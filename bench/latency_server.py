@@ -35,9 +35,11 @@ import torch
 
 from bench.process_output import wait_for_port
 from latentdex.models.inference import LatentCodec
+from latentdex.service.limits import Limits
 from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, rpc_executor, start_server
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import RunningServer, rpc_executor, start_server
+from latentdex.service.server_config import ServerConfig
 
 SERVER_WORKERS = 8  # ServerConfig's defaults, stated here so the result records them
 SERVER_MAX_CONCURRENT = 64

@@ -40,7 +40,8 @@ from latentdex.models.inference import LatentCodec
 from latentdex.service.client import FrameOptions, ImageGroup, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import ServerConfig, start_server
+from latentdex.service.server import start_server
+from latentdex.service.server_config import ServerConfig
 
 NAME = "latent_latency"
 STORE_SIZE = 100_000

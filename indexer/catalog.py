@@ -45,6 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from latentdex.errors import NotFound, StoreError
 from latentdex.indexer import schema
 from latentdex.indexer.perceptual_hash import to_stored
+from latentdex.indexer.relative_paths import path_key
 
 BUSY_TIMEOUT_MS = 30_000
 PG_WRITE_LOCK = (
@@ -206,13 +207,6 @@ class RunRecord:
 
 # The fields a record and a row share under the same name (the path and the id are mapped apart).
 RECORD_FIELDS = tuple(name for name in ImageRecord.__dataclass_fields__ if name not in ("id", "path"))
-
-
-def path_key(path: str) -> bytes:
-    """The exact bytes of a relative path; raises ValueError for an empty or absolute one."""
-    if not path or path.startswith("/") or "\x00" in path:
-        raise ValueError(f"image paths are relative to the indexed root, got {path!r}")
-    return path.encode("utf-8", "surrogateescape")
 
 
 def display_path(key: bytes) -> str:

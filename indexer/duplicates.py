@@ -39,9 +39,9 @@ import numpy as np
 
 from latentdex.errors import InvalidQuery
 from latentdex.indexer.catalog import ImageRecord
-from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.perceptual_hash import closest_bits
 from latentdex.indexer.region_rule import RegionRule
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import LatentStore
 
 Rule = TypeVar("Rule", "HashRule", RegionRule)

@@ -9,74 +9,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 
 import numpy as np
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from latentdex.indexer.catalog import ImageRow, path_key
+from latentdex.indexer.search_filter import SearchFilter
 
 
-@dataclass(frozen=True)
-class SearchFilter:
-    """Conditions on stored metadata; every one that is set must hold.
-
-    `path_prefix`: the relative path starts with it ("2023/" for a folder; compared byte for byte).
-    `captured_after` (inclusive) and `captured_before` (exclusive): EXIF capture time, which has no time
-    zone; naive datetimes, compared as written in the photo. Images without one never pass a time bound.
-    `min_width`, `min_height`: the original's pixel size after EXIF rotation.
-    `formats`: the decoder's format names ("JPEG", "PNG", "WEBP", ...), case-insensitive.
-    """
-
-    path_prefix: str | None = None
-    captured_after: datetime | None = None
-    captured_before: datetime | None = None
-    min_width: int | None = None
-    min_height: int | None = None
-    formats: frozenset[str] = field(default_factory=frozenset)
-
-    def __post_init__(self) -> None:
-        if self.path_prefix is not None:
-            path_key(self.path_prefix)  # ValueError for an absolute or empty prefix
-        for name in ("captured_after", "captured_before"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is not None:
-                raise ValueError(f"{name} must be a naive datetime: EXIF capture times have no time zone")
-        for name in ("min_width", "min_height"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must not be negative, got {value}")
-        object.__setattr__(self, "formats", frozenset(f.upper() for f in self.formats))
-
-    @property
-    def is_empty(self) -> bool:
-        """True if the filter admits every ok image."""
-        return not self.conditions()
-
-    def conditions(self) -> list[ColumnElement[bool]]:
-        """The SQL conditions of this filter (empty if it has none)."""
-        out: list[ColumnElement[bool]] = []
-        if self.path_prefix:
-            prefix = path_key(self.path_prefix)
-            out.append(func.substr(ImageRow.path_bytes, 1, len(prefix)) == prefix)
-        if self.captured_after is not None:
-            out.append(ImageRow.capture_time >= self.captured_after)
-        if self.captured_before is not None:
-            out.append(ImageRow.capture_time < self.captured_before)
-        if self.min_width:
-            out.append(ImageRow.width >= self.min_width)
-        if self.min_height:
-            out.append(ImageRow.height >= self.min_height)
-        if self.formats:
-            out.append(func.upper(ImageRow.format).in_(sorted(self.formats)))
-        return out
+def filter_conditions(search_filter: SearchFilter) -> list[ColumnElement[bool]]:
+    """The SQL conditions of `search_filter` (empty if it has none)."""
+    out: list[ColumnElement[bool]] = []
+    if search_filter.path_prefix:
+        prefix = path_key(search_filter.path_prefix)
+        out.append(func.substr(ImageRow.path_bytes, 1, len(prefix)) == prefix)
+    if search_filter.captured_after is not None:
+        out.append(ImageRow.capture_time >= search_filter.captured_after)
+    if search_filter.captured_before is not None:
+        out.append(ImageRow.capture_time < search_filter.captured_before)
+    if search_filter.min_width:
+        out.append(ImageRow.width >= search_filter.min_width)
+    if search_filter.min_height:
+        out.append(ImageRow.height >= search_filter.min_height)
+    if search_filter.formats:
+        out.append(func.upper(ImageRow.format).in_(sorted(search_filter.formats)))
+    return out
 
 
 def matching_ids(session: Session, search_filter: SearchFilter) -> np.ndarray:
     """The ids (int64, ascending) of the ok images that pass `search_filter`."""
-    conditions = [ImageRow.status == "ok", *search_filter.conditions()]
+    conditions = [ImageRow.status == "ok", *filter_conditions(search_filter)]
     query = select(ImageRow.id).where(*conditions).order_by(ImageRow.id)
     return np.fromiter(session.scalars(query), dtype=np.int64)
 
@@ -86,7 +49,7 @@ def page_of_ids(
 ) -> tuple[np.ndarray, int]:
     """Up to `limit` ids (ascending) of the ok images passing `search_filter` with an id above `after_id`,
     and how many ok images pass it in all."""
-    conditions = [ImageRow.status == "ok", *search_filter.conditions()]
+    conditions = [ImageRow.status == "ok", *filter_conditions(search_filter)]
     page = select(ImageRow.id).where(*conditions, ImageRow.id > after_id).order_by(ImageRow.id).limit(limit)
     total = session.scalar(select(func.count()).select_from(ImageRow).where(*conditions)) or 0
     return np.fromiter(session.scalars(page), dtype=np.int64), int(total)
@@ -95,7 +58,7 @@ def page_of_ids(
 def same_hash_groups(session: Session, search_filter: SearchFilter) -> list[list[int]]:
     """The ids (ascending) of each set of two or more ok images passing `search_filter` whose files have
     the same content hash."""
-    conditions = [ImageRow.status == "ok", *search_filter.conditions()]
+    conditions = [ImageRow.status == "ok", *filter_conditions(search_filter)]
     repeated = (
         select(ImageRow.content_hash)
         .where(*conditions)

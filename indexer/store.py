@@ -82,17 +82,12 @@ from latentdex.indexer.consistency import (
     verify_store,
 )
 from latentdex.indexer.directions import DirectionBook
-from latentdex.indexer.filters import (
-    SearchFilter,
-    glob_ids,
-    matching_ids,
-    page_of_ids,
-    same_hash_groups,
-)
+from latentdex.indexer.filters import glob_ids, matching_ids, page_of_ids, same_hash_groups
 from latentdex.indexer.perceptual_hash import HASHES, from_stored
 from latentdex.indexer.pixel_alignment import thumbnail_from_bytes
 from latentdex.indexer.record_table import TABLE_COLUMNS, RecordTable, UnsupportedRecords
 from latentdex.indexer.rerank_rows import RerankRows
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.vectors import (
     IVF_REFINE,
     VectorIndex,

@@ -26,7 +26,7 @@ import grpc
 import numpy as np
 
 from latentdex.errors import ERROR_KIND_KEY, ERROR_KINDS, LatentdexError
-from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.service.previews import EncodedPicture
 from latentdex.service.wire import (
     FORMAT_NUMBERS,

@@ -11,7 +11,7 @@ import numpy as np
 
 from latentdex.indexer.catalog import RECORD_FIELDS, RunRecord
 from latentdex.indexer.directions import Direction
-from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import ImageRecord
 from latentdex.service import wire
 from latentdex.service.duplicate_review import DuplicateOptions, DuplicatePage

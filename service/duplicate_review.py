@@ -24,8 +24,8 @@ from latentdex.indexer.duplicates import (
     resolve_hash_rule,
     resolve_threshold,
 )
-from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.region_rule import RegionRule
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import LatentStore
 from latentdex.service.call_guard import stop_if_abandoned
 from latentdex.service.duplicate_files import region_check

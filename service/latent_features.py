@@ -19,7 +19,7 @@ from PIL import Image
 
 from latentdex.errors import DimensionMismatch, DirectionExists, NoStore, NotFound
 from latentdex.indexer.directions import Direction, DirectionBook, check_name, new_direction
-from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import LatentStore
 from latentdex.models import latent_space
 from latentdex.service.call_guard import stop_if_abandoned

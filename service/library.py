@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from latentdex.errors import InvalidQuery, NoStore, NotFound
 from latentdex.indexer.catalog import RunRecord
-from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.service.previews import encode_picture
 from latentdex.service.queries import Hit, PreviewSpec, QueryEngine
 

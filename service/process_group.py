@@ -32,15 +32,11 @@ import torch
 from latentdex.errors import CannotListen, LatentdexError, ModelMismatch, NoStore
 from latentdex.indexer.parent_watch import die_with_parent
 from latentdex.models.inference import LatentCodec, Precision
+from latentdex.service.limits import Limits
 from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import (
-    EXIT_MARGIN_SECONDS,
-    RunningServer,
-    ServerConfig,
-    exit_process,
-    serve_forever,
-)
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import EXIT_MARGIN_SECONDS, RunningServer, exit_process, serve_forever
+from latentdex.service.server_config import ServerConfig
 
 log = logging.getLogger(__name__)
 

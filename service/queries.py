@@ -27,14 +27,15 @@ from latentdex.errors import (
     NoStore,
     NotFound,
 )
-from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.load import DEFAULT_MAX_PIXELS, load_for_model
+from latentdex.indexer.load import load_for_model
 from latentdex.indexer.pixel_alignment import DEPTH as ALIGNMENT_DEPTH
 from latentdex.indexer.pixel_alignment import alignment_thumbnail, order_copies_first
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import ImageRecord, LatentStore, StoreInfo
 from latentdex.indexer.vectors import check_vectors
 from latentdex.models.inference import LatentCodec
 from latentdex.service.call_guard import stop_if_abandoned
+from latentdex.service.limits import Limits
 from latentdex.service.live_store import LiveStore
 from latentdex.service.previews import (
     DEFAULT_THUMBNAIL_SIZE,
@@ -47,16 +48,6 @@ from latentdex.service.previews import (
 
 DEFAULT_K = 10
 STAGES = ("image_decode", "encode", "search", "metadata", "preview", "thumbnail")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What a server accepts: the most matches, the largest preview side and image, the longest batch."""
-
-    max_k: int = 1000
-    max_preview_size: int = 1024
-    max_image_pixels: int = DEFAULT_MAX_PIXELS
-    max_batch: int = 1024
 
 
 @dataclass(frozen=True)

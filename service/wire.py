@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.service.previews import EncodedPicture
 from latentdex.v1 import latentdex_pb2 as pb
 

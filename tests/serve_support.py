@@ -16,9 +16,11 @@ from conftest import shape_image
 from bench.process_output import wait_for_port
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
+from latentdex.service.limits import Limits
 from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import RunningServer, start_server
+from latentdex.service.server_config import ServerConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SERVING = re.compile(r"serving latentdex\.v1\.Latentdex on 127\.0\.0\.1:(\d+)")

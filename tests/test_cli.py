@@ -47,6 +47,29 @@ def _latentdex(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
+HEAVY_MODULES = ("torch", "faiss", "sqlalchemy", "cv2", "latentdex.service.server", "latentdex.indexer.store")
+
+
+def _modules_loaded_by(statement: str) -> list[str]:
+    """Which of HEAVY_MODULES a fresh interpreter holds after running `statement`."""
+    script = f"import sys\n{statement}\nprint(' '.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout.split()
+
+
+def test_the_cli_and_the_client_start_without_torch_faiss_or_the_catalog() -> None:
+    """Commands import what they use when they run: `--help`, a query to a server or `health` start in
+    a fraction of a second instead of the two that torch and the engine take to load. An engineer's
+    program that only imports the client loads none of them either."""
+    assert _modules_loaded_by("import latentdex.service.cli") == []
+    assert _modules_loaded_by("import latentdex.service.client") == []
+    # the check can fail: a command that runs loads what it needs
+    loaded = _modules_loaded_by("from latentdex.service.cli import app\nimport latentdex.indexer.pipeline")
+    assert {"torch", "faiss", "sqlalchemy", "latentdex.indexer.store"} <= set(loaded)
+
+
 def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0

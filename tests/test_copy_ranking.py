@@ -34,7 +34,8 @@ from latentdex.service.cli import app
 from latentdex.service.client import LatentdexClient, QueryOptions, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import RunningServer, start_server
+from latentdex.service.server_config import ServerConfig
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 

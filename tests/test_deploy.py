@@ -20,7 +20,8 @@ from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import DEFAULT_PORT, ServerConfig, start_server
+from latentdex.service.server import start_server
+from latentdex.service.server_config import DEFAULT_PORT, ServerConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

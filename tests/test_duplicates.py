@@ -38,8 +38,8 @@ from latentdex.indexer.duplicates import (
     resolve_hash_rule,
     resolve_threshold,
 )
-from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app, main
@@ -48,7 +48,8 @@ from latentdex.service.duplicate_files import indexed_file_features, region_chec
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
 from latentdex.service.sample_collection import write_sample_collection
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import RunningServer, start_server
+from latentdex.service.server_config import ServerConfig
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 

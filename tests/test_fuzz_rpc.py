@@ -31,8 +31,9 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from serve_support import served_shapes
 
-from latentdex.service.queries import Limits
-from latentdex.service.server import RunningServer, ServerConfig
+from latentdex.service.limits import Limits
+from latentdex.service.server import RunningServer
+from latentdex.service.server_config import ServerConfig
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 

@@ -22,13 +22,14 @@ from hypothesis import strategies as st
 from indexing_support import save_tiny_model, write_photos
 from PIL import Image
 
-from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.models.inference import LatentCodec
 from latentdex.service.client import ServerError, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import RunningServer, start_server
+from latentdex.service.server_config import ServerConfig
 from latentdex.v1 import latentdex_pb2 as pb
 
 PHOTOS = 9

@@ -29,7 +29,8 @@ from latentdex.service.client import (
 )
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import RunningServer, start_server
+from latentdex.service.server_config import ServerConfig
 
 
 def factor_image(t: float, seed: int, size: int = 64) -> Image.Image:

@@ -21,7 +21,8 @@ from latentdex.indexer.duplicates import HASH_RULES, REGION_RULES, find_duplicat
 from latentdex.indexer.new_image_pairs import new_image_pairs
 from latentdex.indexer.region_links import RegionCheck
 from latentdex.indexer.store import LatentStore
-from latentdex.service.cli import app, store_commands
+from latentdex.service import duplicate_files
+from latentdex.service.cli import app
 from latentdex.service.duplicate_files import region_check
 
 pytestmark = pytest.mark.slow
@@ -159,7 +160,7 @@ def test_ctrl_c_while_comparing_keeps_the_index_and_says_so(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_commands, "compare_new_images", interrupted)
+    monkeypatch.setattr(duplicate_files, "compare_new_images", interrupted)  # as `index` looks it up
     result = runner.invoke(app, ["index", str(library.root / "copies"), "--store", str(tmp_path / "store")])
     assert result.exit_code == INTERRUPTED, result.output
     assert "comparison stopped; what was compared is kept" in result.output

@@ -98,7 +98,8 @@ from latentdex.models.inference import LatentCodec
 from latentdex.service.client import connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import ServerConfig, start_server
+from latentdex.service.server import start_server
+from latentdex.service.server_config import ServerConfig
 
 live = LiveStore("demo/store")
 running = start_server(QueryEngine(LatentCodec.load(), live), ServerConfig(port=0))

@@ -29,16 +29,17 @@ import latentdex.indexer.region_memory  # noqa: F401  (and the region check's re
 from latentdex.errors import StoreError
 from latentdex.indexer import schema
 from latentdex.indexer.catalog import Base
-from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.indexer.region_rule import Overlap
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import app
 from latentdex.service.client import ImageGroup, QueryOptions, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import ServerConfig, start_server
+from latentdex.service.server import start_server
+from latentdex.service.server_config import ServerConfig
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]

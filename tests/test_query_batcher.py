@@ -17,7 +17,8 @@ from latentdex.service.client import connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import IdQuery, LatentQuery, PreviewSpec, QueryEngine, QuerySpec
 from latentdex.service.query_batcher import QueryBatcher, batchable
-from latentdex.service.server import ServerConfig, start_server
+from latentdex.service.server import start_server
+from latentdex.service.server_config import ServerConfig
 
 COUNT = 300
 

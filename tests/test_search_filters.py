@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.vectors import IVF_MIN_TRAINING
 

@@ -20,14 +20,16 @@ from conftest import shape_image
 from PIL import Image
 from serve_support import serve_process
 
-from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.pipeline import IndexOptions, index_folder
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import LatentStore
 from latentdex.models.inference import LatentCodec
 from latentdex.service.client import LatentdexClient, QueryOptions, ServerError, connect
+from latentdex.service.limits import Limits
 from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import Limits, QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, rpc_executor, start_server
+from latentdex.service.queries import QueryEngine
+from latentdex.service.server import RunningServer, rpc_executor, start_server
+from latentdex.service.server_config import ServerConfig
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 

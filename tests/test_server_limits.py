@@ -15,8 +15,9 @@ from serve_support import serve_process, served_shapes
 
 from latentdex.service.convert import MAX_GROUP_GLOBS, MAX_GROUP_IDS
 from latentdex.service.latent_features import MAX_FRAMES, MAX_TRAVERSE_DIMENSIONS
-from latentdex.service.queries import Limits
-from latentdex.service.server import RunningServer, ServerConfig
+from latentdex.service.limits import Limits
+from latentdex.service.server import RunningServer
+from latentdex.service.server_config import ServerConfig
 from latentdex.v1 import latentdex_pb2 as pb
 from latentdex.v1 import latentdex_pb2_grpc as pb_grpc
 

@@ -26,7 +26,8 @@ from latentdex.models.inference import LatentCodec
 from latentdex.service.client import ServerError, TlsConfig, connect
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, TlsFiles, start_server
+from latentdex.service.server import RunningServer, start_server
+from latentdex.service.server_config import ServerConfig, TlsFiles
 
 TOKEN = "s3cret-token"
 SERVICE = "latentdex.v1.Latentdex"

@@ -35,7 +35,8 @@ from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
 from latentdex.service.sample_collection import write_sample_collection
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import RunningServer, start_server
+from latentdex.service.server_config import ServerConfig
 
 pytestmark = pytest.mark.slow
 TOKEN = "browser-s3cret"

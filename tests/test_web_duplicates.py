@@ -44,7 +44,8 @@ from test_duplicates import (
 from latentdex.models.inference import LatentCodec
 from latentdex.service.live_store import LiveStore
 from latentdex.service.queries import QueryEngine
-from latentdex.service.server import RunningServer, ServerConfig, start_server
+from latentdex.service.server import RunningServer, start_server
+from latentdex.service.server_config import ServerConfig
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = os.environ.get("LATENTDEX_SCREENSHOTS")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from latentdex.indexer.catalog import ImageRecord
-from latentdex.indexer.filters import SearchFilter
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.service import client, convert, wire
 from latentdex.service.latent_features import DecodedFrame
 from latentdex.service.previews import EncodedPicture

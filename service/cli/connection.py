@@ -10,11 +10,8 @@ from typing import Annotated
 
 import typer
 
-from latentdex.models.inference import LatentCodec
 from latentdex.service.client import LatentdexClient, TlsConfig, connect
-from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import QueryEngine
-from latentdex.service.server import DEFAULT_PORT, LOOPBACK, ServerConfig, start_server
+from latentdex.service.server_config import DEFAULT_PORT, LOOPBACK, ServerConfig
 
 TOKEN_ENV = "LATENTDEX_TOKEN"
 ServerOption = Annotated[
@@ -61,6 +58,11 @@ def connected(
         with connect(server or f"{LOOPBACK}:{DEFAULT_PORT}", token=token, tls=tls, timeout=timeout) as client:
             yield client
         return
+    from latentdex.models.inference import LatentCodec
+    from latentdex.service.live_store import LiveStore
+    from latentdex.service.queries import QueryEngine
+    from latentdex.service.server import start_server
+
     live = LiveStore(store)
     running = start_server(QueryEngine(LatentCodec.load(model, precision="auto"), live), ServerConfig(port=0))
     try:

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from latentdex.indexer.pipeline import index_folder
-from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.model_commands import ModelOption
 from latentdex.service.client import FrameOptions, QueryOptions, connect
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
-from latentdex.service.live_store import LiveStore
-from latentdex.service.queries import QueryEngine
-from latentdex.service.reconstruction import reconstruct_files
-from latentdex.service.sample_collection import write_sample_collection
-from latentdex.service.server import ServerConfig, start_server
+from latentdex.service.server_config import ServerConfig
 from latentdex.service.strips import write_frames
+
+if TYPE_CHECKING:
+    from latentdex.models.inference import LatentCodec
 
 
 def demo(
@@ -35,6 +32,11 @@ def demo(
 ) -> None:
     """Index a generated sample collection, serve it, query it over gRPC, and write sheets (shipped model);
     with --serve, then open it in a browser."""
+    from latentdex.indexer.pipeline import index_folder
+    from latentdex.models.inference import LatentCodec
+    from latentdex.service.reconstruction import reconstruct_files
+    from latentdex.service.sample_collection import write_sample_collection
+
     samples = write_sample_collection(out / "samples")
     typer.echo(f"1. sample collection: {len(samples)} images in {out / 'samples'}")
     codec = LatentCodec.load(model)
@@ -58,6 +60,10 @@ def demo(
 
 def _serve_web_app(codec: LatentCodec, store_dir: Path, http_port: int) -> None:
     """Serve the demo store (gRPC and the web app, loopback) until Ctrl-C."""
+    from latentdex.service.live_store import LiveStore
+    from latentdex.service.queries import QueryEngine
+    from latentdex.service.server import start_server
+
     live = LiveStore(store_dir)
     running = start_server(QueryEngine(codec, live), ServerConfig(port=0, http_port=http_port))
     typer.echo(f"6. web app: http://127.0.0.1:{running.http_port}/  (gRPC on 127.0.0.1:{running.port})")
@@ -75,6 +81,10 @@ def _serve_web_app(codec: LatentCodec, store_dir: Path, http_port: int) -> None:
 
 def _query_over_grpc(codec: LatentCodec, store_dir: Path, query: Path, sheet: Path, k: int = 7) -> None:
     """Serve the store on a free loopback port, query it with the client, write a contact sheet."""
+    from latentdex.service.live_store import LiveStore
+    from latentdex.service.queries import QueryEngine
+    from latentdex.service.server import start_server
+
     live = LiveStore(store_dir)
     running = start_server(QueryEngine(codec, live), ServerConfig(port=0))
     try:

@@ -12,24 +12,17 @@ import shlex
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from latentdex.atomic_files import write_bytes_atomic
-from latentdex.indexer.duplicates import (
-    DuplicateGroup,
-    DuplicateReport,
-    find_duplicates,
-    resolve_hash_rule,
-    resolve_threshold,
-)
-from latentdex.indexer.filters import SearchFilter
-from latentdex.indexer.store import LatentStore
 from latentdex.service.cli.progress import progress_bar
 from latentdex.service.contact_sheet import SheetTile, group_rows
-from latentdex.service.duplicate_files import region_check
 from latentdex.service.previews import original_file, thumbnail_picture
+
+if TYPE_CHECKING:
+    from latentdex.indexer.duplicates import DuplicateGroup, DuplicateReport
 
 Preset = Literal["exact", "near", "similar"]
 SHEET_GROUPS = 50  # groups drawn on a sheet (the largest)
@@ -68,6 +61,11 @@ def duplicates(
 ) -> None:
     """Find groups of near-duplicates (copies, re-encodes, resizes, light edits), largest first, each
     with a suggested keeper: most pixels, then the oldest capture time, then the shortest path."""
+    from latentdex.indexer.duplicates import find_duplicates, resolve_hash_rule, resolve_threshold
+    from latentdex.indexer.search_filter import SearchFilter
+    from latentdex.indexer.store import LatentStore
+    from latentdex.service.duplicate_files import region_check
+
     where = SearchFilter(
         path_prefix=path_prefix,
         captured_after=after,

@@ -1,4 +1,8 @@
-"""`latentdex reconstruct` and `latentdex model-info`: look at what a model does to images."""
+"""`latentdex reconstruct` and `latentdex model-info`: look at what a model does to images.
+
+Like every command module, it imports torch and the engine inside the commands that use them: the CLI
+starts without them (a query to a server, `stats` or `--help` need neither).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-
-from latentdex.models.checkpoint import load_model
-from latentdex.service.reconstruction import reconstruct_files
 
 ModelOption = Annotated[
     Path | None, typer.Option("--model", help="Model directory (default: the shipped model).")
@@ -28,6 +29,8 @@ def reconstruct(
     model: ModelOption = None,
 ) -> None:
     """Encode IMAGES with the VAE, decode their latents, and write a side-by-side sheet."""
+    from latentdex.service.reconstruction import reconstruct_files
+
     report = reconstruct_files(images, out, model)
     for path, psnr in report.psnr_by_path.items():
         typer.echo(f"{psnr:6.2f} dB  {path}")
@@ -38,6 +41,8 @@ def reconstruct(
 
 def model_info(model: ModelOption = None) -> None:
     """Print a model directory's id, architecture and training facts as JSON."""
+    from latentdex.models.checkpoint import load_model
+
     vae, card = load_model(model)
     parameters = sum(p.numel() for p in vae.parameters())
     document = {

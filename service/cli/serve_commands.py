@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from latentdex.indexer.filters import SearchFilter
 from latentdex.indexer.load import DEFAULT_MAX_PIXELS
+from latentdex.indexer.search_filter import SearchFilter
 from latentdex.service.cli.connection import (
     TOKEN_ENV,
     ServerOption,
@@ -27,18 +27,11 @@ from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
 from latentdex.service.client import DuplicateGroup, LatentdexClient, Match, QueryOptions, QueryResult
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
 from latentdex.service.health_check import check_health
-from latentdex.service.process_group import ServeSpec, open_engine, serve_processes
-from latentdex.service.queries import Limits
-from latentdex.service.server import (
-    DEFAULT_PORT,
-    LOOPBACK,
-    MiB,
-    RunningServer,
-    ServerConfig,
-    TlsFiles,
-    exit_process,
-    serve_forever,
-)
+from latentdex.service.limits import Limits
+from latentdex.service.server_config import DEFAULT_PORT, LOOPBACK, MiB, ServerConfig, TlsFiles
+
+if TYPE_CHECKING:
+    from latentdex.service.server import RunningServer
 
 
 def serve(
@@ -135,6 +128,9 @@ def serve(
 ) -> None:
     """Serve a store over gRPC (and, with --http-port, in a browser): queries by image, latent and id,
     with decoded previews."""
+    from latentdex.service.process_group import ServeSpec, open_engine, serve_processes
+    from latentdex.service.server import exit_process, serve_forever
+
     configure_logging(log_format, LOG_LEVELS[log_level])
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")

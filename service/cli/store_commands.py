@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from latentdex.errors import ModelMismatch
-from latentdex.indexer.export import export_format, export_store, import_store
-from latentdex.indexer.pipeline import IndexOptions, IndexProgress, IndexReport, index_folder
-from latentdex.indexer.store import LatentStore
-from latentdex.indexer.vectors import parse_size
-from latentdex.models.inference import LatentCodec
 from latentdex.service.cli.exit_codes import INTERRUPTED, VERIFY_FAILED
 from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
 from latentdex.service.cli.progress import progress_bar
-from latentdex.service.duplicate_files import compare_new_images
-from latentdex.service.indexer_metrics import IndexerMetrics
+
+if TYPE_CHECKING:
+    from latentdex.indexer.pipeline import IndexProgress, IndexReport
 
 IndexType = Literal["flat", "hnsw", "ivfpq", "auto"]
 Metric = Literal["whitened", "cosine", "l2"]
@@ -35,6 +31,8 @@ MaxIndexMemory = Annotated[
 
 def _budget(text: str | None) -> int | None:
     """--max-index-memory as bytes (0: no budget); None when not given; a usage error when malformed."""
+    from latentdex.indexer.vectors import parse_size
+
     if text is None:
         return None
     if text.strip() == "0":
@@ -105,6 +103,10 @@ def index(
     ] = True,
 ) -> None:
     """Index PHOTOS_DIR into a store: encode new and changed images, follow moves, drop deleted ones."""
+    from latentdex.indexer.pipeline import IndexOptions, index_folder
+    from latentdex.models.inference import LatentCodec
+    from latentdex.service.indexer_metrics import IndexerMetrics
+
     metrics = IndexerMetrics()
     if metrics_port is not None:
         metrics.serve(metrics_port)
@@ -146,6 +148,9 @@ def index(
 def _compare_new_images(store: Path, image_ids: list[int]) -> None:
     """The region check over the new images' candidate pairs, kept in the catalog (Ctrl-C keeps what
     was compared and leaves the rest to the first report)."""
+    from latentdex.indexer.store import LatentStore
+    from latentdex.service.duplicate_files import compare_new_images
+
     with LatentStore.open(store, read_only=True) as opened, progress_bar("pairs") as bar:
         task = bar.add_task("comparing files", total=None, status="new images' candidate pairs")
 
@@ -172,6 +177,8 @@ def stats(
     runs: Annotated[int, typer.Option(min=0, help="How many of the last runs to list.")] = 5,
 ) -> None:
     """Print a store's totals, model, index and disk use, and its last runs."""
+    from latentdex.indexer.store import LatentStore
+
     with LatentStore.open(store, read_only=True) as opened:
         ok, failed = opened.count("ok"), opened.count("failed")
         typer.echo(f"store:       {opened.folder}")
@@ -221,6 +228,8 @@ def verify(
     By default the store is opened as a writer would, which first repairs what the catalog can repair
     (vectors a killed run did not save) and says so; --read-only reports the files exactly as they are.
     """
+    from latentdex.indexer.store import LatentStore
+
     with LatentStore.open(store, read_only=read_only) as opened:
         repaired = opened.last_reconcile
         if repaired is not None and repaired.changed:
@@ -253,6 +262,8 @@ def rebuild(
 
     Stores made before the whitened metric keep searching by cosine until `--metric whitened`.
     """
+    from latentdex.indexer.store import LatentStore
+
     with LatentStore.open(store) as opened:
         budget = _budget(max_index_memory)
         notes = opened.rebuild(index_type=index_type, metric=metric, max_index_bytes=budget)
@@ -278,6 +289,9 @@ def export(
     Parquet holds one row per image with the latent as a fixed-size list of float32 and the model id
     and latent dimension in the file's metadata: the layout embedding tools read.
     """
+    from latentdex.indexer.export import export_format, export_store
+    from latentdex.indexer.store import LatentStore
+
     try:
         export_format(out, format)
     except ValueError as exc:
@@ -296,6 +310,8 @@ def import_(
     max_index_memory: MaxIndexMemory = None,
 ) -> None:
     """Create a new store from an export: same paths, metadata and latents; new ids."""
+    from latentdex.indexer.export import import_store
+
     count = import_store(source, store, index_type, _budget(max_index_memory) or None)
     typer.echo(f"imported {count} images into {store}")
 

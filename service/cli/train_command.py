@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 
 from latentdex.errors import BadCheckpoint
-from latentdex.indexer.training_data import jpeg_round_trip, load_training_set
-from latentdex.models.checkpoint import load_model
-from latentdex.models.decoder_growth import deepen_decoder
-from latentdex.models.training import StepMetrics, TrainConfig, load_projection_head
-from latentdex.models.training import train as train_model
-from latentdex.models.vae import VAEConfig
 from latentdex.service.cli.progress import progress_bar
+
+if TYPE_CHECKING:
+    import torch
+
+    from latentdex.models.training import StepMetrics
 
 
 def train(
@@ -105,6 +103,15 @@ def train(
     ] = None,
 ) -> None:
     """Train a VAE on PHOTOS_DIR; resumes from OUT's last checkpoint when run again."""
+    import torch
+
+    from latentdex.indexer.training_data import jpeg_round_trip, load_training_set
+    from latentdex.models.checkpoint import load_model
+    from latentdex.models.decoder_growth import deepen_decoder
+    from latentdex.models.training import TrainConfig, load_projection_head
+    from latentdex.models.training import train as train_model
+    from latentdex.models.vae import VAEConfig
+
     if reconstruction not in ("mse", "l1_ssim"):
         raise typer.BadParameter("must be mse or l1_ssim", param_hint="--reconstruction")
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -209,6 +216,8 @@ def train(
 
 def training_device(name: str) -> torch.device:
     """The device `--device` names; BadParameter for an unknown name or a GPU this machine lacks."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
