@@ -14,7 +14,8 @@ import numpy as np
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from latentdex.indexer.catalog import ImageRow, path_key
+from latentdex.indexer.catalog import ImageRow
+from latentdex.indexer.relative_paths import path_key
 from latentdex.indexer.search_filter import SearchFilter
 
 

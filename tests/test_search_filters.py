@@ -9,6 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
+from latentdex.indexer.filters import filter_conditions
 from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import ImageRecord, LatentStore
 from latentdex.indexer.vectors import IVF_MIN_TRAINING
@@ -154,6 +155,25 @@ def test_a_filter_checks_its_values() -> None:
     with pytest.raises(ValueError, match="negative"):
         SearchFilter(min_width=-1)
     assert SearchFilter().is_empty and not SearchFilter(min_width=1).is_empty
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        SearchFilter(),
+        SearchFilter(min_width=0, min_height=0),  # zero bounds admit every image: no condition
+        SearchFilter(path_prefix="2023/"),
+        SearchFilter(captured_after=datetime(2020, 1, 1)),
+        SearchFilter(captured_before=datetime(2020, 1, 1)),
+        SearchFilter(min_width=1),
+        SearchFilter(min_height=1),
+        SearchFilter(formats=frozenset({"png"})),
+    ],
+)
+def test_a_filter_is_empty_exactly_when_it_makes_no_sql_condition(where: SearchFilter) -> None:
+    """The value decides emptiness from its fields; the SQL side must agree, or an empty-looking filter
+    would skip conditions the catalog query applies."""
+    assert where.is_empty == (not filter_conditions(where))
 
 
 def test_hits_leave_out_ids_without_an_ok_row(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Training keeps every tensor on the images' device, with random numbers drawn on the CPU.
 
 The CI machines have no GPU, so the device rules are checked on PyTorch's "meta" device: it refuses to
-mix a CPU tensor into an operation on another device, as CUDA does, without computing anything. A CPU
-run is checked bit for bit elsewhere (the same seed gives the same model id, `test_training.py`).
+mix a CPU tensor into an operation on another device, as CUDA does, without computing anything. CPU
+runs stay seeded and repeatable (`test_training.py`: a resumed run ends with the straight run's model id).
 """
 
 from __future__ import annotations
