@@ -39,6 +39,7 @@ _LABELLED = ("format", "camera_make", "camera_model", "model_id")
 _NO_TIME = np.iinfo(np.int64).min
 _NO_SIZE = -1
 _EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _HASH_BYTES = 32
 
@@ -121,20 +122,20 @@ class RecordTable:
                 width=None if width == _NO_SIZE else width,
                 height=None if height == _NO_SIZE else height,
                 format=fmt,
-                capture_time=_time(capture, None),
+                capture_time=_time(capture, _EPOCH),
                 camera_make=make,
                 camera_model=model,
                 model_id=model_id,
-                indexed_at=_time(indexed, UTC),
+                indexed_at=_time(indexed, _EPOCH_UTC),
             )
         return out
 
 
-def _time(micros: int, zone: Any) -> datetime | None:
+def _time(micros: int, epoch: datetime) -> datetime | None:
+    """The time `micros` after `epoch` (naive, or aware in UTC: the zone comes with it), None for none."""
     if micros == _NO_TIME:
         return None
-    moment = _EPOCH + micros * _MICROSECOND
-    return moment if zone is None else moment.replace(tzinfo=zone)
+    return epoch + micros * _MICROSECOND
 
 
 def _micros(moment: datetime | None, aware: bool) -> int:

@@ -33,6 +33,7 @@ from latentdex.service.wire import (
     latent_message,
     latent_values,
     picture_message,
+    set_timestamp,
     timestamp_message,
 )
 from latentdex.v1 import latentdex_pb2 as pb
@@ -199,9 +200,9 @@ def metadata_message(record: ImageRecord) -> pb.ImageMetadata:
         model_id=record.model_id or "",
     )
     if record.capture_time is not None:
-        metadata.capture_time.CopyFrom(timestamp_message(record.capture_time))
+        set_timestamp(metadata.capture_time, record.capture_time)
     if record.indexed_at is not None:
-        metadata.indexed_at.CopyFrom(timestamp_message(record.indexed_at))
+        set_timestamp(metadata.indexed_at, record.indexed_at)
     return metadata
 
 

@@ -27,6 +27,7 @@ FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "PNG"} | {
     number: name for name, number in FORMAT_NUMBERS.items()
 }
 _EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
 
 
 def latent_message(values: np.ndarray) -> pb.Latent:
@@ -55,9 +56,18 @@ def timestamp_message(moment: datetime) -> Timestamp:
 
     Computed from the time since the epoch: the same seconds and nanos as `Timestamp.FromDatetime` in about
     half its time (it goes through a time tuple); every match a server builds has two times."""
-    naive = moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
-    since = naive - _EPOCH
-    return Timestamp(seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000)
+    stamp = Timestamp()
+    set_timestamp(stamp, moment)
+    return stamp
+
+
+def set_timestamp(stamp: Timestamp, moment: datetime) -> None:
+    """Write `moment` into `stamp` (e.g. a message's own Timestamp field) as `timestamp_message` would,
+    without a Timestamp to copy from."""
+    # an aware moment minus the aware epoch is the time since it in UTC, whatever the moment's zone
+    since = moment - (_EPOCH if moment.tzinfo is None else _EPOCH_UTC)
+    stamp.seconds = since.days * 86_400 + since.seconds
+    stamp.nanos = since.microseconds * 1000
 
 
 def naive_utc(stamp: Timestamp) -> datetime:
