@@ -143,9 +143,8 @@ def _micros(moment: datetime | None, aware: bool) -> int:
         return int(_NO_TIME)
     if (moment.tzinfo is not None) != aware:
         raise UnsupportedRecords(f"a time {'without' if aware else 'with'} a zone where the column has none")
-    if aware:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return (moment - _EPOCH) // _MICROSECOND
+    # an aware moment minus the aware epoch is the time since it in UTC, whatever the moment's zone
+    return (moment - (_EPOCH_UTC if aware else _EPOCH)) // _MICROSECOND
 
 
 def _hash_bytes(content_hash: str | None) -> bytes:

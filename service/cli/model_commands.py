@@ -1,8 +1,4 @@
-"""`latentdex reconstruct` and `latentdex model-info`: look at what a model does to images.
-
-Like every command module, it imports torch and the engine inside the commands that use them: the CLI
-starts without them (a query to a server, `stats` or `--help` need neither).
-"""
+"""`latentdex reconstruct` and `latentdex model-info`: look at what a model does to images."""
 
 from __future__ import annotations
 
