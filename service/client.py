@@ -36,6 +36,7 @@ from latentdex.service.wire import (
     latent_message,
     latent_values,
     library_map_of,
+    naive_utc,
     picture_of,
 )
 from latentdex.service.wire import (
@@ -707,6 +708,7 @@ def _ranking(name: str) -> int:
 
 
 def _metadata(message: pb.ImageMetadata) -> ImageMetadata:
+    has = message.HasField
     return ImageMetadata(
         size_bytes=message.size_bytes,
         mtime_ns=message.mtime_ns,
@@ -714,11 +716,11 @@ def _metadata(message: pb.ImageMetadata) -> ImageMetadata:
         width=message.width,
         height=message.height,
         format=message.format,
-        capture_time=message.capture_time.ToDatetime() if message.HasField("capture_time") else None,
+        capture_time=naive_utc(message.capture_time) if has("capture_time") else None,
         camera_make=message.camera_make,
         camera_model=message.camera_model,
         model_id=message.model_id,
-        indexed_at=aware_utc(message.indexed_at) if message.HasField("indexed_at") else None,
+        indexed_at=aware_utc(message.indexed_at) if has("indexed_at") else None,
     )
 
 
@@ -751,16 +753,17 @@ def _direction(message: pb.DirectionInfo) -> DirectionInfo:
 
 
 def _match(m: pb.Match) -> Match:
+    has = m.HasField
     return Match(
         id=m.id,
         path=m.path,
         distance=m.distance,
         similarity=m.similarity,
         metadata=_metadata(m.metadata),
-        preview=picture_of(m.preview) if m.HasField("preview") else None,
-        latent=latent_values(m.latent) if m.HasField("latent") else None,
+        preview=picture_of(m.preview) if has("preview") else None,
+        latent=latent_values(m.latent) if has("latent") else None,
         path_bytes=m.path_bytes,
-        thumbnail=picture_of(m.thumbnail) if m.HasField("thumbnail") else None,
+        thumbnail=picture_of(m.thumbnail) if has("thumbnail") else None,
     )
 
 

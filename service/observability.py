@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -58,12 +58,41 @@ class ServerMetrics:
             ["model_id", "precision"],
             registry=self.registry,
         )
+        self._stage_children: dict[str, Histogram] = {}
+        self._request_children: dict[tuple[str, str], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         """Record one query's (or batch's) time per stage; stages it did not need (0 s) are skipped."""
         for stage, value in seconds.items():
             if value > 0:
-                self.stages.labels(stage).observe(value)
+                self._stage(stage).observe(value)
+
+    def answered(self, rpc: str, code: grpc.StatusCode, seconds: float) -> None:
+        """Count and time one answered call."""
+        self._request(rpc, code.name).inc()
+        self._latency(rpc).observe(seconds)
+
+    # Each call and query looks its metrics' children up in a dict, not by label values (which takes a
+    # lock and checks the values every time). Racing threads may both make a child: `labels` gives both
+    # the same one.
+    def _stage(self, stage: str) -> Histogram:
+        child = self._stage_children.get(stage)
+        if child is None:
+            child = self._stage_children[stage] = self.stages.labels(stage)
+        return child
+
+    def _request(self, rpc: str, code: str) -> Counter:
+        child = self._request_children.get((rpc, code))
+        if child is None:
+            child = self._request_children[rpc, code] = self.requests.labels(rpc, code)
+        return child
+
+    def _latency(self, rpc: str) -> Histogram:
+        child = self._latency_children.get(rpc)
+        if child is None:
+            child = self._latency_children[rpc] = self.latency.labels(rpc)
+        return child
 
 
 def serve_metrics(metrics: ServerMetrics, host: str, port: int) -> int:
@@ -92,7 +121,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         behaviour = handler.unary_unary
 
         def observed(request: Any, context: grpc.ServicerContext) -> Any:
-            request_id = str(given) if given else uuid.uuid4().hex[:16]
+            request_id = str(given) if given else os.urandom(8).hex()
             context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
             started = time.perf_counter()
             code = grpc.StatusCode.OK
@@ -103,8 +132,7 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 raise
             finally:
                 seconds = time.perf_counter() - started
-                self.metrics.requests.labels(rpc, code.name).inc()
-                self.metrics.latency.labels(rpc).observe(seconds)
+                self.metrics.answered(rpc, code, seconds)
                 if REQUEST_LOG.isEnabledFor(logging.INFO):  # no line to build when nobody reads it
                     try:
                         _log_request(request_id, method, request, seconds, code, context)

@@ -120,13 +120,24 @@ class Timings:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     total: float = 0.0
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - started
+    def stage(self, name: str) -> _StageTimer:
+        """A block whose seconds are added to stage `name`."""
+        return _StageTimer(self.seconds, name)
+
+
+class _StageTimer:
+    # a class rather than @contextmanager: a query passes through several stages, and a generator-based
+    # context manager costs several times as much to enter and leave
+    __slots__ = ("_name", "_seconds", "_started")
+
+    def __init__(self, seconds: dict[str, float], name: str) -> None:
+        self._seconds, self._name = seconds, name
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self._seconds[self._name] += time.perf_counter() - self._started
 
 
 @dataclass(frozen=True)
@@ -228,7 +239,10 @@ class QueryEngine:
         if root is not None:
             with timings.stage("thumbnail"):
                 hits_per_query = self.with_thumbnails(hits_per_query, root, spec.preview)
-        with timings.stage("preview"):
+        if spec.preview.matches or spec.preview.query:
+            with timings.stage("preview"):
+                answers = self._with_previews(hits_per_query, latents, spec, timings)
+        else:  # a stage it did not need stays at 0 s: metrics skip it
             answers = self._with_previews(hits_per_query, latents, spec, timings)
         timings.total = time.perf_counter() - started
         if self.stage_observer is not None:
@@ -298,10 +312,11 @@ class QueryEngine:
         timings = timings or Timings()
         latents = np.empty((len(queries), self.codec.latent_dim), dtype=np.float32)
         images: dict[int, np.ndarray] = {}
-        with timings.stage("image_decode"):
-            for index, query in enumerate(queries):
-                if isinstance(query, ImageQuery):
-                    images[index] = _naming(index, len(queries), lambda q=query: self._load(q.image))
+        if any(isinstance(query, ImageQuery) for query in queries):
+            with timings.stage("image_decode"):
+                for index, query in enumerate(queries):
+                    if isinstance(query, ImageQuery):
+                        images[index] = _naming(index, len(queries), lambda q=query: self._load(q.image))
         stop_if_abandoned()
         if pictures is not None:
             pictures.update(images)
@@ -327,8 +342,8 @@ class QueryEngine:
     ) -> list[Answer]:
         preview = spec.preview
         # every preview of the reply in one decoder batch: match latents first, then the queries'
-        stored = {hit.id: hit.latent for hits in hits_per_query for hit in hits}
-        wanted = sorted(stored) if preview.matches else []
+        stored = {hit.id: hit.latent for hits in hits_per_query for hit in hits} if preview.matches else {}
+        wanted = sorted(stored)
         stacked = [stored[i] for i in wanted] + (list(latents) if preview.query else [])
         decoded = self.codec.decode(np.stack(stacked)) if stacked else None
         pictures: dict[int, EncodedPicture] = {}
@@ -339,7 +354,7 @@ class QueryEngine:
         for index, hits in enumerate(hits_per_query):
             if preview.matches:
                 hits = [replace(hit, preview=pictures[hit.id]) for hit in hits]
-            if not spec.include_latents:
+            if preview.matches and not spec.include_latents:  # fetched for the previews alone
                 hits = [hit if hit.latent is None else replace(hit, latent=None) for hit in hits]
             query_preview = None
             if preview.query:

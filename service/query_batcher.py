@@ -13,7 +13,7 @@ server answers as before. Only cheap queries are batched: by latent or id, witho
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from latentdex.errors import LatentdexError
 from latentdex.service.call_guard import checking
@@ -33,7 +33,7 @@ def batchable(spec: QuerySpec) -> bool:
 class _Waiting:
     query: BatchedQuery
     spec: QuerySpec
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None  # made for a caller that waits (a leader alone needs none)
     answer: Answer | None = None
     error: BaseException | None = None
     leads: bool = False  # woken to lead the next batch rather than with an answer
@@ -56,10 +56,12 @@ class QueryBatcher:
         them (a query's bad input never fails the others of its batch)."""
         item = _Waiting(query, spec)
         with self._lock:
-            self._waiting.append(item)
             leads = not self._leading
+            if not leads:
+                item.done = threading.Event()
+            self._waiting.append(item)
             self._leading = True
-        if not leads:
+        if item.done is not None:
             item.done.wait()
             leads = item.leads
         if leads:
@@ -81,9 +83,9 @@ class QueryBatcher:
                 self._leading = successor is not None
             if successor is not None:
                 successor.leads = True
-                successor.done.set()
+                _wake(successor)
             for item in batch:
-                item.done.set()
+                _wake(item)
 
     def _answer(self, batch: list[_Waiting]) -> None:
         groups: dict[QuerySpec, list[_Waiting]] = {}
@@ -112,6 +114,11 @@ class QueryBatcher:
         self.answered += len(items)
         for item, answer in zip(items, answers, strict=True):
             item.answer = answer
+
+
+def _wake(item: _Waiting) -> None:
+    if item.done is not None:
+        item.done.set()
 
 
 def _never_stop() -> None:

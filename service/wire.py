@@ -11,7 +11,7 @@ Names: the client's public types take the wire's message names (`Match`, `Frame`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
@@ -28,6 +28,9 @@ FORMAT_NAMES = {pb.IMAGE_FORMAT_UNSPECIFIED: "PNG"} | {
 }
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
+# The range a Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
 
 
 def latent_message(values: np.ndarray) -> pb.Latent:
@@ -72,11 +75,21 @@ def set_timestamp(stamp: Timestamp, moment: datetime) -> None:
 
 def naive_utc(stamp: Timestamp) -> datetime:
     """A Timestamp as a naive UTC datetime: how EXIF times (which have no zone) are compared."""
-    return stamp.ToDatetime()
+    return _EPOCH + _since_epoch(stamp)
 
 
 def aware_utc(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+    """A Timestamp as an aware datetime in UTC."""
+    return _EPOCH_UTC + _since_epoch(stamp)
+
+
+def _since_epoch(stamp: Timestamp) -> timedelta:
+    """The time a Timestamp holds since the epoch, as `Timestamp.ToDatetime` reads it (nanoseconds
+    truncated to microseconds) in about a third of its time; ValueError where it would raise one."""
+    seconds, nanos = stamp.seconds, stamp.nanos
+    if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
+        raise ValueError(f"Timestamp is not valid: {seconds} seconds and {nanos} nanos")
+    return timedelta(0, seconds, nanos // 1000)
 
 
 def filter_message(where: SearchFilter) -> pb.Filter:

@@ -75,6 +75,9 @@ def test_metrics_count_requests_by_rpc_and_status_and_time_the_stages(running: R
     assert grew("latentdex_requests_total", rpc="GetInfo", code="UNAUTHENTICATED") == 1
     assert grew("latentdex_request_seconds_count", rpc="QueryByLatent") == 4
     assert grew("latentdex_stage_seconds_count", stage="search") == 3
+    # stages a query by latent without previews does not pass through are not counted as taking time
+    for stage in ("image_decode", "encode", "preview", "thumbnail"):
+        assert grew("latentdex_stage_seconds_count", stage=stage) == 0, stage
     assert sample(after, "latentdex_store_images") == 7
     assert sample(after, "latentdex_model_info", model_id=LatentCodec.load().model_id) == 1
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from latentdex.indexer.catalog import ImageRecord
 from latentdex.indexer.search_filter import SearchFilter
@@ -62,6 +63,27 @@ def test_timestamps_match_protobufs_own_conversion_across_the_calendar() -> None
         )
         stamp = wire.timestamp_message(moment)
         assert (stamp.seconds, stamp.nanos) == (expected.seconds, expected.nanos), moment
+
+
+def test_timestamps_read_back_as_protobufs_own_conversion_reads_them() -> None:
+    rng = np.random.default_rng(1)
+    stamps = [(-62_135_596_800, 0), (253_402_300_799, 999_999_999), (0, 0), (-1, 999_999_999), (0, 1999)]
+    low, high = -62_135_596_800, 253_402_300_800
+    seconds_drawn, nanos_drawn = rng.integers(low, high, 2000), rng.integers(0, 10**9, 2000)
+    stamps += [(int(s), int(n)) for s, n in zip(seconds_drawn, nanos_drawn, strict=True)]
+    for seconds, nanos in stamps:
+        stamp = wire.Timestamp(seconds=seconds, nanos=nanos)
+        assert wire.naive_utc(stamp) == stamp.ToDatetime(), (seconds, nanos)
+        aware = wire.aware_utc(stamp)
+        assert aware == stamp.ToDatetime(tzinfo=UTC) and aware.tzinfo is UTC, (seconds, nanos)
+    for seconds, nanos in [(-62_135_596_801, 0), (253_402_300_800, 0), (0, -1), (0, 1_000_000_000)]:
+        stamp = wire.Timestamp(seconds=seconds, nanos=nanos)
+        with pytest.raises(ValueError):
+            stamp.ToDatetime()  # what the checks below must agree with
+        with pytest.raises(ValueError):
+            wire.naive_utc(stamp)
+        with pytest.raises(ValueError):
+            wire.aware_utc(stamp)
 
 
 def test_only_the_client_names_its_types_after_wire_messages() -> None:
