@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -642,8 +641,10 @@ class LatentdexClient:
         return library_map_of(reply)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> object:
-        with _raising_server_errors():
+        try:
             return method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise _server_error_of(exc) from exc
 
 
 def connect(
@@ -658,20 +659,29 @@ def connect(
     return LatentdexClient(target, token=token, tls=tls, timeout=timeout, max_message_bytes=max_message_bytes)
 
 
-@contextmanager
-def _raising_server_errors() -> Iterator[None]:
-    try:
-        yield
-    except grpc.RpcError as exc:
-        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-        details = exc.details() if hasattr(exc, "details") else str(exc)
-        trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-        kind = dict(trailing or ()).get(ERROR_KIND_KEY)
-        raise server_error(code.name, details or "", kind) from exc
+def _server_error_of(exc: grpc.RpcError) -> ServerError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    kind = dict(trailing or ()).get(ERROR_KIND_KEY)
+    return server_error(code.name, details or "", kind)
 
 
 def _message(options: QueryOptions | None, k: int) -> pb.QueryOptions:
-    return (options or QueryOptions()).message(k)
+    options = options or _DEFAULT_OPTIONS
+    try:
+        return _options_message(options, k)
+    except TypeError:  # a value that cannot be hashed (a set given for a frozenset): built each time
+        return options.message(k)
+
+
+_DEFAULT_OPTIONS = QueryOptions()
+
+
+@functools.lru_cache(maxsize=256)
+def _options_message(options: QueryOptions, k: int) -> pb.QueryOptions:
+    # built once per (options, k): every request copies it in, and nothing writes to it
+    return options.message(k)
 
 
 def _image_bytes(image: ImageSource) -> bytes:

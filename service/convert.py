@@ -274,20 +274,17 @@ def direction_message(direction: Direction, include_vector: bool) -> pb.Directio
 
 
 def query_response(answer: Answer) -> pb.QueryResponse:
+    response = pb.QueryResponse(model_id=answer.model_id)
+    response.query_latent.values.extend(answer.query_latent.tolist())
     seconds = answer.timings.seconds
-    response = pb.QueryResponse(
-        query_latent=latent_message(answer.query_latent),
-        model_id=answer.model_id,
-        timings=pb.QueryTimings(
-            image_decode_us=round(seconds["image_decode"] * 1e6),
-            encode_us=round(seconds["encode"] * 1e6),
-            search_us=round(seconds["search"] * 1e6),
-            metadata_us=round(seconds["metadata"] * 1e6),
-            preview_us=round(seconds["preview"] * 1e6),
-            total_us=round(answer.timings.total * 1e6),
-            thumbnail_us=round(seconds["thumbnail"] * 1e6),
-        ),
-    )
+    timings = response.timings  # written in place: no message of its own to copy in
+    timings.image_decode_us = round(seconds["image_decode"] * 1e6)
+    timings.encode_us = round(seconds["encode"] * 1e6)
+    timings.search_us = round(seconds["search"] * 1e6)
+    timings.metadata_us = round(seconds["metadata"] * 1e6)
+    timings.preview_us = round(seconds["preview"] * 1e6)
+    timings.total_us = round(answer.timings.total * 1e6)
+    timings.thumbnail_us = round(seconds["thumbnail"] * 1e6)
     for hit in answer.hits:
         fill_match(response.matches.add(), hit)
     if answer.query_preview is not None:

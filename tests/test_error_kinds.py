@@ -17,11 +17,19 @@ from latentdex.indexer.pipeline import IndexOptions, index_folder
 from latentdex.models.inference import LatentCodec
 from latentdex.service.cli import main
 from latentdex.service.cli.exit_codes import exit_code_for
-from latentdex.service.client import ServerError, _raising_server_errors
+from latentdex.service.client import ServerError, _server_error_of
 from latentdex.service.status import answering
 
 REPO = Path(__file__).resolve().parents[1]
 METHOD = "/latentdex.test.Raise/Raise"
+
+
+def client_call(call: grpc.UnaryUnaryMultiCallable, request: bytes) -> object:
+    """`call` as the client makes its calls: a failed one raises the client's ServerError."""
+    try:
+        return call(request, timeout=10)
+    except grpc.RpcError as exc:
+        raise _server_error_of(exc) from exc
 
 
 def documented_exit_codes() -> dict[int, str]:
@@ -57,8 +65,8 @@ def raising_server() -> Iterator[grpc.Channel]:
 def test_each_kind_crosses_server_client_and_cli_as_itself(raising_server: grpc.Channel, name: str) -> None:
     kind = ERROR_KINDS[name]
     call = raising_server.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
-    with pytest.raises(ServerError) as caught, _raising_server_errors():
-        call(name.encode(), timeout=10)
+    with pytest.raises(ServerError) as caught:
+        client_call(call, name.encode())
     error = caught.value
     assert error.code == kind.status  # the server's status, from the one table
     assert isinstance(error, kind) and isinstance(error, LatentdexError)  # the client's kind
@@ -69,8 +77,8 @@ def test_each_kind_crosses_server_client_and_cli_as_itself(raising_server: grpc.
 
 def test_a_status_the_server_did_not_name_is_a_plain_server_error(raising_server: grpc.Channel) -> None:
     call = raising_server.unary_unary("/latentdex.test.Raise/Missing")
-    with pytest.raises(ServerError) as caught, _raising_server_errors():
-        call(b"", timeout=10)
+    with pytest.raises(ServerError) as caught:
+        client_call(call, b"")
     assert caught.value.code == "UNIMPLEMENTED" and type(caught.value) is ServerError
     assert exit_code_for(caught.value) == 10 and "server" in documented_exit_codes()[10]
 
