@@ -42,7 +42,7 @@ class answering:  # noqa: N801 - used as a function: `with answering(context):`
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
         self._checking.__exit__(kind, error, _)
         if error is None or not isinstance(error, Exception):
-            return  # answered, or a BaseException (KeyboardInterrupt, an abort's own) passing through
+            return  # answered, or a BaseException (KeyboardInterrupt, SystemExit) passing through
         context = self._context
         if isinstance(error, LatentdexError):
             # the kind's name lets the client raise the same kind (and the CLI exit with its code)
