@@ -19,6 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing import forkserver
 
 import numpy as np
 
@@ -193,6 +194,14 @@ class DecodePool:
     def _restart(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._executor = self._start()
+
+
+def start_decode_helpers() -> None:
+    """Start the server decode workers fork from now, rather than when the first pool needs it: its
+    start (a Python process importing this module, ~0.3 s) then runs beside what the caller loads next
+    (torch and the model: ~1.2 s) instead of after it."""
+    if _process_context().get_start_method() == "forkserver":
+        forkserver.ensure_running()
 
 
 def _process_context() -> multiprocessing.context.BaseContext:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import grpc
+if TYPE_CHECKING:
+    import grpc
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 50051
@@ -27,6 +29,8 @@ class TlsFiles:
     client_ca: Path | None = None
 
     def credentials(self) -> grpc.ServerCredentials:
+        import grpc  # only a TLS server needs it: commands that only describe a server load no gRPC
+
         pairs = [(self.private_key.read_bytes(), self.cert_chain.read_bytes())]
         if self.client_ca is None:
             return grpc.ssl_server_credentials(pairs)

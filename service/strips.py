@@ -10,11 +10,14 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
 
-from latentdex.service.client import Frame
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
+
+if TYPE_CHECKING:
+    from latentdex.service.client import Frame
 
 ANIMATED_SUFFIXES = (".gif", ".webp")
 FRAME_MS = 120

@@ -50,9 +50,9 @@ def _latentdex(*args: str) -> subprocess.CompletedProcess[str]:
 HEAVY_MODULES = ("torch", "faiss", "sqlalchemy", "cv2", "latentdex.service.server", "latentdex.indexer.store")
 
 
-def _modules_loaded_by(statement: str) -> list[str]:
-    """Which of HEAVY_MODULES a fresh interpreter holds after running `statement`."""
-    script = f"import sys\n{statement}\nprint(' '.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+def _modules_loaded_by(statement: str, modules: tuple[str, ...] = HEAVY_MODULES) -> list[str]:
+    """Which of `modules` a fresh interpreter holds after running `statement`."""
+    script = f"import sys\n{statement}\nprint(' '.join(m for m in {modules!r} if m in sys.modules))"
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
@@ -64,10 +64,13 @@ def test_the_cli_and_the_client_start_without_torch_faiss_or_the_catalog() -> No
     a fraction of a second instead of the two that torch and the engine take to load. An engineer's
     program that only imports the client loads none of them either."""
     assert _modules_loaded_by("import latentdex.service.cli") == []
+    # nor gRPC: commands that never talk to a server (index, stats, train) do not load the client
+    assert _modules_loaded_by("import latentdex.service.cli", ("grpc",)) == []
     assert _modules_loaded_by("import latentdex.service.client") == []
     # the check can fail: a command that runs loads what it needs
     loaded = _modules_loaded_by("from latentdex.service.cli import app\nimport latentdex.indexer.pipeline")
     assert {"torch", "faiss", "sqlalchemy", "latentdex.indexer.store"} <= set(loaded)
+    assert _modules_loaded_by("import latentdex.service.client", ("grpc",)) == ["grpc"]
 
 
 def test_help_lists_the_commands() -> None:

@@ -127,3 +127,37 @@ def test_the_import_arms_the_signal_only_in_a_helper_of_the_marked_process(
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == armed
+
+
+EARLY_HELPERS = """
+import os, sys
+from multiprocessing import forkserver
+from latentdex.indexer.decoding import DecodePool, decode_for_index, start_decode_helpers
+
+start_decode_helpers()
+server = forkserver._forkserver._forkserver_pid
+command = open(f"/proc/{server}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
+with DecodePool(1, decode_for_index, 32, 2) as pool:
+    [(index, decoded)] = list(pool.results([sys.argv[1]], lambda: False))
+later = forkserver._forkserver._forkserver_pid
+print(server, later, "latentdex.indexer.decoding" in command, decoded.failure)
+"""
+
+
+def test_decode_helpers_started_early_are_the_ones_a_later_pool_forks_from(tmp_path: Path) -> None:
+    """`index` starts the decoder's forkserver before it imports torch, so the two starts overlap: the
+    server is running, with the decoder preloaded, before any pool exists, and the pool made later
+    decodes through that same server rather than starting another."""
+    image = tmp_path / "one.png"
+    shape_image(0, 0, 48).save(image)
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_HELPERS, str(image)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=tmp_path,
+    )
+    before, after, preloaded, failure = done.stdout.split()
+    assert before == after and int(before) > 0
+    assert preloaded == "True" and failure == "None"

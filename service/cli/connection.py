@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from latentdex.service.client import LatentdexClient, TlsConfig, connect
 from latentdex.service.server_config import DEFAULT_PORT, LOOPBACK, ServerConfig
+
+if TYPE_CHECKING:
+    from latentdex.service.client import LatentdexClient
 
 TOKEN_ENV = "LATENTDEX_TOKEN"
 ServerOption = Annotated[
@@ -45,6 +47,8 @@ def connected(
     timeout: float = 60.0,
 ) -> Iterator[LatentdexClient]:
     """A client for `server`, or for a private server over the local `store` (stopped afterwards)."""
+    from latentdex.service.client import TlsConfig, connect
+
     if server and store:
         raise typer.BadParameter("give --server or --store, not both")
     if store is None:

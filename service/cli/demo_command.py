@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from latentdex.service.cli.model_commands import ModelOption
-from latentdex.service.client import FrameOptions, QueryOptions, connect
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
 from latentdex.service.server_config import ServerConfig
 from latentdex.service.strips import write_frames
@@ -81,6 +80,7 @@ def _serve_web_app(codec: LatentCodec, store_dir: Path, http_port: int) -> None:
 
 def _query_over_grpc(codec: LatentCodec, store_dir: Path, query: Path, sheet: Path, k: int = 7) -> None:
     """Serve the store on a free loopback port, query it with the client, write a contact sheet."""
+    from latentdex.service.client import FrameOptions, QueryOptions, connect
     from latentdex.service.live_store import LiveStore
     from latentdex.service.queries import QueryEngine
     from latentdex.service.server import start_server

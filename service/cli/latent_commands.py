@@ -8,14 +8,16 @@ animated strips; anything else a PNG sheet with each frame's nearest real photo 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from latentdex.service.cli.connection import ServerOption, StoreOption, TimeoutOption, TokenOption, connected
 from latentdex.service.cli.model_commands import ModelOption
-from latentdex.service.client import FrameOptions, ImageGroup, QueryInput
 from latentdex.service.strips import write_frames, write_grid
+
+if TYPE_CHECKING:
+    from latentdex.service.client import FrameOptions, ImageGroup, QueryInput
 
 SourceArgument = Annotated[str, typer.Argument(help="An image file, or id:N for an indexed image.")]
 OutOption = Annotated[Path, typer.Option("--out", help="PNG sheet, or .gif / .webp for an animated strip.")]
@@ -41,6 +43,8 @@ def source_of(text: str) -> QueryInput:
 
 
 def _frame_options(nearest: int, size: int) -> FrameOptions:
+    from latentdex.service.client import FrameOptions
+
     return FrameOptions(size=size, nearest_k=nearest, thumbnails=nearest > 0)
 
 
@@ -265,6 +269,8 @@ def latent_stats(
 
 
 def _group(items: list[str]) -> ImageGroup:
+    from latentdex.service.client import ImageGroup
+
     ids = [int(item[3:]) for item in items if item.startswith("id:") and item[3:].isdigit()]
     globs = [item for item in items if not (item.startswith("id:") and item[3:].isdigit())]
     return ImageGroup(ids=ids, path_globs=globs)

@@ -24,13 +24,12 @@ from latentdex.service.cli.connection import (
 )
 from latentdex.service.cli.logs import LOG_LEVELS, configure_logging
 from latentdex.service.cli.model_commands import ModelOption, PrecisionOption
-from latentdex.service.client import DuplicateGroup, LatentdexClient, Match, QueryOptions, QueryResult
 from latentdex.service.contact_sheet import SheetTile, contact_sheet
-from latentdex.service.health_check import check_health
 from latentdex.service.limits import Limits
 from latentdex.service.server_config import DEFAULT_PORT, LOOPBACK, MiB, ServerConfig, TlsFiles
 
 if TYPE_CHECKING:
+    from latentdex.service.client import DuplicateGroup, LatentdexClient, Match, QueryOptions, QueryResult
     from latentdex.service.server import RunningServer
 
 
@@ -244,6 +243,8 @@ def query(
         min_height=min_height,
         formats=frozenset(image_format or ()),
     )
+    from latentdex.service.client import QueryOptions
+
     options = QueryOptions(
         where=None if where.is_empty else where,
         previews=sheet is not None,
@@ -288,6 +289,8 @@ def query(
 def _ask(
     client: LatentdexClient, image: Path | None, image_id: int | None, k: int, options: QueryOptions
 ) -> tuple[QueryResult, SheetTile]:
+    from latentdex.service.client import QueryResult
+
     if image is not None:
         data = image.read_bytes()
         result = client.query_by_image(data, k, options)
@@ -345,6 +348,8 @@ def health(
     tls_ca: TlsCaOption = None,
 ) -> None:
     """Exit 0 if the server's gRPC health service says SERVING, 1 otherwise (for container health checks)."""
+    from latentdex.service.health_check import check_health
+
     status = check_health(server, service, timeout, tls_ca.read_bytes() if tls_ca else None)
     typer.echo(status)
     if status != "SERVING":

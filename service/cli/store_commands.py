@@ -103,6 +103,10 @@ def index(
     ] = True,
 ) -> None:
     """Index PHOTOS_DIR into a store: encode new and changed images, follow moves, drop deleted ones."""
+    if engine == "local":
+        from latentdex.indexer.decoding import start_decode_helpers
+
+        start_decode_helpers()  # before torch is imported, so that the two starts overlap
     from latentdex.indexer.pipeline import IndexOptions, index_folder
     from latentdex.models.inference import LatentCodec
     from latentdex.service.indexer_metrics import IndexerMetrics
