@@ -1,8 +1,9 @@
 """The `latentdex` command line: thin typed commands over the library functions the tests call.
 
 Every command module imports torch, FAISS, the catalog and the server inside the commands that use them,
-so the CLI starts without them: `--help`, a query to a server or `health` need none
-(`tests/test_cli.py` holds this).
+so the CLI starts without them: `--help`, a query to a server or `health` need none; and the client
+(with gRPC) inside the commands that talk to a server, so `index`, `stats` or `train` load no gRPC
+(`tests/test_cli.py` holds both).
 """
 
 from __future__ import annotations

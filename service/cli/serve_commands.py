@@ -230,6 +230,8 @@ def query(
     """Ask a server for the images nearest to IMAGE (or to --id); print them, optionally as a sheet. The
     stored images that hold the query's pixels (crops, re-encodes, resizes) come first, the rest nearest
     first. With --duplicates-of ID: its near-duplicates, the suggested keeper first."""
+    from latentdex.service.client import QueryOptions
+
     if duplicates_of is not None:
         if image is not None or image_id is not None:
             raise typer.BadParameter("--duplicates-of takes no IMAGE or --id")
@@ -243,8 +245,6 @@ def query(
         min_height=min_height,
         formats=frozenset(image_format or ()),
     )
-    from latentdex.service.client import QueryOptions
-
     options = QueryOptions(
         where=None if where.is_empty else where,
         previews=sheet is not None,
