@@ -130,17 +130,19 @@ def test_the_import_arms_the_signal_only_in_a_helper_of_the_marked_process(
 
 
 EARLY_HELPERS = """
-import os, sys
+import sys
 from multiprocessing import forkserver
 from latentdex.indexer.decoding import DecodePool, decode_for_index, start_decode_helpers
 
 start_decode_helpers()
 server = forkserver._forkserver._forkserver_pid
-command = open(f"/proc/{server}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
 with DecodePool(1, decode_for_index, 32, 2) as pool:
     [(index, decoded)] = list(pool.results([sys.argv[1]], lambda: False))
 later = forkserver._forkserver._forkserver_pid
+# read once the pool has forked from it: a process just spawned may not have exec'd its command yet
+command = open(f"/proc/{server}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
 print(server, later, "latentdex.indexer.decoding" in command, decoded.failure)
+print(repr(command), file=sys.stderr)
 """
 
 
@@ -160,4 +162,4 @@ def test_decode_helpers_started_early_are_the_ones_a_later_pool_forks_from(tmp_p
     )
     before, after, preloaded, failure = done.stdout.split()
     assert before == after and int(before) > 0
-    assert preloaded == "True" and failure == "None"
+    assert preloaded == "True" and failure == "None", done.stderr
