@@ -166,7 +166,7 @@ class ImageRecord:
     @property
     def display_path(self) -> str:
         """`path` printable anywhere: bytes that are not UTF-8 shown as `\\xe9`."""
-        return display_path(path_key(self.path))
+        return printable_path(self.path)
 
 
 @dataclass
@@ -211,6 +211,11 @@ RECORD_FIELDS = tuple(name for name in ImageRecord.__dataclass_fields__ if name 
 
 def display_path(key: bytes) -> str:
     return key.decode("utf-8", "backslashreplace")
+
+
+def printable_path(path: str) -> str:
+    """A relative path printable anywhere: bytes that are not UTF-8 shown as `\\xe9`."""
+    return display_path(path_key(path))
 
 
 def to_record(row: ImageRow) -> ImageRecord:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from latentdex.errors import LatentdexError, ModelMismatch, NotFound, StoreError
-from latentdex.indexer.catalog import PictureMarks, display_path, path_key, public_url
+from latentdex.indexer.catalog import PictureMarks, printable_path, public_url
 from latentdex.indexer.changes import ChangeSet, EncodeJob, ScannedFile, detect_changes, scan_folder
 from latentdex.indexer.core_split import CoreSplit, measured_split, split_cores
 from latentdex.indexer.decoding import DecodedFile, DecodeFn, DecodePool, decode_for_index
@@ -219,8 +219,10 @@ class _Run:
         for start in range(0, len(unreadable), _WRITE_CHUNK):
             self.store.mark_failed(unreadable[start : start + _WRITE_CHUNK])
         self.failures += [(record.display_path, record.failure_reason or "") for record in unreadable]
-        self.failures += [(_printable(e.path), e.failure_reason or "failed") for e in changes.still_failed]
-        self.skipped += [(_printable(item.path), item.reason) for item in changes.skipped]
+        self.failures += [
+            (printable_path(e.path), e.failure_reason or "failed") for e in changes.still_failed
+        ]
+        self.skipped += [(printable_path(item.path), item.reason) for item in changes.skipped]
         self.counts.moved, self.counts.deleted = len(moves), len(changes.deleted)
         self.counts.unchanged = changes.unchanged + len(touches)
         self.counts.failed = len(unreadable) + len(changes.still_failed)
@@ -449,7 +451,3 @@ def _check_writable(folder: Path) -> None:
             pass
     except OSError as exc:
         raise StoreError(f"cannot write to the store folder {folder}: {exc.strerror or exc}") from exc
-
-
-def _printable(path: str) -> str:
-    return display_path(path_key(path))

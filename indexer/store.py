@@ -60,6 +60,7 @@ from latentdex.indexer.catalog import (
     list_runs,
     mark_for_reencode,
     path_key,
+    printable_path,
     public_url,
     rows_by_id,
     set_meta,
@@ -849,7 +850,7 @@ class LatentStore:
         with self._catalog.reading() as session:
             row = session.scalar(select(ImageRow).where(ImageRow.path_bytes == path_key(path)))
             if row is None:
-                raise NotFound(f"no image at {display_path(path_key(path))}")
+                raise NotFound(f"no image at {printable_path(path)}")
             return to_record(row)
 
     def find_by_hash(self, content_hash: str) -> list[ImageRecord]:

@@ -9,9 +9,8 @@ from operator import attrgetter
 
 import numpy as np
 
-from latentdex.indexer.catalog import RECORD_FIELDS, RunRecord, display_path
+from latentdex.indexer.catalog import RECORD_FIELDS, RunRecord, printable_path
 from latentdex.indexer.directions import Direction
-from latentdex.indexer.relative_paths import path_key
 from latentdex.indexer.search_filter import SearchFilter
 from latentdex.indexer.store import ImageRecord
 from latentdex.service import wire
@@ -222,7 +221,7 @@ def _record_part(key: _RecordKey) -> bytes:
     again (a Match built field by field costs ~10x more than parsing these bytes)."""
     match = pb.Match(
         id=int(key.id or 0),
-        path=display_path(path_key(key.path)),
+        path=printable_path(key.path),
         path_bytes=key.path.encode("utf-8", "surrogateescape"),
     )
     _fill_metadata(match.metadata, key)
