@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -239,10 +239,9 @@ class QueryEngine:
         if root is not None:
             with timings.stage("thumbnail"):
                 hits_per_query = self.with_thumbnails(hits_per_query, root, spec.preview)
-        if spec.preview.matches or spec.preview.query:
-            with timings.stage("preview"):
-                answers = self._with_previews(hits_per_query, latents, spec, timings)
-        else:  # a stage it did not need stays at 0 s: metrics skip it
+        decodes = spec.preview.matches or spec.preview.query
+        # a stage a query does not need stays at 0 s, so metrics skip it
+        with timings.stage("preview") if decodes else nullcontext():
             answers = self._with_previews(hits_per_query, latents, spec, timings)
         timings.total = time.perf_counter() - started
         if self.stage_observer is not None:
