@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import fields, replace
+import copy
+import pickle
+from dataclasses import FrozenInstanceError, asdict, fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -146,3 +148,58 @@ def test_a_match_message_shows_every_field_of_its_record_and_hit() -> None:
     assert (moved.path, moved.metadata.camera_model) == ("c.jpg", "Z7")
     with_latent = convert.match_message(Hit(record, 0.1, 0.9, latent=np.ones(3, np.float32)))
     assert list(with_latent.latent.values) == [1.0, 1.0, 1.0] and not first.HasField("latent")
+
+
+def test_a_match_read_off_the_wire_is_the_match_built_eagerly() -> None:
+    record = ImageRecord(
+        id=9,
+        path="trip/c.jpg",
+        size=2048,
+        mtime_ns=56,
+        content_hash="d" * 64,
+        width=4032,
+        height=3024,
+        format="JPEG",
+        capture_time=datetime(2022, 7, 8, 9, 10, 11),
+        camera_make="Apple",
+        camera_model="iPhone 12",
+        model_id="vae-t",
+        indexed_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
+    )
+    message = convert.match_message(Hit(record, 0.25, 0.75))
+    metadata = client.ImageMetadata(
+        size_bytes=2048,
+        mtime_ns=56,
+        content_hash="d" * 64,
+        width=4032,
+        height=3024,
+        format="JPEG",
+        capture_time=datetime(2022, 7, 8, 9, 10, 11),
+        camera_make="Apple",
+        camera_model="iPhone 12",
+        model_id="vae-t",
+        indexed_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
+    )
+    eager = client.Match(9, "trip/c.jpg", 0.25, 0.75, metadata, None, None, b"trip/c.jpg", None)
+    # the metadata is built when first read, and then kept
+    lazy = client._match(message)
+    assert "metadata" not in vars(lazy)
+    assert lazy.metadata == metadata and lazy.metadata is lazy.metadata
+    # a match not yet read compares, prints, copies, pickles and replaces as the eager one does
+    for fresh in (
+        lambda: client._match(message),
+        lambda: copy.copy(client._match(message)),
+        lambda: pickle.loads(pickle.dumps(client._match(message))),
+    ):
+        assert fresh() == eager
+        assert repr(fresh()) == repr(eager)
+        assert asdict(fresh()) == asdict(eager)
+        assert replace(fresh(), distance=0.5) == replace(eager, distance=0.5)
+    # still frozen, and an attribute it never had is an AttributeError as usual
+    with pytest.raises(FrozenInstanceError):
+        lazy.metadata = metadata  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        client._match(message).path = "x"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="no attribute 'size'"):
+        _ = lazy.size  # type: ignore[attr-defined]
+    assert not hasattr(eager, "_metadata_wire")
