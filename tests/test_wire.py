@@ -120,8 +120,8 @@ def test_pictures_are_pictures_on_both_sides() -> None:
     assert picture_fields(client.Match) == picture_fields(Hit) == {"preview", "thumbnail"}
 
 
-def test_a_match_message_shows_every_field_of_its_record_and_hit() -> None:
-    record = ImageRecord(
+def _photo_record() -> ImageRecord:
+    return ImageRecord(
         id=7,
         path="a/b.jpg",
         size=12,
@@ -136,6 +136,10 @@ def test_a_match_message_shows_every_field_of_its_record_and_hit() -> None:
         model_id="vae-t",
         indexed_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     )
+
+
+def test_a_match_message_shows_every_field_of_its_record_and_hit() -> None:
+    record = _photo_record()
     first = convert.match_message(Hit(record, 0.25, 0.75))
     assert (first.id, first.path, first.path_bytes) == (7, "a/b.jpg", b"a/b.jpg")
     assert (first.distance, first.similarity) == (0.25, 0.75)
@@ -151,36 +155,22 @@ def test_a_match_message_shows_every_field_of_its_record_and_hit() -> None:
 
 
 def test_a_match_read_off_the_wire_is_the_match_built_eagerly() -> None:
-    record = ImageRecord(
-        id=9,
-        path="trip/c.jpg",
-        size=2048,
-        mtime_ns=56,
-        content_hash="d" * 64,
-        width=4032,
-        height=3024,
-        format="JPEG",
-        capture_time=datetime(2022, 7, 8, 9, 10, 11),
-        camera_make="Apple",
-        camera_model="iPhone 12",
-        model_id="vae-t",
-        indexed_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
-    )
+    record = _photo_record()
     message = convert.match_message(Hit(record, 0.25, 0.75))
     metadata = client.ImageMetadata(
-        size_bytes=2048,
-        mtime_ns=56,
-        content_hash="d" * 64,
-        width=4032,
-        height=3024,
-        format="JPEG",
-        capture_time=datetime(2022, 7, 8, 9, 10, 11),
-        camera_make="Apple",
-        camera_model="iPhone 12",
-        model_id="vae-t",
-        indexed_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
+        record.size,
+        record.mtime_ns,
+        record.content_hash,
+        record.width,
+        record.height,
+        record.format,
+        record.capture_time,
+        record.camera_make,
+        record.camera_model,
+        record.model_id,
+        record.indexed_at,
     )
-    eager = client.Match(9, "trip/c.jpg", 0.25, 0.75, metadata, None, None, b"trip/c.jpg", None)
+    eager = client.Match(7, "a/b.jpg", 0.25, 0.75, metadata, None, None, b"a/b.jpg", None)
     # the metadata is built when first read, and then kept
     lazy = client._match(message)
     assert "metadata" not in vars(lazy)
