@@ -58,9 +58,9 @@ class ServerMetrics:
             ["model_id", "precision"],
             registry=self.registry,
         )
-        self._stage_children: dict[str, Histogram] = {}
-        self._request_children: dict[tuple[str, str], Counter] = {}
-        self._latency_children: dict[str, Histogram] = {}
+        self._stage = _Children(self.stages)
+        self._request = _Children(self.requests)
+        self._latency = _Children(self.latency)
 
     def observe_stages(self, seconds: Mapping[str, float]) -> None:
         """Record one query's (or batch's) time per stage; stages it did not need (0 s) are skipped."""
@@ -73,25 +73,22 @@ class ServerMetrics:
         self._request(rpc, code.name).inc()
         self._latency(rpc).observe(seconds)
 
-    # Each call and query looks its metrics' children up in a dict, not by label values (which takes a
-    # lock and checks the values every time). Racing threads may both make a child: `labels` gives both
-    # the same one.
-    def _stage(self, stage: str) -> Histogram:
-        child = self._stage_children.get(stage)
-        if child is None:
-            child = self._stage_children[stage] = self.stages.labels(stage)
-        return child
 
-    def _request(self, rpc: str, code: str) -> Counter:
-        child = self._request_children.get((rpc, code))
-        if child is None:
-            child = self._request_children[rpc, code] = self.requests.labels(rpc, code)
-        return child
+class _Children:
+    """A labelled metric's children by label values, looked up in a dict rather than by `labels` (which
+    takes a lock and checks the values on every call and query). Racing threads may both make a child:
+    `labels` gives both the same one."""
 
-    def _latency(self, rpc: str) -> Histogram:
-        child = self._latency_children.get(rpc)
+    __slots__ = ("_made", "_metric")
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self._metric = metric
+        self._made: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._made.get(values)
         if child is None:
-            child = self._latency_children[rpc] = self.latency.labels(rpc)
+            child = self._made[values] = self._metric.labels(*values)
         return child
 
 
